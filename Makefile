@@ -1,0 +1,68 @@
+# keyformer: `make run` runs the main job, `make test` runs every test. See README.md.
+SHELL := /bin/bash
+GO ?= go
+FUZZTIME ?= 10s
+export GOFLAGS ?= -mod=readonly
+
+.PHONY: run test vet unit race fuzz arm64 bench-kernels
+.PHONY: lib ctest bench-abi
+
+## run: the main job on a built-in default input.
+run:
+	$(GO) run ./bindings/cmd/keyformer demo
+
+## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
+test: ctest vet unit race fuzz arm64
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags purego ./...
+	GOARCH=arm64 $(GO) vet ./...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags purego ./simd/ ./keyformer/
+
+race:
+	$(GO) test -count=1 -race ./keyformer/ ./simd/
+
+# Each fuzz target runs for FUZZTIME (go test -fuzz takes one target per run).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzSequence$$' -fuzztime $(FUZZTIME) ./keyformer/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./keyformer/
+	$(GO) test -run '^$$' -fuzz '^FuzzGumbelScores$$' -fuzztime $(FUZZTIME) ./simd/
+
+## arm64: the simd and keyformer tests cross-compiled for arm64, run under qemu user emulation.
+arm64:
+	bash build/arm64-test.sh
+
+## bench-kernels: row kernel (asm, Go twin, naive float64) and argmin; last line is JSON for n=4096.
+bench-kernels:
+	set -o pipefail; $(GO) test -run '^$$' -bench 'GumbelScores|Argmin' -benchtime 20000x -count 5 ./simd/ | \
+	$(GO) run ./bindings/cmd/benchjson n=4096 \
+	  'asm_ns_per_elem=GumbelScores/asm/n=4096$$:ns/elem' \
+	  'generic_ns_per_elem=GumbelScores/generic/n=4096$$:ns/elem' \
+	  'naive_ns_per_elem=GumbelScores/naive/n=4096$$:ns/elem' \
+	  'argmin_ns_per_elem=Argmin/asm/n=4096$$:ns/elem'
+
+## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) via CMake.
+lib:
+	bash build/ensure-tools.sh
+	cmake -S . -B build/cmake -G Ninja
+	cmake --build build/cmake --target keyformer_go
+
+## ctest: the C/C++ tests of tests/c (consumers, misuse, header, install, README snippet), then the
+## consumers and misuse again built with -fsanitize=address,undefined (build/cmake-asan).
+ctest:
+	bash build/ensure-tools.sh
+	cmake -S . -B build/cmake -G Ninja
+	cmake --build build/cmake
+	ctest --test-dir build/cmake --output-on-failure
+	cmake -S . -B build/cmake-asan -G Ninja -DKEYFORMER_SANITIZE=ON
+	cmake --build build/cmake-asan
+	ctest --test-dir build/cmake-asan --output-on-failure
+
+## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes; last line JSON.
+bench-abi:
+	bash tests/c/bench_abi.sh

@@ -1,0 +1,265 @@
+// Package keyformer implements Keyformer KV-cache eviction (MLSys 2024) and the baselines it is
+// compared with (H2O, TOVA, StreamingLLM, recent window, full cache) for engines that keep one KV
+// cache cell per token.
+//
+// An engine drives one Sequence per generated sequence: it adds the cells its new tokens landed in
+// (AddCells), shows the attention probabilities (or logits) of every layer for each ubatch
+// (ObserveAttention), asks which cells to free (Plan), frees them in its own cache and confirms
+// (Forget). The package holds no engine pointers and never calls the engine.
+package keyformer
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Policy names an eviction policy.
+type Policy int
+
+// The eviction policies. The numeric values are part of the C ABI.
+const (
+	// PolicyFull never evicts; it still scores (Keyformer's scores) so that observing costs the same.
+	PolicyFull Policy = iota
+	// PolicyKeyformer accumulates Gumbel-softmax scores with a rising temperature and keeps the
+	// key tokens with the highest scores plus the recent window.
+	PolicyKeyformer
+	// PolicyH2O accumulates the plain attention probabilities (no noise, tau = 1).
+	PolicyH2O
+	// PolicyTOVA scores each token with the attention of the newest query only (no accumulation).
+	PolicyTOVA
+	// PolicyStreaming keeps the first Sinks tokens and the most recent ones (StreamingLLM).
+	PolicyStreaming
+	// PolicyWindow keeps the most recent tokens only.
+	PolicyWindow
+)
+
+var policyNames = [...]string{"full", "keyformer", "h2o", "tova", "streaming", "window"}
+
+// String returns the policy's lower-case name, as ParsePolicy accepts it.
+func (p Policy) String() string {
+	if p < 0 || int(p) >= len(policyNames) {
+		return fmt.Sprintf("policy(%d)", int(p))
+	}
+	return policyNames[p]
+}
+
+// ParsePolicy returns the policy named s (case-insensitive): full, keyformer, h2o, tova, streaming
+// or window.
+func ParsePolicy(s string) (Policy, error) {
+	for i, n := range policyNames {
+		if strings.EqualFold(s, n) {
+			return Policy(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown policy %q (want one of %s)", s, strings.Join(policyNames[:], ", "))
+}
+
+// scores reports whether the policy ranks tokens by attention scores.
+func (p Policy) scores() bool {
+	return p == PolicyFull || p == PolicyKeyformer || p == PolicyH2O || p == PolicyTOVA
+}
+
+// Granularity says whether one token set is kept per sequence or one per layer and KV head.
+type Granularity int
+
+// The granularities. The numeric values are part of the C ABI.
+const (
+	// Shared keeps one token set per sequence, scoring each token by the sum over layers and heads:
+	// what engines that free whole cells (llama.cpp) need.
+	Shared Granularity = iota
+	// PerHead keeps one token set per layer and KV head (the paper's setting), for engines whose
+	// caches can drop a token from one head only.
+	PerHead
+)
+
+// String returns "shared" or "per_head".
+func (g Granularity) String() string {
+	switch g {
+	case Shared:
+		return "shared"
+	case PerHead:
+		return "per_head"
+	}
+	return fmt.Sprintf("granularity(%d)", int(g))
+}
+
+// Size is a number of tokens given either as a count or as a fraction of a reference length (the
+// prompt for a budget, the budget for a window). At most one of the two fields is set.
+type Size struct {
+	Tokens   int
+	Fraction float64
+}
+
+// Tokens returns the Size of n tokens.
+func Tokens(n int) Size { return Size{Tokens: n} }
+
+// Fraction returns the Size that is f times the reference length.
+func Fraction(f float64) Size { return Size{Fraction: f} }
+
+// String formats the size as "N tokens" or "F of ...".
+func (s Size) String() string {
+	if s.Fraction != 0 {
+		return fmt.Sprintf("%g", s.Fraction)
+	}
+	return fmt.Sprintf("%d tokens", s.Tokens)
+}
+
+// resolve returns the count for a reference length: fractions round to the nearest token.
+func (s Size) resolve(ref int) int {
+	if s.Fraction == 0 {
+		return s.Tokens
+	}
+	return int(math.Round(s.Fraction * float64(ref)))
+}
+
+// validate checks the size; maxFraction is the largest fraction allowed (inclusive when
+// inclusive is true).
+func (s Size) validate(field string, maxFraction float64, inclusive bool) error {
+	switch {
+	case s.Tokens < 0:
+		return fmt.Errorf("%s: negative token count %d", field, s.Tokens)
+	case s.Tokens != 0 && s.Fraction != 0:
+		return fmt.Errorf("%s: both a token count (%d) and a fraction (%g) are set", field, s.Tokens, s.Fraction)
+	case s.Fraction != 0 && !(s.Fraction > 0 && (s.Fraction < maxFraction || inclusive && s.Fraction == maxFraction)):
+		bound := ")"
+		if inclusive {
+			bound = "]"
+		}
+		return fmt.Errorf("%s: fraction %g outside (0, %g%s", field, s.Fraction, maxFraction, bound)
+	}
+	return nil
+}
+
+// Shape is the attention shape of the model: layers, query heads and KV heads (GQA when fewer KV
+// heads than query heads; query head h reads KV head h / (QueryHeads / KVHeads)).
+type Shape struct {
+	Layers     int
+	QueryHeads int
+	KVHeads    int
+}
+
+// Config is the configuration shared by every Sequence of a Tracker. Start from DefaultConfig.
+type Config struct {
+	Policy      Policy
+	Granularity Granularity
+	Shape       Shape
+	// Budget is the number of cached tokens a sequence is brought back to: a count, or a fraction of
+	// the prompt length (see Sequence.SetPromptLength).
+	Budget Size
+	// Window is the recent window that is never evicted: a count, or a fraction of the budget.
+	Window Size
+	// Sinks is the number of leading tokens StreamingLLM always keeps.
+	Sinks int
+	// TauInit and TauEnd are the Gumbel-softmax temperatures for the prompt and for the last planned
+	// token; tau rises linearly in between and stays at TauEnd after it.
+	TauInit, TauEnd float64
+	// NewTokens is T, the planned number of generated tokens.
+	NewTokens int
+	// Noise adds Gumbel noise to Keyformer's scores; turned off (and taus of 1) it equals H2O.
+	Noise bool
+	// Seed makes the noise reproducible; each sequence draws its own stream from it.
+	Seed uint64
+}
+
+// DefaultConfig returns the paper's defaults for a model of the given shape: Keyformer, shared
+// granularity, budget 50% of the prompt, window 30% of the budget, 4 sinks, tau from 1 to 2 over
+// 256 new tokens, Gumbel noise on.
+func DefaultConfig(shape Shape) Config {
+	return Config{
+		Policy:      PolicyKeyformer,
+		Granularity: Shared,
+		Shape:       shape,
+		Budget:      Fraction(0.5),
+		Window:      Fraction(0.3),
+		Sinks:       4,
+		TauInit:     1,
+		TauEnd:      2,
+		NewTokens:   256,
+		Noise:       true,
+	}
+}
+
+// maxCells bounds cell ids and sequence lengths so that bad input cannot ask for huge allocations.
+const maxCells = 1 << 24
+
+// Validate reports the first invalid field of c, naming it.
+func (c *Config) Validate() error {
+	if c.Policy < PolicyFull || c.Policy > PolicyWindow {
+		return fmt.Errorf("policy: unknown value %d", int(c.Policy))
+	}
+	if c.Granularity != Shared && c.Granularity != PerHead {
+		return fmt.Errorf("granularity: unknown value %d", int(c.Granularity))
+	}
+	if c.Granularity == PerHead && !c.Policy.scores() {
+		return fmt.Errorf("granularity: per_head needs a scoring policy, not %s", c.Policy)
+	}
+	sh := c.Shape
+	switch {
+	case sh.Layers <= 0 || sh.Layers > 1<<12:
+		return fmt.Errorf("shape.layers: %d outside [1, 4096]", sh.Layers)
+	case sh.QueryHeads <= 0 || sh.QueryHeads > 1<<12:
+		return fmt.Errorf("shape.query_heads: %d outside [1, 4096]", sh.QueryHeads)
+	case sh.KVHeads <= 0 || sh.KVHeads > sh.QueryHeads:
+		return fmt.Errorf("shape.kv_heads: %d outside [1, query_heads=%d]", sh.KVHeads, sh.QueryHeads)
+	case sh.QueryHeads%sh.KVHeads != 0:
+		return fmt.Errorf("shape.query_heads: %d is not a multiple of kv_heads %d", sh.QueryHeads, sh.KVHeads)
+	}
+	if err := c.Budget.validate("budget", 1, true); err != nil {
+		return err
+	}
+	if c.Budget.Tokens == 0 && c.Budget.Fraction == 0 {
+		return fmt.Errorf("budget: zero")
+	}
+	if c.Budget.Tokens > maxCells {
+		return fmt.Errorf("budget: %d tokens exceeds %d", c.Budget.Tokens, maxCells)
+	}
+	if err := c.Window.validate("window", 1, false); err != nil {
+		return err
+	}
+	if c.Sinks < 0 {
+		return fmt.Errorf("sinks: negative count %d", c.Sinks)
+	}
+	if c.Budget.Tokens > 0 {
+		if _, _, err := c.resolve(0); err != nil {
+			return err
+		}
+	}
+	for _, t := range []struct {
+		name string
+		v    float64
+	}{{"tau_init", c.TauInit}, {"tau_end", c.TauEnd}} {
+		if !(t.v > 0) || math.IsInf(t.v, 0) {
+			return fmt.Errorf("%s: %g is not a positive finite number", t.name, t.v)
+		}
+	}
+	if c.NewTokens <= 0 {
+		return fmt.Errorf("new_tokens: %d is not positive", c.NewTokens)
+	}
+	return nil
+}
+
+// resolve returns the budget and window in tokens for a prompt of n tokens.
+func (c *Config) resolve(prompt int) (budget, window int, err error) {
+	budget = max(c.Budget.resolve(prompt), 1)
+	window = c.Window.resolve(budget)
+	keep := window
+	if c.Policy == PolicyStreaming {
+		keep += c.Sinks
+	}
+	if keep >= budget {
+		if c.Policy == PolicyStreaming {
+			return 0, 0, fmt.Errorf("window: %d tokens + %d sinks leave no room in a budget of %d", window, c.Sinks, budget)
+		}
+		return 0, 0, fmt.Errorf("window: %d tokens is not smaller than the budget of %d", window, budget)
+	}
+	return budget, window, nil
+}
+
+// tau returns the temperature for generated token t (0 for the prompt).
+func (c *Config) tau(t int) float64 {
+	if t >= c.NewTokens {
+		return c.TauEnd
+	}
+	return c.TauInit + float64(t)*(c.TauEnd-c.TauInit)/float64(c.NewTokens)
+}

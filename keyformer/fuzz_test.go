@@ -1,0 +1,144 @@
+package keyformer
+
+import (
+	"encoding/binary"
+	"math"
+	"testing"
+)
+
+// fuzzReader hands out fuzz bytes as small numbers, zero once exhausted.
+type fuzzReader []byte
+
+func (r *fuzzReader) byte() int {
+	if len(*r) == 0 {
+		return 0
+	}
+	b := (*r)[0]
+	*r = (*r)[1:]
+	return int(b)
+}
+
+func (r *fuzzReader) float() float32 {
+	if len(*r) < 4 {
+		return 0
+	}
+	v := math.Float32frombits(binary.LittleEndian.Uint32(*r))
+	*r = (*r)[4:]
+	return v
+}
+
+// fuzzConfig builds a config (often invalid) from the reader.
+func fuzzConfig(r *fuzzReader) Config {
+	cfg := DefaultConfig(Shape{Layers: r.byte()%4 + 1, QueryHeads: r.byte()%6 + 1, KVHeads: r.byte()%3 + 1})
+	cfg.Policy = Policy(r.byte()%7 - 0)
+	cfg.Granularity = Granularity(r.byte() % 3)
+	if r.byte()%2 == 0 {
+		cfg.Budget = Tokens(r.byte() - 8)
+	} else {
+		cfg.Budget = Fraction(float64(r.byte()-20) / 200)
+	}
+	if r.byte()%2 == 0 {
+		cfg.Window = Tokens(r.byte() % 40)
+	} else {
+		cfg.Window = Fraction(float64(r.byte()) / 200)
+	}
+	cfg.Sinks = r.byte()%8 - 1
+	cfg.TauInit, cfg.TauEnd = float64(r.float()), float64(r.byte())/50
+	cfg.NewTokens = r.byte() - 2
+	return cfg
+}
+
+// FuzzSequence drives arbitrary configs and attention through a sequence: no panic, invalid input
+// is an error, and after every plan + forget a sequence holds at most its budget and its window.
+func FuzzSequence(f *testing.F) {
+	f.Add([]byte{1, 3, 1, 1, 0, 0, 12, 1, 3, 0, 0, 0, 128, 63, 100, 8, 5, 7, 1, 9, 200, 4, 3, 2, 1})
+	f.Add([]byte{1, 1, 0, 2, 1, 1, 120, 1, 50, 4, 0, 0, 128, 63, 100, 8, 30, 255, 3, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := fuzzReader(data)
+		cfg := fuzzConfig(&r)
+		tr, err := NewTracker(cfg)
+		if err != nil {
+			return
+		}
+		s, _ := tr.Sequence(int32(r.byte()))
+		nextPos, nextCell := int32(0), int32(0)
+		for op := 0; len(r) > 0 && op < 64; op++ {
+			switch r.byte() % 3 {
+			case 0:
+				n := r.byte()%9 + 1
+				cells, pos := make([]int32, n), make([]int32, n)
+				for i := range n {
+					cells[i], pos[i] = nextCell, nextPos
+					nextCell++
+					nextPos += int32(r.byte()%2 + 1)
+				}
+				if err := s.AddCells(cells, pos); err != nil {
+					t.Fatalf("valid add: %v", err)
+				}
+			case 1:
+				rows, cols := r.byte()%3+1, int(nextCell)+r.byte()%3
+				a := Attention{Rows: rows, Heads: cfg.Shape.QueryHeads, Cols: cols, RowStride: cols, HeadStride: cols * rows, Logits: r.byte()%4 == 0}
+				a.Data = make([]float32, rows*a.Heads*cols)
+				for i := range a.Data {
+					a.Data[i] = r.float()
+				}
+				_ = s.ObserveAttention(r.byte()%(cfg.Shape.Layers+1), a)
+			case 2:
+				evs, err := s.Plan(nil)
+				if err != nil {
+					continue
+				}
+				if err := s.Forget(evs); err != nil {
+					t.Fatalf("forget of a plan: %v", err)
+				}
+				checkLimits(t, s)
+			}
+		}
+	})
+}
+
+// checkLimits asserts that every head holds at most the budget (unless the policy is full) and
+// that the recent window is whole.
+func checkLimits(t *testing.T, s *Sequence) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.cells)
+	for h, sc := range s.scores {
+		if s.cfg.Policy != PolicyFull && s.live[h] > s.budget {
+			t.Fatalf("head %d holds %d > budget %d", h, s.live[h], s.budget)
+		}
+		for i := max(n-s.window, 0); i < n; i++ {
+			if math.IsInf(float64(sc[i]), 1) {
+				t.Fatalf("window token %d evicted from head %d", s.cells[i], h)
+			}
+		}
+	}
+	if !s.cfg.Policy.scores() && s.cfg.Policy != PolicyFull && n > s.budget {
+		t.Fatalf("%d tokens > budget %d", n, s.budget)
+	}
+}
+
+// FuzzUnmarshal feeds arbitrary bytes to a sequence restore: no panic, and whatever it accepts it
+// writes back identically.
+func FuzzUnmarshal(f *testing.F) {
+	cfg := testConfig(10, 3)
+	cfg.Granularity = PerHead
+	s := newTestSequence(f, cfg, 0)
+	newTestEngine(f, s, 1).run(20, 8, 4)
+	good, _ := s.MarshalBinary()
+	f.Add(good)
+	f.Add(good[:headerSize])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := newTestSequence(t, cfg, 0)
+		if err := s.UnmarshalBinary(data); err != nil {
+			return
+		}
+		again, _ := s.MarshalBinary()
+		if string(again) != string(data) {
+			t.Fatalf("restore accepted %d bytes but writes back %d different ones", len(data), len(again))
+		}
+		if _, err := s.Plan(nil); err != nil && s.budget > 0 {
+			t.Fatalf("plan after restore: %v", err)
+		}
+	})
+}
