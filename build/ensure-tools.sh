@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# build/ensure-tools.sh: installs, from Debian's packages, the tools the C ABI build and its tests
+# need when they are missing (a fresh CI machine): cmake, ninja (ninja-build), pkg-config, gcc,
+# g++, and the ASan/UBSan runtimes (libasan8, libubsan1) for the sanitizer configuration.
+# Does nothing when everything is there. `make lib`, `make ctest` and `make bench-abi` run it.
+set -euo pipefail
+
+declare -A pkg_of=([cmake]=cmake [ninja]=ninja-build [pkg-config]=pkg-config [gcc]=gcc [g++]=g++)
+missing=()
+for tool in cmake ninja pkg-config gcc g++; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_of[$tool]}")
+done
+
+# The sanitizer runtimes: can gcc link -fsanitize=address,undefined?
+if command -v gcc >/dev/null 2>&1; then
+  probe=$(mktemp -d)
+  trap 'rm -rf "$probe"' EXIT
+  echo 'int main(void) { return 0; }' > "$probe/t.c"
+  if ! gcc -fsanitize=address,undefined "$probe/t.c" -o "$probe/t" >/dev/null 2>&1; then
+    missing+=(libasan8 libubsan1)
+  fi
+fi
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "ensure-tools: installing ${missing[*]}" >&2
+sudo=()
+if [[ $(id -u) != 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || { echo "ensure-tools: need root (or sudo) to install ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,446 @@
+package main
+
+/*
+#include <stdint.h>
+#include "keyformer.h"
+*/
+import "C"
+
+import (
+	"math/bits"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/keyformer/keyformer/keyformer"
+)
+
+// The smallest `size` each params struct may declare: its size in API version 1. Larger sizes
+// (from newer headers) are accepted and the fields this library does not know are ignored; sizes
+// above maxStructSize are taken for an uninitialised field.
+const (
+	paramsSizeV1    = C.sizeof_keyformer_params
+	attentionSizeV1 = C.sizeof_keyformer_attention
+	maxStructSize   = 1 << 16
+)
+
+// maxExtent bounds the attention elements a call may span (4 TiB of floats), and maxStateBytes
+// the size of a state to load, so that slices over caller memory stay representable.
+const (
+	maxExtent     = 1 << 40
+	maxStateBytes = 1 << 40
+)
+
+// checkSize validates the size field of a params struct.
+func checkSize(what string, size C.uint32_t, min uintptr) error {
+	switch {
+	case uintptr(size) < min:
+		return invalid("%s->size is %d, smaller than sizeof(%s) = %d (set size = sizeof(%s))", what, size, what, min, what)
+	case size > maxStructSize:
+		return invalid("%s->size is %d, not a size of %s (uninitialised?)", what, size, what)
+	}
+	return nil
+}
+
+//export kfgo_last_error
+func kfgo_last_error(h C.uintptr_t) (s *C.char) {
+	defer func() {
+		if recover() != nil {
+			s = emptyString
+		}
+	}()
+	return lastError(uintptr(h))
+}
+
+//export kfgo_default_params
+func kfgo_default_params(p *C.keyformer_params) (st C.keyformer_status) {
+	const name = "keyformer_default_params"
+	defer func() {
+		if r := recover(); r != nil {
+			st = recovered(nil, name, r)
+		}
+	}()
+	if p == nil {
+		return report(nil, name, invalid("params is NULL"))
+	}
+	if err := checkSize("keyformer_params", p.size, paramsSizeV1); err != nil {
+		return report(nil, name, err)
+	}
+	d := keyformer.DefaultConfig(keyformer.Shape{})
+	*p = C.keyformer_params{ // fields of later versions, past sizeof, are left alone
+		size:            p.size,
+		policy:          C.keyformer_policy(d.Policy),
+		granularity:     C.keyformer_granularity(d.Granularity),
+		budget_fraction: C.float(d.Budget.Fraction),
+		window_fraction: C.float(d.Window.Fraction),
+		n_sinks:         C.int32_t(d.Sinks),
+		tau_init:        C.float(d.TauInit),
+		tau_end:         C.float(d.TauEnd),
+		n_new_tokens:    C.int32_t(d.NewTokens),
+		noise:           boolInt(d.Noise),
+		seed:            C.uint64_t(d.Seed),
+	}
+	return statusOK
+}
+
+// float64From32 returns the float64 nearest to the decimal a C float was written as (0.7f gives
+// 0.7, not 0.699999988), so that a fraction from C resolves to the same token count as the same
+// fraction given to the Go API.
+func float64From32(f C.float) float64 {
+	v, err := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+	if err != nil { // NaN and infinities format as such and parse back; nothing else fails
+		return float64(f)
+	}
+	return v
+}
+
+func boolInt(b bool) C.int32_t {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// configFields maps the field names in keyformer.Config's validation errors to keyformer_params'.
+var configFields = strings.NewReplacer(
+	"config: shape.layers:", "n_layer:",
+	"config: shape.query_heads:", "n_head:",
+	"config: shape.kv_heads:", "n_head_kv:",
+	"config: budget:", "budget_tokens/budget_fraction:",
+	"config: window:", "window_tokens/window_fraction:",
+	"config: sinks:", "n_sinks:",
+	"config: new_tokens:", "n_new_tokens:",
+	"config: tau_init:", "tau_init:",
+	"config: tau_end:", "tau_end:",
+	"config: policy:", "policy:",
+	"config: granularity:", "granularity:",
+)
+
+// config translates keyformer_params into a keyformer.Config (validated by keyformer.NewTracker).
+func config(p *C.keyformer_params) (keyformer.Config, error) {
+	if err := checkSize("keyformer_params", p.size, paramsSizeV1); err != nil {
+		return keyformer.Config{}, err
+	}
+	if p.noise != 0 && p.noise != 1 {
+		return keyformer.Config{}, invalid("noise: %d is neither 0 nor 1", p.noise)
+	}
+	cfg := keyformer.Config{
+		Policy:      keyformer.Policy(p.policy),
+		Granularity: keyformer.Granularity(p.granularity),
+		Shape:       keyformer.Shape{Layers: int(p.n_layer), QueryHeads: int(p.n_head), KVHeads: int(p.n_head_kv)},
+		Sinks:       int(p.n_sinks),
+		TauInit:     float64From32(p.tau_init),
+		TauEnd:      float64From32(p.tau_end),
+		NewTokens:   int(p.n_new_tokens),
+		Noise:       p.noise == 1,
+		Seed:        uint64(p.seed),
+	}
+	if p.budget_tokens != 0 {
+		cfg.Budget = keyformer.Tokens(int(p.budget_tokens))
+	} else {
+		cfg.Budget = keyformer.Fraction(float64From32(p.budget_fraction))
+	}
+	if p.window_tokens != 0 {
+		cfg.Window = keyformer.Tokens(int(p.window_tokens))
+	} else {
+		cfg.Window = keyformer.Fraction(float64From32(p.window_fraction))
+	}
+	return cfg, nil
+}
+
+//export kfgo_context_new
+func kfgo_context_new(p *C.keyformer_params, out *C.uintptr_t) (st C.keyformer_status) {
+	const name = "keyformer_context_new"
+	defer func() {
+		if r := recover(); r != nil {
+			st = recovered(nil, name, r)
+		}
+	}()
+	switch {
+	case p == nil:
+		return report(nil, name, invalid("params is NULL"))
+	case out == nil:
+		return report(nil, name, invalid("out is NULL"))
+	}
+	cfg, err := config(p)
+	if err != nil {
+		return report(nil, name, err)
+	}
+	t, err := keyformer.NewTracker(cfg)
+	if err != nil {
+		return report(nil, name, invalid("%s", configFields.Replace(err.Error())))
+	}
+	*out = C.uintptr_t(newHandle(&context{tracker: t}))
+	return statusOK
+}
+
+//export kfgo_context_free
+func kfgo_context_free(h C.uintptr_t) C.keyformer_status {
+	return call("keyformer_context_free", uintptr(h), func(*context) error {
+		if !release(uintptr(h)) {
+			return fail(statusInvalidHandle, "context %#x freed concurrently", uintptr(h))
+		}
+		return nil
+	})
+}
+
+//export kfgo_set_prompt_length
+func kfgo_set_prompt_length(h C.uintptr_t, seq, n C.int32_t) C.keyformer_status {
+	return call("keyformer_set_prompt_length", uintptr(h), func(c *context) error {
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		return s.SetPromptLength(int(n))
+	})
+}
+
+//export kfgo_add_cells
+func kfgo_add_cells(h C.uintptr_t, seq C.int32_t, cells, positions *C.int32_t, n C.int32_t) C.keyformer_status {
+	return call("keyformer_add_cells", uintptr(h), func(c *context) error {
+		switch {
+		case n < 0:
+			return invalid("n is negative (%d)", n)
+		case n > 0 && cells == nil:
+			return invalid("cells is NULL")
+		case n > 0 && positions == nil:
+			return invalid("positions is NULL")
+		}
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		return s.AddCells(int32s(cells, n), int32s(positions, n))
+	})
+}
+
+// int32s views n C int32s as a slice (nil for n = 0), valid during the call only.
+func int32s(p *C.int32_t, n C.int32_t) []int32 {
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*int32)(unsafe.Pointer(p)), int(n))
+}
+
+// extent returns the number of elements (r, h, j) of an attention spans, (rows-1)*rowStride +
+// (heads-1)*headStride + cols, or false if that exceeds maxExtent.
+func extent(rows, heads, cols, rowStride, headStride uint64) (uint64, bool) {
+	hi1, a := bits.Mul64(rows-1, rowStride)
+	hi2, b := bits.Mul64(heads-1, headStride)
+	if hi1 != 0 || hi2 != 0 || a > maxExtent || b > maxExtent {
+		return 0, false
+	}
+	n := a + b + cols // each term is at most 2^40: no overflow
+	return n, n <= maxExtent
+}
+
+// attention translates a keyformer_attention into a keyformer.Attention over the caller's memory
+// (no copy: the core reads it during the call only).
+func attention(a *C.keyformer_attention) (keyformer.Attention, error) {
+	if a == nil {
+		return keyformer.Attention{}, invalid("attention is NULL")
+	}
+	if err := checkSize("keyformer_attention", a.size, attentionSizeV1); err != nil {
+		return keyformer.Attention{}, err
+	}
+	switch {
+	case a.n_rows <= 0:
+		return keyformer.Attention{}, invalid("attention->n_rows is %d, not positive", a.n_rows)
+	case a.n_heads <= 0:
+		return keyformer.Attention{}, invalid("attention->n_heads is %d, not positive", a.n_heads)
+	case a.n_cols <= 0:
+		return keyformer.Attention{}, invalid("attention->n_cols is %d, not positive", a.n_cols)
+	case a.row_stride < 0 || a.head_stride < 0:
+		return keyformer.Attention{}, invalid("attention strides (%d, %d) are negative", a.row_stride, a.head_stride)
+	case a.data == nil:
+		return keyformer.Attention{}, invalid("attention->data is NULL")
+	case a.logits != 0 && a.logits != 1:
+		return keyformer.Attention{}, invalid("attention->logits is %d, neither 0 nor 1", a.logits)
+	}
+	n, ok := extent(uint64(a.n_rows), uint64(a.n_heads), uint64(a.n_cols), uint64(a.row_stride), uint64(a.head_stride))
+	if !ok {
+		return keyformer.Attention{}, invalid("attention of %d rows x %d heads x %d columns with strides (%d, %d) spans more than %d elements",
+			a.n_rows, a.n_heads, a.n_cols, a.row_stride, a.head_stride, uint64(maxExtent))
+	}
+	at := keyformer.Attention{
+		Data:       unsafe.Slice((*float32)(unsafe.Pointer(a.data)), n),
+		Rows:       int(a.n_rows),
+		Heads:      int(a.n_heads),
+		Cols:       int(a.n_cols),
+		RowStride:  int(a.row_stride),
+		HeadStride: int(a.head_stride),
+		Logits:     a.logits == 1,
+	}
+	if a.cells != nil {
+		at.Cells = int32s(a.cells, a.n_cols)
+	}
+	return at, nil
+}
+
+//export kfgo_observe
+func kfgo_observe(h C.uintptr_t, seq, layer C.int32_t, a *C.keyformer_attention) C.keyformer_status {
+	return call("keyformer_observe", uintptr(h), func(c *context) error {
+		at, err := attention(a)
+		if err != nil {
+			return err
+		}
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		return s.ObserveAttention(int(layer), at)
+	})
+}
+
+//export kfgo_plan
+func kfgo_plan(h C.uintptr_t, seq C.int32_t, out *C.keyformer_eviction, capacity C.int32_t, nOut *C.int32_t) C.keyformer_status {
+	return call("keyformer_plan", uintptr(h), func(c *context) error {
+		switch {
+		case nOut == nil:
+			return invalid("n_out is NULL")
+		case capacity < 0:
+			return invalid("capacity is negative (%d)", capacity)
+		case capacity > 0 && out == nil:
+			return invalid("out is NULL")
+		}
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		evs, err := s.Plan(nil)
+		if err != nil {
+			return err
+		}
+		*nOut = C.int32_t(len(evs))
+		if len(evs) > int(capacity) {
+			return fail(statusBufferTooSmall, "%d evictions do not fit in capacity %d", len(evs), capacity)
+		}
+		if len(evs) > 0 {
+			dst := unsafe.Slice(out, len(evs))
+			for i, e := range evs {
+				dst[i] = C.keyformer_eviction{cell: C.int32_t(e.Cell), layer: C.int32_t(e.Layer), head: C.int32_t(e.Head)}
+			}
+		}
+		return nil
+	})
+}
+
+//export kfgo_forget
+func kfgo_forget(h C.uintptr_t, seq C.int32_t, evictions *C.keyformer_eviction, n C.int32_t) C.keyformer_status {
+	return call("keyformer_forget", uintptr(h), func(c *context) error {
+		switch {
+		case n < 0:
+			return invalid("n is negative (%d)", n)
+		case n > 0 && evictions == nil:
+			return invalid("evictions is NULL")
+		}
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		evs := make([]keyformer.Eviction, n)
+		if n > 0 {
+			for i, e := range unsafe.Slice(evictions, int(n)) {
+				evs[i] = keyformer.Eviction{Cell: int32(e.cell), Layer: int32(e.layer), Head: int32(e.head)}
+			}
+		}
+		return s.Forget(evs)
+	})
+}
+
+//export kfgo_seq_length
+func kfgo_seq_length(h C.uintptr_t, seq C.int32_t, nOut *C.int32_t) C.keyformer_status {
+	return call("keyformer_seq_length", uintptr(h), func(c *context) error {
+		if nOut == nil {
+			return invalid("n_out is NULL")
+		}
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		*nOut = C.int32_t(s.Len())
+		return nil
+	})
+}
+
+//export kfgo_seq_reset
+func kfgo_seq_reset(h C.uintptr_t, seq C.int32_t) C.keyformer_status {
+	return call("keyformer_seq_reset", uintptr(h), func(c *context) error {
+		if _, err := c.sequence(seq); err != nil { // validates the id
+			return err
+		}
+		c.tracker.Remove(int32(seq))
+		return nil
+	})
+}
+
+//export kfgo_state_size
+func kfgo_state_size(h C.uintptr_t, seq C.int32_t, sizeOut *C.size_t) C.keyformer_status {
+	return call("keyformer_state_size", uintptr(h), func(c *context) error {
+		if sizeOut == nil {
+			return invalid("size_out is NULL")
+		}
+		b, err := marshal(c, seq)
+		if err != nil {
+			return err
+		}
+		*sizeOut = C.size_t(len(b))
+		return nil
+	})
+}
+
+func marshal(c *context, seq C.int32_t) ([]byte, error) {
+	s, err := c.sequence(seq)
+	if err != nil {
+		return nil, err
+	}
+	return s.MarshalBinary()
+}
+
+//export kfgo_state_save
+func kfgo_state_save(h C.uintptr_t, seq C.int32_t, buf *C.uint8_t, capacity C.size_t, written *C.size_t) C.keyformer_status {
+	return call("keyformer_state_save", uintptr(h), func(c *context) error {
+		switch {
+		case written == nil:
+			return invalid("written is NULL")
+		case capacity > 0 && buf == nil:
+			return invalid("buf is NULL")
+		}
+		b, err := marshal(c, seq)
+		if err != nil {
+			return err
+		}
+		*written = C.size_t(len(b))
+		if uint64(len(b)) > uint64(capacity) {
+			return fail(statusBufferTooSmall, "the state needs %d bytes, capacity is %d", len(b), uint64(capacity))
+		}
+		if len(b) > 0 {
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(buf)), len(b)), b)
+		}
+		return nil
+	})
+}
+
+//export kfgo_state_load
+func kfgo_state_load(h C.uintptr_t, seq C.int32_t, buf *C.uint8_t, size C.size_t) C.keyformer_status {
+	return call("keyformer_state_load", uintptr(h), func(c *context) error {
+		switch {
+		case size > 0 && buf == nil:
+			return invalid("buf is NULL")
+		case uint64(size) > maxStateBytes:
+			return fail(statusInvalidState, "a state of %d bytes is larger than any state can be", uint64(size))
+		}
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		var data []byte
+		if size > 0 {
+			data = unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(size))
+		}
+		return s.UnmarshalBinary(data)
+	})
+}
+
+// cFloat converts to a C float (for the tests, which cannot name C types).
+func cFloat(f float64) C.float { return C.float(f) }

@@ -1,0 +1,24 @@
+// Command capi is libkeyformer.so: the C ABI of package keyformer, built with
+//
+//	go build -buildmode=c-shared -o libkeyformer.so ./capi
+//
+// (CMakeLists.txt does that, with a soname and an export list). include/keyformer.h is the
+// contract; shim.c defines its functions and forwards them to the kfgo_* exports of this package,
+// so the cgo-generated header is never shipped and the linker version script (exports.map) makes
+// keyformer_* the library's only dynamic symbols.
+//
+// The exports check arguments, translate handles and status codes and call package keyformer;
+// they hold no logic of their own. Handles are integer ids (never reused) that the shim casts to
+// keyformer_context pointers; no Go pointer crosses the boundary and no caller pointer is kept past
+// a call. Every export recovers panics into KEYFORMER_ERR_INTERNAL.
+package main
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../include
+#include <stdint.h>
+#include <stdlib.h>
+#include "keyformer.h"
+*/
+import "C"
+
+func main() {}

@@ -1,0 +1,204 @@
+/*
+ * keyformer.h - Keyformer KV-cache eviction (MLSys 2024) for C and C++ inference engines.
+ *
+ * The engine keeps computing attention as it always does. For each sequence it tells the library
+ * which KV cells its new tokens landed in (keyformer_add_cells), shows it each layer's attention
+ * probabilities for the ubatch (keyformer_observe), asks which cells to free (keyformer_plan),
+ * frees them in its own cache and confirms (keyformer_forget). The cache then stays within a fixed
+ * budget of tokens.
+ *
+ * Conventions
+ *  - Every function returns a keyformer_status; KEYFORMER_OK is 0. On an error the library's state
+ *    is unchanged and keyformer_last_error(ctx) explains what went wrong.
+ *  - Ownership: the library never keeps a pointer the caller passed in past the call; the caller
+ *    keeps ownership of every buffer. Strings the library returns are owned by the library.
+ *  - Thread safety: calls on different contexts, or on different sequences of one context, may run
+ *    concurrently; calls on one sequence are serialised by the library. keyformer_last_error holds
+ *    the message of the latest failed call on the context, whichever thread made it.
+ *  - Params structs start with a `size` field the caller sets to sizeof(the struct) before any call,
+ *    so that the library can grow them compatibly.
+ *  - Host limits: the library embeds the Go runtime. It cannot be unloaded (dlclose is a no-op);
+ *    do not fork() after loading it unless the child only calls exec; signal handlers the host
+ *    installs must use SA_ONSTACK; Go programs import the Go packages instead of this library
+ *    (two Go runtimes in one process are unsupported); glibc only.
+ */
+#ifndef KEYFORMER_H
+#define KEYFORMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define KEYFORMER_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define KEYFORMER_API __attribute__((visibility("default")))
+#else
+#define KEYFORMER_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The API this header describes. A host checks keyformer_api_version() == KEYFORMER_API_VERSION
+ * at start-up; the version string is informational. */
+#define KEYFORMER_API_VERSION 1
+#define KEYFORMER_VERSION_MAJOR 0
+#define KEYFORMER_VERSION_MINOR 1
+#define KEYFORMER_VERSION_PATCH 0
+
+/* Status codes. */
+typedef int32_t keyformer_status;
+#define KEYFORMER_OK 0
+#define KEYFORMER_ERR_INVALID_ARGUMENT 1  /* NULL pointer, bad size, out-of-range value */
+#define KEYFORMER_ERR_INVALID_HANDLE 2    /* unknown or freed context */
+#define KEYFORMER_ERR_INVALID_ATTENTION 3 /* NaN, +Inf, or a probability outside [0, 1] */
+#define KEYFORMER_ERR_BUFFER_TOO_SMALL 4  /* the output buffer is too small; the needed size is set */
+#define KEYFORMER_ERR_INVALID_STATE 5     /* a saved state that is malformed or does not match */
+#define KEYFORMER_ERR_UNSUPPORTED 6       /* the engine cannot do what is needed */
+#define KEYFORMER_ERR_INTERNAL 7          /* a bug in the library (a recovered panic) */
+
+/* Eviction policies. */
+typedef int32_t keyformer_policy;
+#define KEYFORMER_POLICY_FULL 0      /* never evict (still scores, so observing costs the same) */
+#define KEYFORMER_POLICY_KEYFORMER 1 /* Gumbel-softmax key tokens + recent window */
+#define KEYFORMER_POLICY_H2O 2       /* accumulated attention (heavy hitters) + recent window */
+#define KEYFORMER_POLICY_TOVA 3      /* attention of the newest query only */
+#define KEYFORMER_POLICY_STREAMING 4 /* first n_sinks tokens + the most recent ones */
+#define KEYFORMER_POLICY_WINDOW 5    /* the most recent tokens only */
+
+/* Granularity: one token set per sequence (scores summed over layers and heads; what engines
+ * that free whole cells need), or one per layer and KV head. */
+typedef int32_t keyformer_granularity;
+#define KEYFORMER_GRANULARITY_SHARED 0
+#define KEYFORMER_GRANULARITY_PER_HEAD 1
+
+/* Opaque context: the eviction state of every sequence of one engine context. */
+typedef struct keyformer_context keyformer_context;
+
+/* Configuration of a context. Set `size`, call keyformer_default_params, then change fields. */
+typedef struct keyformer_params {
+    uint32_t size;                     /* sizeof(keyformer_params), set by the caller */
+    keyformer_policy policy;           /* default KEYFORMER_POLICY_KEYFORMER */
+    keyformer_granularity granularity; /* default KEYFORMER_GRANULARITY_SHARED */
+    int32_t n_layer;                   /* model layers (required, no default) */
+    int32_t n_head;                    /* query heads (required) */
+    int32_t n_head_kv;                 /* KV heads; n_head must be a multiple (required) */
+    int32_t budget_tokens;             /* budget in tokens, or 0 to use budget_fraction */
+    float budget_fraction;             /* budget as a fraction of the prompt, in (0, 1]; default 0.5 */
+    int32_t window_tokens;             /* recent window in tokens, or 0 to use window_fraction */
+    float window_fraction;             /* window as a fraction of the budget, in [0, 1); default 0.3 */
+    int32_t n_sinks;                   /* tokens StreamingLLM always keeps; default 4 */
+    float tau_init;                    /* temperature for the prompt; default 1 */
+    float tau_end;                     /* temperature at token n_new_tokens; default 2 */
+    int32_t n_new_tokens;              /* planned generation length T; default 256 */
+    int32_t noise;                     /* 1: Gumbel noise (Keyformer); 0: none; default 1 */
+    uint64_t seed;                     /* noise seed; default 0 */
+} keyformer_params;
+
+/* One layer's attention for one ubatch of one sequence: n_rows query tokens x n_heads query heads x
+ * n_cols KV columns. Element (r, h, j) is data[r * row_stride + h * head_stride + j]. Rows hold
+ * probabilities (0 = masked or free cell) or, with logits = 1, pre-softmax logits (-INFINITY =
+ * masked). For llama.cpp's kq_soft_max tensor: row_stride = n_kv, head_stride = n_kv * n_tokens. */
+typedef struct keyformer_attention {
+    uint32_t size;        /* sizeof(keyformer_attention), set by the caller */
+    int32_t n_rows;
+    int32_t n_heads;      /* must equal the context's n_head */
+    int32_t n_cols;
+    int64_t row_stride;   /* in elements */
+    int64_t head_stride;  /* in elements */
+    const float *data;    /* read during the call only */
+    const int32_t *cells; /* n_cols cell ids, or NULL when column j is cell j; -1 = ignore column */
+    int32_t logits;       /* 0: probabilities, 1: logits */
+} keyformer_attention;
+
+/* A cell to free: the whole cell (layer = head = -1) or, with per-head granularity, the cell's
+ * entry for one layer and KV head. */
+typedef struct keyformer_eviction {
+    int32_t cell;
+    int32_t layer;
+    int32_t head;
+} keyformer_eviction;
+
+/* The API version of the loaded library (compare with KEYFORMER_API_VERSION). Thread-safe. */
+KEYFORMER_API int32_t keyformer_api_version(void);
+
+/* The library version, "MAJOR.MINOR.PATCH"; a static string. Thread-safe. */
+KEYFORMER_API const char *keyformer_version(void);
+
+/* A static, never-freed name for a status ("ok", "invalid argument", ...). Thread-safe. */
+KEYFORMER_API const char *keyformer_status_string(keyformer_status status);
+
+/* The message of the latest failed call on ctx, or "" if none. With ctx NULL (or unknown), the
+ * message of the latest failed keyformer_context_new or call with an invalid handle in the process.
+ * The string is owned by the library and stays valid until the next call on the same context. */
+KEYFORMER_API const char *keyformer_last_error(const keyformer_context *ctx);
+
+/* Fills *params with the defaults; params->size must be set. n_layer, n_head and n_head_kv stay 0
+ * and must be set. Thread-safe. */
+KEYFORMER_API keyformer_status keyformer_default_params(keyformer_params *params);
+
+/* Validates *params and creates a context in *out (set to NULL on failure). Free it with
+ * keyformer_context_free. Errors name the invalid field (keyformer_last_error(NULL)). Thread-safe. */
+KEYFORMER_API keyformer_status keyformer_context_new(const keyformer_params *params, keyformer_context **out);
+
+/* Frees ctx and every sequence state in it; ctx must not be used afterwards (it is then an unknown
+ * handle). Not concurrently with other calls on ctx. */
+KEYFORMER_API keyformer_status keyformer_context_free(keyformer_context *ctx);
+
+/* Declares the prompt length of sequence seq: the length a fractional budget refers to and after
+ * which tokens count as generated. Without it, the prompt is what was added before the first plan.
+ * Call it before the first plan (needed when a long prompt is fed in chunks with evictions between). */
+KEYFORMER_API keyformer_status keyformer_set_prompt_length(keyformer_context *ctx, int32_t seq, int32_t n_prompt);
+
+/* Records n new tokens of sequence seq: cells[i] now holds position positions[i]. Positions must
+ * increase and come after every position the sequence holds; cells must not be held already.
+ * Add a ubatch's cells before observing its attention. Sequence ids are in [0, 65536). */
+KEYFORMER_API keyformer_status keyformer_add_cells(keyformer_context *ctx, int32_t seq, const int32_t *cells,
+                                                   const int32_t *positions, int32_t n);
+
+/* Scores sequence seq's cells with layer's attention for one ubatch and accumulates the scores.
+ * Invalid values (NaN, +Inf, probabilities outside [0, 1], with 1/64 of tolerance above 1 for
+ * rounding) give KEYFORMER_ERR_INVALID_ATTENTION.
+ * Call once per layer per ubatch; the library may use several threads inside the call. */
+KEYFORMER_API keyformer_status keyformer_observe(keyformer_context *ctx, int32_t seq, int32_t layer,
+                                                 const keyformer_attention *attention);
+
+/* Writes to out[0..capacity) the evictions that bring sequence seq back to its budget (the
+ * lowest-scoring tokens outside the recent window, listed in position order) and sets *n_out to
+ * their number. If capacity is too small, writes nothing, sets *n_out to the number needed and
+ * returns KEYFORMER_ERR_BUFFER_TOO_SMALL (out may be NULL with capacity 0, to ask for the number).
+ * Changes no state except resolving a fractional budget on the first call. Free the cells in the
+ * engine, then call keyformer_forget. */
+KEYFORMER_API keyformer_status keyformer_plan(keyformer_context *ctx, int32_t seq, keyformer_eviction *out,
+                                              int32_t capacity, int32_t *n_out);
+
+/* Removes freed cells (or per-head entries) from sequence seq. All are checked first: on an error
+ * nothing changes. Also use it when the engine removes cells of its own accord. */
+KEYFORMER_API keyformer_status keyformer_forget(keyformer_context *ctx, int32_t seq, const keyformer_eviction *evictions,
+                                                int32_t n);
+
+/* Sets *n_out to the number of tokens sequence seq holds (0 for a sequence never used). */
+KEYFORMER_API keyformer_status keyformer_seq_length(keyformer_context *ctx, int32_t seq, int32_t *n_out);
+
+/* Forgets sequence seq entirely (its cells, scores and noise stream restart from scratch). */
+KEYFORMER_API keyformer_status keyformer_seq_reset(keyformer_context *ctx, int32_t seq);
+
+/* Sets *size_out to the number of bytes keyformer_state_save needs for sequence seq now. */
+KEYFORMER_API keyformer_status keyformer_state_size(keyformer_context *ctx, int32_t seq, size_t *size_out);
+
+/* Writes sequence seq's state to buf[0..capacity) and sets *written. If capacity is too small, sets
+ * *written to the size needed and returns KEYFORMER_ERR_BUFFER_TOO_SMALL (buf may be NULL with
+ * capacity 0). */
+KEYFORMER_API keyformer_status keyformer_state_save(keyformer_context *ctx, int32_t seq, uint8_t *buf, size_t capacity,
+                                                    size_t *written);
+
+/* Replaces sequence seq's state with one saved from a context with the same policy, granularity and
+ * model shape. Malformed data gives KEYFORMER_ERR_INVALID_STATE and changes nothing. */
+KEYFORMER_API keyformer_status keyformer_state_load(keyformer_context *ctx, int32_t seq, const uint8_t *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEYFORMER_H */

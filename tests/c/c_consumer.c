@@ -1,0 +1,319 @@
+/* c_consumer: drives synthetic attention streams through the C ABI from C99 (scenario.h):
+ *  - the exact H2O scenario: every eviction worked out by hand;
+ *  - a Keyformer run checking invariants: length <= budget after every forget, the recent window
+ *    never evicted, the same seed giving the same evictions in two contexts, a saved state loaded
+ *    into another context (and sequence id) continuing identically;
+ *  - plan with too small a capacity: KEYFORMER_ERR_BUFFER_TOO_SMALL with *n_out set;
+ *  - several threads driving different sequences of one context at once: the same evictions as
+ *    one thread driving them in turn. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keyformer.h"
+#include "scenario.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                         \
+            fprintf(stderr, __VA_ARGS__);                                                                    \
+            fprintf(stderr, "\n");                                                                           \
+            failures++;                                                                                      \
+        }                                                                                                    \
+    } while (0)
+
+/* MUST: a call that has to succeed; on failure print the status and message and stop. */
+#define MUST(ctx, call)                                                                                      \
+    do {                                                                                                     \
+        keyformer_status st_ = (call);                                                                       \
+        if (st_ != KEYFORMER_OK) {                                                                           \
+            fprintf(stderr, "%s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call, keyformer_status_string(st_),  \
+                    keyformer_last_error(ctx));                                                              \
+            exit(1);                                                                                         \
+        }                                                                                                    \
+    } while (0)
+
+static keyformer_context *new_context(const keyformer_params *p) {
+    keyformer_context *ctx = NULL;
+    MUST(NULL, keyformer_context_new(p, &ctx));
+    return ctx;
+}
+
+static int32_t seq_length(keyformer_context *ctx, int32_t seq) {
+    int32_t n = -1;
+    MUST(ctx, keyformer_seq_length(ctx, seq, &n));
+    return n;
+}
+
+static void test_versions(void) {
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", KEYFORMER_VERSION_MAJOR, KEYFORMER_VERSION_MINOR, KEYFORMER_VERSION_PATCH);
+    CHECK(keyformer_api_version() == KEYFORMER_API_VERSION, "api version %d", (int)keyformer_api_version());
+    CHECK(strcmp(keyformer_version(), want) == 0, "version %s, header %s", keyformer_version(), want);
+    CHECK(strcmp(keyformer_status_string(KEYFORMER_OK), "ok") == 0, "%s", keyformer_status_string(KEYFORMER_OK));
+}
+
+static void test_h2o_exact(void) {
+    keyformer_params p;
+    keyformer_context *ctx;
+    keyformer_attention a;
+    keyformer_eviction ev[8];
+    int32_t cells[KF_H2O_PREFILL], pos[KF_H2O_PREFILL], n = -1, i, s;
+
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    MUST(NULL, keyformer_default_params(&p));
+    kf_h2o_params(&p);
+    ctx = new_context(&p);
+
+    for (i = 0; i < KF_H2O_PREFILL; i++) {
+        cells[i] = i;
+        pos[i] = i;
+    }
+    MUST(ctx, keyformer_add_cells(ctx, 0, cells, pos, KF_H2O_PREFILL));
+    memset(&a, 0, sizeof a);
+    a.size = sizeof a;
+    a.n_rows = KF_H2O_PREFILL;
+    a.n_heads = 1;
+    a.n_cols = KF_H2O_PREFILL;
+    a.row_stride = KF_H2O_PREFILL;
+    a.head_stride = KF_H2O_PREFILL * KF_H2O_PREFILL;
+    a.data = kf_h2o_prefill;
+    MUST(ctx, keyformer_observe(ctx, 0, 0, &a));
+
+    /* too small a buffer: nothing written, the needed count set */
+    ev[0].cell = -7;
+    CHECK(keyformer_plan(ctx, 0, ev, 1, &n) == KEYFORMER_ERR_BUFFER_TOO_SMALL, "plan with capacity 1");
+    CHECK(n == KF_H2O_PREFILL_EVICTIONS, "n_out %d, want %d", n, KF_H2O_PREFILL_EVICTIONS);
+    CHECK(ev[0].cell == -7, "plan wrote to a too small buffer");
+    CHECK(keyformer_last_error(ctx)[0] != '\0', "no message for BUFFER_TOO_SMALL");
+    n = -1;
+    CHECK(keyformer_plan(ctx, 0, NULL, 0, &n) == KEYFORMER_ERR_BUFFER_TOO_SMALL && n == KF_H2O_PREFILL_EVICTIONS,
+          "plan(NULL, 0) to query the count: n_out %d", n);
+
+    MUST(ctx, keyformer_plan(ctx, 0, ev, 8, &n));
+    CHECK(n == KF_H2O_PREFILL_EVICTIONS, "prefill: %d evictions", n);
+    for (i = 0; i < n && i < KF_H2O_PREFILL_EVICTIONS; i++) {
+        CHECK(ev[i].cell == kf_h2o_prefill_evictions[i], "prefill eviction %d: cell %d, want %d", i, ev[i].cell,
+              kf_h2o_prefill_evictions[i]);
+        CHECK(ev[i].layer == -1 && ev[i].head == -1, "whole-cell eviction has layer %d head %d", ev[i].layer,
+              ev[i].head);
+    }
+    MUST(ctx, keyformer_forget(ctx, 0, ev, n));
+    CHECK(seq_length(ctx, 0) == KF_H2O_BUDGET, "length %d after prefill", seq_length(ctx, 0));
+    MUST(ctx, keyformer_plan(ctx, 0, ev, 8, &n));
+    CHECK(n == 0, "%d evictions at the budget", n);
+
+    for (s = 0; s < KF_H2O_STEPS; s++) {
+        const kf_h2o_step *st = &kf_h2o_steps[s];
+        MUST(ctx, keyformer_add_cells(ctx, 0, &st->cell, &st->pos, 1));
+        memset(&a, 0, sizeof a);
+        a.size = sizeof a;
+        a.n_rows = 1;
+        a.n_heads = 1;
+        a.n_cols = st->n_cols;
+        a.row_stride = st->n_cols;
+        a.head_stride = st->n_cols;
+        a.data = st->row;
+        a.cells = st->use_cells ? st->cells : NULL;
+        MUST(ctx, keyformer_observe(ctx, 0, 0, &a));
+        MUST(ctx, keyformer_plan(ctx, 0, ev, 8, &n));
+        CHECK(n == 1 && ev[0].cell == st->evict, "step %d: %d evictions, first cell %d, want cell %d", s + 1, n,
+              n > 0 ? ev[0].cell : -1, st->evict);
+        MUST(ctx, keyformer_forget(ctx, 0, ev, n));
+        CHECK(seq_length(ctx, 0) == KF_H2O_BUDGET, "step %d: length %d", s + 1, seq_length(ctx, 0));
+    }
+    MUST(ctx, keyformer_context_free(ctx));
+}
+
+/* One context running the Keyformer scenario on sequence seq, with its own simulated engine. */
+typedef struct kf_run {
+    keyformer_context *ctx;
+    int32_t seq;
+    kf_sim sim;
+    int32_t log[KF_SIM_PROMPT + KF_SIM_STEPS]; /* evicted positions, in order */
+    int n_log;
+    float attention[KF_SIM_PROMPT * KF_SIM_HEADS * KF_SIM_CELLS];
+} kf_run;
+
+/* Decodes n tokens: add cells, observe every layer, plan, check, free in the engine, forget. */
+static void decode(kf_run *r, int32_t n) {
+    int32_t cells[KF_SIM_PROMPT], pos[KF_SIM_PROMPT], layer, i, n_ev = -1;
+    keyformer_eviction ev[KF_SIM_CELLS];
+    keyformer_attention a;
+
+    if (!kf_sim_add(&r->sim, n, cells, pos)) {
+        fprintf(stderr, "simulated cache full\n");
+        exit(1);
+    }
+    MUST(r->ctx, keyformer_add_cells(r->ctx, r->seq, cells, pos, n));
+    for (layer = 0; layer < KF_SIM_LAYERS; layer++) {
+        kf_sim_attention(&r->sim, layer, pos, n, r->attention, &a);
+        MUST(r->ctx, keyformer_observe(r->ctx, r->seq, layer, &a));
+    }
+    MUST(r->ctx, keyformer_plan(r->ctx, r->seq, ev, KF_SIM_CELLS, &n_ev));
+    for (i = 0; i < n_ev; i++) {
+        int32_t p = kf_sim_free(&r->sim, ev[i].cell);
+        CHECK(p >= 0, "evicted cell %d is not in use", ev[i].cell);
+        CHECK(p < r->sim.next_pos - KF_SIM_WINDOW, "evicted position %d is in the recent window (next %d)", p,
+              r->sim.next_pos);
+        if (r->n_log < (int)(sizeof r->log / sizeof r->log[0])) {
+            r->log[r->n_log++] = p;
+        }
+    }
+    MUST(r->ctx, keyformer_forget(r->ctx, r->seq, ev, n_ev));
+    CHECK(seq_length(r->ctx, r->seq) <= KF_SIM_BUDGET, "length %d over the budget", seq_length(r->ctx, r->seq));
+}
+
+static keyformer_context *new_keyformer_context(uint64_t seed) {
+    keyformer_params p;
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    MUST(NULL, keyformer_default_params(&p));
+    kf_keyformer_params(&p, seed);
+    return new_context(&p);
+}
+
+/* start sets r up to drive sequence seq of ctx, or of a new context when ctx is NULL. */
+static void start_in(kf_run *r, keyformer_context *ctx, uint64_t seed, int32_t seq) {
+    memset(r, 0, sizeof *r);
+    r->ctx = ctx ? ctx : new_keyformer_context(seed);
+    r->seq = seq;
+    kf_sim_init(&r->sim, 0x5eed);
+}
+
+static void start(kf_run *r, uint64_t seed, int32_t seq) { start_in(r, NULL, seed, seq); }
+
+/* A whole run: the prompt, then every generated token. */
+static void run_all(kf_run *r) {
+    int i;
+    decode(r, KF_SIM_PROMPT);
+    for (i = 0; i < KF_SIM_STEPS; i++) {
+        decode(r, 1);
+    }
+}
+
+static void *run_thread(void *arg) {
+    run_all((kf_run *)arg);
+    return NULL;
+}
+
+#define KF_THREADS 4
+
+static void test_threads(void) {
+    static kf_run alone[KF_THREADS], together[KF_THREADS];
+    keyformer_context *a = new_keyformer_context(9), *b = new_keyformer_context(9);
+    pthread_t th[KF_THREADS];
+    int i;
+    for (i = 0; i < KF_THREADS; i++) {
+        start_in(&alone[i], a, 9, 10 + i);
+        run_all(&alone[i]);
+    }
+    for (i = 0; i < KF_THREADS; i++) {
+        start_in(&together[i], b, 9, 10 + i);
+        if (pthread_create(&th[i], NULL, run_thread, &together[i]) != 0) {
+            fprintf(stderr, "pthread_create failed\n");
+            exit(1);
+        }
+    }
+    for (i = 0; i < KF_THREADS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    for (i = 0; i < KF_THREADS; i++) {
+        CHECK(alone[i].n_log == KF_SIM_PROMPT - KF_SIM_BUDGET + KF_SIM_STEPS, "sequence %d: %d evictions", 10 + i,
+              alone[i].n_log);
+        CHECK(alone[i].n_log == together[i].n_log &&
+                  memcmp(alone[i].log, together[i].log, sizeof alone[i].log[0] * (size_t)alone[i].n_log) == 0,
+              "sequence %d: threads changed the evictions", 10 + i);
+    }
+    MUST(a, keyformer_context_free(a));
+    MUST(b, keyformer_context_free(b));
+}
+
+static int same_log(const kf_run *a, const kf_run *b) {
+    return a->n_log == b->n_log && memcmp(a->log, b->log, sizeof a->log[0] * (size_t)a->n_log) == 0;
+}
+
+static uint8_t *save(kf_run *r, size_t *size) {
+    size_t need = 0, written = 0;
+    uint8_t *buf;
+    MUST(r->ctx, keyformer_state_size(r->ctx, r->seq, &need));
+    buf = (uint8_t *)malloc(need);
+    MUST(r->ctx, keyformer_state_save(r->ctx, r->seq, buf, need, &written));
+    CHECK(written == need, "state_save wrote %zu of %zu bytes", written, need);
+    *size = written;
+    return buf;
+}
+
+static void test_keyformer(void) {
+    static kf_run a, b, d, e;
+    uint8_t *state, *sd, *se;
+    size_t size, nd, ne;
+    int i;
+
+    start(&a, 42, 0);
+    start(&b, 42, 0);
+    decode(&a, KF_SIM_PROMPT);
+    decode(&b, KF_SIM_PROMPT);
+    CHECK(a.n_log == KF_SIM_PROMPT - KF_SIM_BUDGET, "%d prefill evictions", a.n_log);
+    for (i = 0; i < KF_SIM_STEPS; i++) {
+        decode(&a, 1);
+        decode(&b, 1);
+        CHECK(seq_length(a.ctx, 0) == KF_SIM_BUDGET, "step %d: length %d", i + 1, seq_length(a.ctx, 0));
+    }
+    CHECK(a.n_log == KF_SIM_PROMPT - KF_SIM_BUDGET + KF_SIM_STEPS, "%d evictions in all", a.n_log);
+    CHECK(same_log(&a, &b), "same seed, different evictions");
+
+    /* save half way, load into another context and sequence id, continue both identically */
+    start(&d, 42, 0);
+    start(&e, 42, 5);
+    decode(&d, KF_SIM_PROMPT);
+    for (i = 0; i < KF_SIM_STEPS / 2; i++) {
+        decode(&d, 1);
+    }
+    state = save(&d, &size);
+    MUST(e.ctx, keyformer_state_load(e.ctx, e.seq, state, size));
+    CHECK(seq_length(e.ctx, e.seq) == KF_SIM_BUDGET, "loaded length %d", seq_length(e.ctx, e.seq));
+    e.sim = d.sim;
+    e.n_log = d.n_log;
+    memcpy(e.log, d.log, sizeof d.log);
+    for (; i < KF_SIM_STEPS; i++) {
+        decode(&d, 1);
+        decode(&e, 1);
+    }
+    CHECK(same_log(&d, &e), "the loaded state continued differently");
+    CHECK(same_log(&a, &d), "a run that was saved half way differs from an uninterrupted one");
+    sd = save(&d, &nd);
+    se = save(&e, &ne);
+    CHECK(nd == ne && memcmp(sd, se, nd) == 0, "final states differ");
+
+    /* reset forgets the sequence */
+    MUST(e.ctx, keyformer_seq_reset(e.ctx, e.seq));
+    CHECK(seq_length(e.ctx, e.seq) == 0, "length %d after reset", seq_length(e.ctx, e.seq));
+
+    free(state);
+    free(sd);
+    free(se);
+    MUST(a.ctx, keyformer_context_free(a.ctx));
+    MUST(b.ctx, keyformer_context_free(b.ctx));
+    MUST(d.ctx, keyformer_context_free(d.ctx));
+    MUST(e.ctx, keyformer_context_free(e.ctx));
+}
+
+int main(void) {
+    test_versions();
+    test_h2o_exact();
+    test_keyformer();
+    test_threads();
+    if (failures) {
+        fprintf(stderr, "c_consumer: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("c_consumer: ok\n");
+    return 0;
+}

@@ -1,0 +1,26 @@
+/* header_c99: keyformer.h compiles warning-free as C99 (-std=c99 -Wall -Wextra -Werror -pedantic)
+ * and its structs keep their v1 layout on LP64 (the ABI other languages mirror). */
+#include "keyformer.h"
+
+#include <stddef.h>
+
+#define KF_ASSERT(name, cond) typedef char kf_assert_##name[(cond) ? 1 : -1]
+
+#if UINTPTR_MAX == 0xffffffffffffffffu
+KF_ASSERT(params_size, sizeof(keyformer_params) == 72);
+KF_ASSERT(params_seed, offsetof(keyformer_params, seed) == 64);
+KF_ASSERT(attention_size, sizeof(keyformer_attention) == 56);
+KF_ASSERT(attention_data, offsetof(keyformer_attention, data) == 32);
+KF_ASSERT(attention_logits, offsetof(keyformer_attention, logits) == 48);
+#endif
+KF_ASSERT(eviction_size, sizeof(keyformer_eviction) == 12);
+KF_ASSERT(status_size, sizeof(keyformer_status) == 4);
+
+int kf_header_c99(void);
+int kf_header_c99(void) {
+    keyformer_params p;
+    keyformer_status (*fn)(keyformer_context *, int32_t, keyformer_eviction *, int32_t, int32_t *) = keyformer_plan;
+    p.size = sizeof p;
+    return (int)p.size + (fn != NULL) + KEYFORMER_API_VERSION + KEYFORMER_ERR_INTERNAL + KEYFORMER_POLICY_WINDOW +
+           KEYFORMER_GRANULARITY_PER_HEAD;
+}
