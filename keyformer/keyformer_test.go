@@ -547,3 +547,48 @@ func TestLargeObservationIsSplitAcrossWorkers(t *testing.T) {
 		assert.InDelta(t, serial.Tokens()[i].Score, par[i].Score, 1e-4*math.Abs(float64(par[i].Score)))
 	}
 }
+
+func TestShiftPositions(t *testing.T) {
+	s := newTestSequence(t, testConfig(8, 2), 0)
+	require.NoError(t, s.AddCells([]int32{0, 1, 2, 3}, []int32{0, 2, 5, 6}))
+	require.NoError(t, s.ShiftPositions(2, 100, -1))
+	p, ok := s.Position(3)
+	assert.True(t, ok)
+	assert.Equal(t, int32(5), p)
+	assert.ErrorContains(t, s.ShiftPositions(4, 100, -4), "reorder")
+	assert.ErrorContains(t, s.ShiftPositions(0, 100, -1), "position range")
+	assert.ErrorContains(t, s.ShiftPositions(5, 2, 1), "bad range")
+	assert.NoError(t, s.ShiftPositions(50, 60, 3), "an empty range is a no-op")
+	var pos []int32
+	for _, tok := range s.Tokens() {
+		pos = append(pos, tok.Pos)
+	}
+	assert.Equal(t, []int32{0, 1, 4, 5}, pos)
+	_, ok = s.Position(9)
+	assert.False(t, ok)
+	require.Error(t, s.AddCells([]int32{9}, []int32{5}), "new tokens still come after the last position")
+}
+
+func TestMoveCells(t *testing.T) {
+	s := newTestSequence(t, testConfig(8, 2), 0)
+	require.NoError(t, s.AddCells([]int32{4, 7, 9}, []int32{0, 3, 5}))
+	before := s.Tokens()
+	require.NoError(t, s.MoveCells([]int32{4, 7, 9}, []int32{0, 1, 4}), "a target may be a cell the move frees")
+	after := s.Tokens()
+	assert.Equal(t, []int32{0, 1, 4}, cellsOf(after))
+	for i := range after {
+		assert.Equal(t, before[i].Pos, after[i].Pos)
+	}
+	_, ok := s.Position(9)
+	assert.False(t, ok)
+	for name, err := range map[string]error{
+		"length":  s.MoveCells([]int32{0}, nil),
+		"missing": s.MoveCells([]int32{3}, []int32{5}),
+		"clash":   s.MoveCells([]int32{0}, []int32{1}),
+		"twice":   s.MoveCells([]int32{0, 0}, []int32{5, 6}),
+		"range":   s.MoveCells([]int32{0}, []int32{-2}),
+	} {
+		assert.Error(t, err, name)
+	}
+	assert.Equal(t, after, s.Tokens(), "failed moves change nothing")
+}

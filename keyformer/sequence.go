@@ -183,14 +183,7 @@ func (s *Sequence) addCells(cells, positions []int32) error {
 		}
 	}
 	for i, c := range cells {
-		if int(c) >= len(s.slotOf) {
-			grown := make([]int32, max(int(c)+1, 2*len(s.slotOf)))
-			copy(grown, s.slotOf)
-			for j := len(s.slotOf); j < len(grown); j++ {
-				grown[j] = -1
-			}
-			s.slotOf = grown
-		}
+		s.growSlots(c)
 		s.slotOf[c] = int32(len(s.cells))
 		s.cells = append(s.cells, c)
 		s.pos = append(s.pos, positions[i])
@@ -201,6 +194,19 @@ func (s *Sequence) addCells(cells, positions []int32) error {
 	}
 	s.added += len(cells)
 	return nil
+}
+
+// growSlots makes slotOf long enough to hold cell c.
+func (s *Sequence) growSlots(c int32) {
+	if int(c) < len(s.slotOf) {
+		return
+	}
+	grown := make([]int32, max(int(c)+1, 2*len(s.slotOf)))
+	copy(grown, s.slotOf)
+	for j := len(s.slotOf); j < len(grown); j++ {
+		grown[j] = -1
+	}
+	s.slotOf = grown
 }
 
 // slot returns the index of cell c in the sequence's arrays, or -1.
@@ -446,4 +452,89 @@ func (s *Sequence) compact(removed []bool) {
 	for h := range s.scores {
 		s.scores[h] = s.scores[h][:k]
 	}
+}
+
+// Position returns the position of cell c and whether the sequence holds it.
+func (s *Sequence) Position(c int32) (int32, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := s.slot(c); i >= 0 {
+		return s.pos[i], true
+	}
+	return 0, false
+}
+
+// ShiftPositions adds delta to the positions in [p0, p1), as llama_memory_seq_add does. The
+// shifted tokens must keep their order relative to the others (no position may reach or pass a
+// token outside the range): that is an error and changes nothing.
+func (s *Sequence) ShiftPositions(p0, p1, delta int32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p0 < 0 || p1 < p0 {
+		return fmt.Errorf("shift positions: bad range [%d, %d)", p0, p1)
+	}
+	lo, hi := -1, -1
+	for i, p := range s.pos {
+		if p >= p0 && p < p1 {
+			if lo < 0 {
+				lo = i
+			}
+			hi = i + 1
+		}
+	}
+	if lo < 0 || delta == 0 {
+		return nil
+	}
+	first, last := int64(s.pos[lo])+int64(delta), int64(s.pos[hi-1])+int64(delta)
+	switch {
+	case first < 0 || last > math.MaxInt32:
+		return fmt.Errorf("shift positions: [%d, %d) by %d leaves the position range", p0, p1, delta)
+	case lo > 0 && first <= int64(s.pos[lo-1]), hi < len(s.pos) && last >= int64(s.pos[hi]):
+		return fmt.Errorf("shift positions: [%d, %d) by %d would reorder the sequence", p0, p1, delta)
+	}
+	for i := lo; i < hi; i++ {
+		s.pos[i] += delta
+	}
+	return nil
+}
+
+// MoveCells renames cells: from[i] becomes to[i], keeping its position and scores (for an engine
+// that moved the sequence, e.g. by restoring a saved state into other cells). Every cell of from
+// must be held; afterwards no two tokens may share a cell. On an error nothing changes.
+func (s *Sequence) MoveCells(from, to []int32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(from) != len(to) {
+		return fmt.Errorf("move cells: %d cells to move but %d targets", len(from), len(to))
+	}
+	slots := make([]int, len(from))
+	moved := make(map[int32]bool, len(from))
+	for i, c := range from {
+		if slots[i] = s.slot(c); slots[i] < 0 {
+			return fmt.Errorf("move cells: cell %d is not in sequence %d", c, s.id)
+		}
+		if moved[c] {
+			return fmt.Errorf("move cells: cell %d given twice", c)
+		}
+		moved[c] = true
+	}
+	target := make(map[int32]bool, len(to))
+	for _, c := range to {
+		switch {
+		case c < 0 || c >= maxCells:
+			return fmt.Errorf("move cells: cell %d outside [0, %d)", c, maxCells)
+		case target[c] || s.slot(c) >= 0 && !moved[c]:
+			return fmt.Errorf("move cells: cell %d would hold two tokens", c)
+		}
+		target[c] = true
+	}
+	for _, c := range from {
+		s.slotOf[c] = -1
+	}
+	for i, c := range to {
+		s.growSlots(c)
+		s.slotOf[c] = int32(slots[i])
+		s.cells[slots[i]] = c
+	}
+	return nil
 }

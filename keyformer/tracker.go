@@ -2,6 +2,7 @@ package keyformer
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -56,4 +57,16 @@ func (t *Tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.seqs)
+}
+
+// IDs returns the ids of the tracker's sequences in increasing order.
+func (t *Tracker) IDs() []int32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := make([]int32, 0, len(t.seqs))
+	for id := range t.seqs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }

@@ -1,0 +1,277 @@
+//go:build linux || darwin
+
+package adapter_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keyformer/keyformer/bindings/adapter"
+	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/bindings/llama"
+	"github.com/keyformer/keyformer/keyformer"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	fixtureOnce  sync.Once
+	fixtureModel *llama.Model
+	fixtureSkip  string
+	fixtureErr   error
+)
+
+// model returns SmolLM2 on the pinned runtime (loaded once) or skips.
+func model(t testing.TB) *llama.Model {
+	t.Helper()
+	fixtureOnce.Do(func() {
+		dir, path := llama.DefaultLibDir(), llama.DefaultModelPath()
+		for _, p := range []string{dir, path} {
+			if _, err := os.Stat(p); err != nil {
+				fixtureSkip = "llama.cpp runtime or model not fetched (run make deps): " + err.Error()
+				return
+			}
+		}
+		llama.SetLogger(llama.StderrLogger(llama.LogError))
+		lib, err := llama.Load(dir)
+		if err != nil {
+			fixtureErr = err
+			return
+		}
+		fixtureModel, fixtureErr = lib.LoadModel(path, nil)
+	})
+	if fixtureSkip != "" {
+		t.Skip(fixtureSkip)
+	}
+	require.NoError(t, fixtureErr)
+	return fixtureModel
+}
+
+// setup holds one context with (or without) an adapter.
+type setup struct {
+	ctx *llama.Context
+	ad  *adapter.Adapter
+}
+
+// newSetup creates a context of nCtx cells; cfg nil means no hook at all.
+func newSetup(t testing.TB, m *llama.Model, nCtx, nUbatch int, cfg *keyformer.Config, opts adapter.Options) *setup {
+	t.Helper()
+	s := &setup{}
+	o := llama.ContextOptions{NCtx: uint32(nCtx), NBatch: uint32(nUbatch), NUbatch: uint32(nUbatch), NThreads: 2, NThreadsBatch: 2}
+	if cfg != nil {
+		tr, err := keyformer.NewTracker(*cfg)
+		require.NoError(t, err)
+		s.ad, err = adapter.New(m.Lib(), tr, opts)
+		require.NoError(t, err)
+		o.Eval = s.ad.Eval
+	}
+	var err error
+	s.ctx, err = m.NewContext(o)
+	require.NoError(t, err)
+	t.Cleanup(s.ctx.Free)
+	if s.ad != nil {
+		require.NoError(t, s.ad.Attach(s.ctx.Ptr()))
+	}
+	return s
+}
+
+func config(m *llama.Model, policy keyformer.Policy, budget keyformer.Size) *keyformer.Config {
+	cfg := keyformer.DefaultConfig(keyformer.Shape{Layers: m.NLayer, QueryHeads: m.NHead, KVHeads: m.NHeadKV})
+	cfg.Policy, cfg.Budget, cfg.Seed = policy, budget, 7
+	return &cfg
+}
+
+func samplePrompt(t testing.TB, m *llama.Model) []int32 {
+	toks, err := generate.ChatPrompt(m, generate.SampleDocument, generate.SampleQuestion)
+	require.NoError(t, err)
+	return toks
+}
+
+func TestFullPolicyAndLargeBudgetMatchPlainLlama(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	const gen = 24
+	nCtx := len(prompt) + gen + 256
+	plain, err := generate.Run(newSetup(t, m, nCtx, 256, nil, adapter.Options{}).ctx, nil, prompt, generate.Options{MaxNew: gen})
+	require.NoError(t, err)
+	require.Len(t, plain.Tokens, gen)
+
+	full := newSetup(t, m, nCtx, 256, config(m, keyformer.PolicyFull, keyformer.Fraction(0.5)), adapter.Options{})
+	got, err := generate.Run(full.ctx, full.ad, prompt, generate.Options{MaxNew: gen})
+	require.NoError(t, err)
+	assert.Equal(t, plain.Tokens, got.Tokens, "policy full with the hook")
+	assert.Zero(t, got.Evicted)
+	st := full.ad.Stats()
+	assert.Equal(t, m.NLayer*(len(prompt)/256+1+gen-1), st.Observations, "every layer of every ubatch observed")
+
+	big := newSetup(t, m, nCtx, 256, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(len(prompt)+gen+1)), adapter.Options{})
+	got, err = generate.Run(big.ctx, big.ad, prompt, generate.Options{MaxNew: gen})
+	require.NoError(t, err)
+	assert.Equal(t, plain.Tokens, got.Tokens, "keyformer with a budget above prompt + generation")
+	assert.Zero(t, got.Evicted)
+}
+
+// TestBoundedCacheEvictsLowestScores feeds a prompt three times the budget through a cache of
+// budget + n_ubatch cells: llama.cpp could not place the tokens if the cells were not freed.
+func TestBoundedCacheEvictsLowestScores(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	const budget, ubatch, gen = 384, 128, 48
+	require.Greater(t, len(prompt), 3*budget)
+	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget))
+	s := newSetup(t, m, budget+ubatch, ubatch, cfg, adapter.Options{})
+	seq, err := s.ad.Tracker().Sequence(adapter.DefaultSequence)
+	require.NoError(t, err)
+	_, window, _ := seq.Limits()
+	checks := 0
+	res, err := generate.Run(s.ctx, s.ad, prompt, generate.Options{MaxNew: gen, AfterDecode: func() error {
+		toks := seq.Tokens()
+		if len(toks) > budget+ubatch {
+			return errors.New("more cells than budget + n_ubatch")
+		}
+		planned, err := seq.Plan(nil)
+		if err != nil {
+			return err
+		}
+		_, window, _ = seq.Limits()
+		evicted := map[int32]bool{}
+		for _, e := range planned {
+			evicted[e.Cell] = true
+		}
+		require.Len(t, planned, max(len(toks)-budget, 0))
+		for i, tok := range toks {
+			if i >= len(toks)-window {
+				require.False(t, evicted[tok.Cell], "window token at position %d planned for eviction", tok.Pos)
+				continue
+			}
+			for _, e := range planned {
+				if !evicted[tok.Cell] {
+					sc := scoreOf(toks, e.Cell)
+					require.LessOrEqual(t, sc, tok.Score, "evicted a higher score than a kept candidate")
+				}
+			}
+		}
+		checks++
+		return nil
+	}})
+	require.NoError(t, err)
+	assert.Len(t, res.Tokens, gen)
+	assert.Equal(t, len(prompt)/ubatch+1+gen-1, checks)
+	assert.LessOrEqual(t, res.PeakCells, budget+ubatch)
+	assert.Equal(t, budget, seq.Len())
+	assert.Equal(t, len(prompt)+gen-1-budget, res.Evicted)
+	assert.Greater(t, window, 0)
+	t.Logf("bounded: %d prompt tokens through %d cells, peak %d, evicted %d: %q", len(prompt), budget+ubatch,
+		res.PeakCells, res.Evicted, m.Detokenize(res.Tokens, true, false))
+}
+
+func scoreOf(toks []keyformer.Token, cell int32) float32 {
+	for _, t := range toks {
+		if t.Cell == cell {
+			return t.Score
+		}
+	}
+	return -1
+}
+
+func TestFlashAttentionIsReported(t *testing.T) {
+	m := model(t)
+	tr, err := keyformer.NewTracker(*config(m, keyformer.PolicyKeyformer, keyformer.Fraction(0.5)))
+	require.NoError(t, err)
+	ad, err := adapter.New(m.Lib(), tr, adapter.Options{})
+	require.NoError(t, err)
+	ctx, err := m.NewContext(llama.ContextOptions{NCtx: 512, NThreads: 2, FlashAttn: llama.FlashAttnEnabled, Eval: ad.Eval})
+	require.NoError(t, err)
+	defer ctx.Free()
+	require.NoError(t, ad.Attach(ctx.Ptr()))
+	require.NoError(t, ctx.Decode(0, []int32{1, 2, 3, 4}, 0))
+	_, err = ad.Apply(0)
+	assert.ErrorIs(t, err, adapter.ErrNoAttention)
+}
+
+func TestStateWithHolesRestoresIdentically(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)[:700]
+	const budget, ubatch = 256, 128
+	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget))
+	a := newSetup(t, m, budget+ubatch, ubatch, cfg, adapter.Options{})
+	_, err := generate.Run(a.ctx, a.ad, prompt, generate.Options{MaxNew: 1})
+	require.NoError(t, err)
+	llamaState, err := a.ctx.SeqState(0)
+	require.NoError(t, err)
+	seq, _ := a.ad.Tracker().Sequence(0)
+	kfState, err := seq.MarshalBinary()
+	require.NoError(t, err)
+	holes := int(a.ctx.SeqPosMax(0)-a.ctx.SeqPosMin(0)) + 1 - seq.Len()
+	require.Greater(t, holes, 100, "the saved sequence has holes")
+
+	continueFrom := func(s *setup) []int32 {
+		var out []int32
+		tok := llama.Argmax(s.ctx.Logits())
+		for range 12 {
+			require.NoError(t, s.ctx.Decode(0, []int32{tok}, s.ctx.SeqPosMax(0)+1))
+			_, err := s.ad.Apply(0)
+			require.NoError(t, err)
+			tok = llama.Argmax(s.ctx.Logits())
+			out = append(out, tok)
+		}
+		return out
+	}
+	// Restored into a fresh context, with the first continuation token's logits recomputed by
+	// decoding the same token in both.
+	b := newSetup(t, m, budget+ubatch, ubatch, cfg, adapter.Options{})
+	require.NoError(t, b.ctx.SetSeqState(0, llamaState))
+	require.NoError(t, b.ad.RestoreSequence(0, kfState))
+	first := llama.Argmax(a.ctx.Logits())
+	for _, s := range []*setup{a, b} {
+		require.NoError(t, s.ctx.Decode(0, []int32{first}, s.ctx.SeqPosMax(0)+1))
+		_, err := s.ad.Apply(0)
+		require.NoError(t, err)
+	}
+	want, got := continueFrom(a), continueFrom(b)
+	assert.Equal(t, want, got)
+	sa, _ := a.ad.Tracker().Sequence(0)
+	sb, _ := b.ad.Tracker().Sequence(0)
+	assert.Equal(t, len(sa.Tokens()), len(sb.Tokens()))
+}
+
+// TestLongDocumentThroughSmallCache runs a GovReport document longer than the model's trained
+// context through a 2048-cell budget.
+func TestLongDocumentThroughSmallCache(t *testing.T) {
+	m := model(t)
+	path := filepath.Join("..", "..", "..", "shared", "datasets", "gov_report.dev.jsonl")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Skipf("the evaluation data is not here (%v): this test needs ../shared/datasets", err)
+	}
+	defer f.Close()
+	var rec struct{ Document, Instruction string }
+	var prompt []int32
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &rec))
+		toks, err := generate.ChatPrompt(m, rec.Document, rec.Instruction)
+		require.NoError(t, err)
+		// The shortest document beyond the trained context keeps the test's time down.
+		if len(toks) > m.NCtxTrain && (prompt == nil || len(toks) < len(prompt)) {
+			prompt = toks
+		}
+	}
+	require.NotNil(t, prompt, "no GovReport document is longer than %d tokens", m.NCtxTrain)
+	const budget, ubatch = 2048, 512
+	s := newSetup(t, m, budget+ubatch, ubatch, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget)), adapter.Options{})
+	res, err := generate.Run(s.ctx, s.ad, prompt, generate.Options{MaxNew: 48, StopAtEOG: true})
+	require.NoError(t, err)
+	text := m.Detokenize(res.Tokens, true, false)
+	t.Logf("%d-token document through %d cells (peak %d): %.1f prompt tok/s, %q", len(prompt), budget+ubatch,
+		res.PeakCells, res.PrefillTokensPerSecond(), text)
+	assert.LessOrEqual(t, res.PeakCells, budget+ubatch)
+	assert.Greater(t, len(strings.Fields(text)), 5, "a summary of several words")
+}
