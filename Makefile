@@ -4,15 +4,20 @@ GO ?= go
 FUZZTIME ?= 10s
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: run test vet unit race fuzz arm64 bench-kernels
-.PHONY: lib ctest bench-abi
+.PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench-hook
+.PHONY: lib ctest bench-abi pytest
 
-## run: the main job on a built-in default input.
-run:
-	$(GO) run ./bindings/cmd/keyformer demo
+## run: the main job: a built-in document and question answered with the full cache and with
+## Keyformer at half the cache, side by side (fetches the llama.cpp runtime and model first).
+run: deps
+	$(GO) run ./bindings/cmd/keyformer compare
+
+## deps: the pinned llama.cpp runtime, headers and model, into build/deps (cached, checksummed).
+deps:
+	bash build/deps.sh
 
 ## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
-test: ctest vet unit race fuzz arm64
+test: ctest vet unit race fuzz arm64 pytest
 
 vet:
 	$(GO) vet ./...
@@ -20,8 +25,8 @@ vet:
 	GOARCH=arm64 $(GO) vet ./...
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
 
-unit:
-	$(GO) test -count=1 ./...
+unit: deps
+	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -tags purego ./simd/ ./keyformer/
 
 race:
@@ -62,6 +67,15 @@ ctest:
 	cmake -S . -B build/cmake-asan -G Ninja -DKEYFORMER_SANITIZE=ON
 	cmake --build build/cmake-asan
 	ctest --test-dir build/cmake-asan --output-on-failure
+
+## pytest: the Python package's tests against build/lib/libkeyformer.so (a missing library fails).
+pytest: lib
+	python3 -m pip install -q -r tests/python/requirements.txt
+	KEYFORMER_TEST_REQUIRE_LIB=1 python3 -m pytest tests/python -q
+
+## bench-hook: decode tokens/s at 4k context: no hook, hook observing (full), Keyformer at 0.5.
+bench-hook: deps
+	$(GO) run ./bindings/cmd/keyformer bench-hook --context 4096 --gen 64
 
 ## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes; last line JSON.
 bench-abi:

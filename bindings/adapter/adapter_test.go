@@ -53,31 +53,12 @@ func model(t testing.TB) *llama.Model {
 	return fixtureModel
 }
 
-// setup holds one context with (or without) an adapter.
-type setup struct {
-	ctx *llama.Context
-	ad  *adapter.Adapter
-}
-
-// newSetup creates a context of nCtx cells; cfg nil means no hook at all.
-func newSetup(t testing.TB, m *llama.Model, nCtx, nUbatch int, cfg *keyformer.Config, opts adapter.Options) *setup {
+// newSession creates a session of nCtx cells; cfg nil means no hook at all.
+func newSession(t testing.TB, m *llama.Model, nCtx, nUbatch int, cfg *keyformer.Config) *generate.Session {
 	t.Helper()
-	s := &setup{}
-	o := llama.ContextOptions{NCtx: uint32(nCtx), NBatch: uint32(nUbatch), NUbatch: uint32(nUbatch), NThreads: 2, NThreadsBatch: 2}
-	if cfg != nil {
-		tr, err := keyformer.NewTracker(*cfg)
-		require.NoError(t, err)
-		s.ad, err = adapter.New(m.Lib(), tr, opts)
-		require.NoError(t, err)
-		o.Eval = s.ad.Eval
-	}
-	var err error
-	s.ctx, err = m.NewContext(o)
+	s, err := generate.NewSession(m, generate.SessionOptions{Config: cfg, NCtx: nCtx, NUbatch: nUbatch, Threads: 2})
 	require.NoError(t, err)
-	t.Cleanup(s.ctx.Free)
-	if s.ad != nil {
-		require.NoError(t, s.ad.Attach(s.ctx.Ptr()))
-	}
+	t.Cleanup(s.Close)
 	return s
 }
 
@@ -98,20 +79,20 @@ func TestFullPolicyAndLargeBudgetMatchPlainLlama(t *testing.T) {
 	prompt := samplePrompt(t, m)
 	const gen = 24
 	nCtx := len(prompt) + gen + 256
-	plain, err := generate.Run(newSetup(t, m, nCtx, 256, nil, adapter.Options{}).ctx, nil, prompt, generate.Options{MaxNew: gen})
+	plain, err := generate.Run(newSession(t, m, nCtx, 256, nil).Ctx, nil, prompt, generate.Options{MaxNew: gen})
 	require.NoError(t, err)
 	require.Len(t, plain.Tokens, gen)
 
-	full := newSetup(t, m, nCtx, 256, config(m, keyformer.PolicyFull, keyformer.Fraction(0.5)), adapter.Options{})
-	got, err := generate.Run(full.ctx, full.ad, prompt, generate.Options{MaxNew: gen})
+	full := newSession(t, m, nCtx, 256, config(m, keyformer.PolicyFull, keyformer.Fraction(0.5)))
+	got, err := full.Run(prompt, generate.Options{MaxNew: gen})
 	require.NoError(t, err)
 	assert.Equal(t, plain.Tokens, got.Tokens, "policy full with the hook")
 	assert.Zero(t, got.Evicted)
-	st := full.ad.Stats()
+	st := full.Adapter.Stats()
 	assert.Equal(t, m.NLayer*(len(prompt)/256+1+gen-1), st.Observations, "every layer of every ubatch observed")
 
-	big := newSetup(t, m, nCtx, 256, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(len(prompt)+gen+1)), adapter.Options{})
-	got, err = generate.Run(big.ctx, big.ad, prompt, generate.Options{MaxNew: gen})
+	big := newSession(t, m, nCtx, 256, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(len(prompt)+gen+1)))
+	got, err = big.Run(prompt, generate.Options{MaxNew: gen})
 	require.NoError(t, err)
 	assert.Equal(t, plain.Tokens, got.Tokens, "keyformer with a budget above prompt + generation")
 	assert.Zero(t, got.Evicted)
@@ -125,12 +106,12 @@ func TestBoundedCacheEvictsLowestScores(t *testing.T) {
 	const budget, ubatch, gen = 384, 128, 48
 	require.Greater(t, len(prompt), 3*budget)
 	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget))
-	s := newSetup(t, m, budget+ubatch, ubatch, cfg, adapter.Options{})
-	seq, err := s.ad.Tracker().Sequence(adapter.DefaultSequence)
+	s := newSession(t, m, budget+ubatch, ubatch, cfg)
+	seq, err := s.Adapter.Tracker().Sequence(adapter.DefaultSequence)
 	require.NoError(t, err)
 	_, window, _ := seq.Limits()
 	checks := 0
-	res, err := generate.Run(s.ctx, s.ad, prompt, generate.Options{MaxNew: gen, AfterDecode: func() error {
+	res, err := s.Run(prompt, generate.Options{MaxNew: gen, AfterDecode: func() error {
 		toks := seq.Tokens()
 		if len(toks) > budget+ubatch {
 			return errors.New("more cells than budget + n_ubatch")
@@ -200,44 +181,44 @@ func TestStateWithHolesRestoresIdentically(t *testing.T) {
 	prompt := samplePrompt(t, m)[:700]
 	const budget, ubatch = 256, 128
 	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget))
-	a := newSetup(t, m, budget+ubatch, ubatch, cfg, adapter.Options{})
-	_, err := generate.Run(a.ctx, a.ad, prompt, generate.Options{MaxNew: 1})
+	a := newSession(t, m, budget+ubatch, ubatch, cfg)
+	_, err := a.Run(prompt, generate.Options{MaxNew: 1})
 	require.NoError(t, err)
-	llamaState, err := a.ctx.SeqState(0)
+	llamaState, err := a.Ctx.SeqState(0)
 	require.NoError(t, err)
-	seq, _ := a.ad.Tracker().Sequence(0)
+	seq, _ := a.Adapter.Tracker().Sequence(0)
 	kfState, err := seq.MarshalBinary()
 	require.NoError(t, err)
-	holes := int(a.ctx.SeqPosMax(0)-a.ctx.SeqPosMin(0)) + 1 - seq.Len()
+	holes := int(a.Ctx.SeqPosMax(0)-a.Ctx.SeqPosMin(0)) + 1 - seq.Len()
 	require.Greater(t, holes, 100, "the saved sequence has holes")
 
-	continueFrom := func(s *setup) []int32 {
+	continueFrom := func(s *generate.Session) []int32 {
 		var out []int32
-		tok := llama.Argmax(s.ctx.Logits())
+		tok := llama.Argmax(s.Ctx.Logits())
 		for range 12 {
-			require.NoError(t, s.ctx.Decode(0, []int32{tok}, s.ctx.SeqPosMax(0)+1))
-			_, err := s.ad.Apply(0)
+			require.NoError(t, s.Ctx.Decode(0, []int32{tok}, s.Ctx.SeqPosMax(0)+1))
+			_, err := s.Adapter.Apply(0)
 			require.NoError(t, err)
-			tok = llama.Argmax(s.ctx.Logits())
+			tok = llama.Argmax(s.Ctx.Logits())
 			out = append(out, tok)
 		}
 		return out
 	}
 	// Restored into a fresh context, with the first continuation token's logits recomputed by
 	// decoding the same token in both.
-	b := newSetup(t, m, budget+ubatch, ubatch, cfg, adapter.Options{})
-	require.NoError(t, b.ctx.SetSeqState(0, llamaState))
-	require.NoError(t, b.ad.RestoreSequence(0, kfState))
-	first := llama.Argmax(a.ctx.Logits())
-	for _, s := range []*setup{a, b} {
-		require.NoError(t, s.ctx.Decode(0, []int32{first}, s.ctx.SeqPosMax(0)+1))
-		_, err := s.ad.Apply(0)
+	b := newSession(t, m, budget+ubatch, ubatch, cfg)
+	require.NoError(t, b.Ctx.SetSeqState(0, llamaState))
+	require.NoError(t, b.Adapter.RestoreSequence(0, kfState))
+	first := llama.Argmax(a.Ctx.Logits())
+	for _, s := range []*generate.Session{a, b} {
+		require.NoError(t, s.Ctx.Decode(0, []int32{first}, s.Ctx.SeqPosMax(0)+1))
+		_, err := s.Adapter.Apply(0)
 		require.NoError(t, err)
 	}
 	want, got := continueFrom(a), continueFrom(b)
 	assert.Equal(t, want, got)
-	sa, _ := a.ad.Tracker().Sequence(0)
-	sb, _ := b.ad.Tracker().Sequence(0)
+	sa, _ := a.Adapter.Tracker().Sequence(0)
+	sb, _ := b.Adapter.Tracker().Sequence(0)
 	assert.Equal(t, len(sa.Tokens()), len(sb.Tokens()))
 }
 
@@ -266,8 +247,8 @@ func TestLongDocumentThroughSmallCache(t *testing.T) {
 	}
 	require.NotNil(t, prompt, "no GovReport document is longer than %d tokens", m.NCtxTrain)
 	const budget, ubatch = 2048, 512
-	s := newSetup(t, m, budget+ubatch, ubatch, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget)), adapter.Options{})
-	res, err := generate.Run(s.ctx, s.ad, prompt, generate.Options{MaxNew: 48, StopAtEOG: true})
+	s := newSession(t, m, budget+ubatch, ubatch, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget)))
+	res, err := s.Run(prompt, generate.Options{MaxNew: 48, StopAtEOG: true})
 	require.NoError(t, err)
 	text := m.Detokenize(res.Tokens, true, false)
 	t.Logf("%d-token document through %d cells (peak %d): %.1f prompt tok/s, %q", len(prompt), budget+ubatch,

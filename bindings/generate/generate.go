@@ -8,6 +8,7 @@ package generate
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/keyformer/keyformer/bindings/adapter"
@@ -37,7 +38,18 @@ type Result struct {
 	PeakCells    int     // the most KV cells the sequence held at once
 	Evicted      int
 	Prefill      time.Duration
-	Decode       time.Duration // generation after the first token (len(Tokens)-1 decodes)
+	Decode       time.Duration   // generation after the first token (len(Tokens)-1 decodes)
+	Steps        []time.Duration // each of those decodes, evictions included
+}
+
+// MedianStep returns the median time of one generation step (0 without steps).
+func (r Result) MedianStep() time.Duration {
+	if len(r.Steps) == 0 {
+		return 0
+	}
+	s := slices.Clone(r.Steps)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // PrefillTokensPerSecond returns the prompt throughput.
@@ -113,9 +125,11 @@ func Run(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (Resu
 		if len(res.Tokens) == o.MaxNew || o.StopAtEOG && c.Model().IsEOG(tok) {
 			break
 		}
+		t0 := time.Now()
 		if err := step([]int32{tok}, true); err != nil {
 			return res, fmt.Errorf("generate: token %d: %w", len(res.Tokens), err)
 		}
+		res.Steps = append(res.Steps, time.Since(t0))
 	}
 	res.Decode = time.Since(start)
 	if ad != nil {

@@ -1,6 +1,9 @@
 // Command keyformer runs Keyformer KV-cache eviction from the command line.
 //
-//	keyformer demo [--prompt N] [--budget F] [--gen N]   synthetic attention: what each policy keeps
+//	keyformer compare [flags]   a document answered with the full cache and with Keyformer, side by side
+//	keyformer generate [flags]  generate with one policy and budget (--json for a machine-readable line)
+//	keyformer bench-hook [flags] decode speed: no hook, hook observing, Keyformer at budget 0.5
+//	keyformer demo [flags]      synthetic attention: what each policy keeps
 package main
 
 import (
@@ -14,6 +17,12 @@ func main() {
 	}
 	var err error
 	switch os.Args[1] {
+	case "compare":
+		err = compare(os.Args[2:], os.Stdout)
+	case "generate":
+		err = generateCmd(os.Args[2:], os.Stdout)
+	case "bench-hook":
+		err = benchHook(os.Args[2:], os.Stdout)
 	case "demo":
 		err = demo(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
@@ -32,6 +41,11 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage: keyformer COMMAND [flags]
 
 commands:
-  demo   run every policy on a synthetic attention stream and show what each keeps`)
+  compare    answer a document's question with the full cache and with Keyformer, side by side
+  generate   generate with one policy and budget (--json prints a machine-readable last line)
+  bench-hook decode speed with no hook, with the hook observing (full) and with Keyformer at 0.5
+  demo       run every policy on a synthetic attention stream and show what each keeps
+
+run 'keyformer COMMAND -h' for a command's flags`)
 	os.Exit(2)
 }

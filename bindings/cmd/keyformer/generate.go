@@ -1,0 +1,244 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/bindings/llama"
+	"github.com/keyformer/keyformer/keyformer"
+)
+
+// runFlags are the flags shared by generate and compare.
+type runFlags struct {
+	model, libDir, promptFile, question string
+	maxNew, ctx, ubatch, threads        int
+	budget, window                      string
+	seed                                uint64
+	whole, compact                      bool
+}
+
+func (f *runFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.model, "model", llama.DefaultModelPath(), "GGUF model")
+	fs.StringVar(&f.libDir, "lib-dir", llama.DefaultLibDir(), "folder of the llama.cpp runtime (libllama, libggml*)")
+	fs.StringVar(&f.promptFile, "prompt-file", "", "document to read (default: a built-in one)")
+	fs.StringVar(&f.question, "question", "", "instruction after the document (default: a built-in question, or none with --prompt-file)")
+	fs.IntVar(&f.maxNew, "max-new", 96, "tokens to generate at most")
+	fs.IntVar(&f.ctx, "ctx", 0, "KV cells (default: budget + n_ubatch, or prompt + max-new for the full cache)")
+	fs.IntVar(&f.ubatch, "ubatch", 512, "tokens per ubatch (prompt chunk)")
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads (default: all)")
+	fs.StringVar(&f.budget, "budget", "0.5", "KV budget: a fraction of the prompt (0.5, 50%) or a token count (2048)")
+	fs.StringVar(&f.window, "window", "0.3", "recent window: a fraction of the budget or a token count")
+	fs.Uint64Var(&f.seed, "seed", 0, "noise seed")
+	fs.BoolVar(&f.whole, "whole", false, "take the whole prompt with full attention before evicting (the paper's setting; needs --ctx >= prompt)")
+	fs.BoolVar(&f.compact, "compact-positions", false, "renumber kept tokens after evictions (for documents beyond the model's context)")
+}
+
+// parseSize reads "0.5", "50%" as a fraction and "2048" as a token count.
+func parseSize(s, name string) (keyformer.Size, error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		v, err := strconv.ParseFloat(p, 64)
+		if err != nil {
+			return keyformer.Size{}, fmt.Errorf("--%s %q: %w", name, s, err)
+		}
+		return keyformer.Fraction(v / 100), nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		return keyformer.Tokens(n), nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return keyformer.Size{}, fmt.Errorf("--%s %q is neither a fraction nor a token count", name, s)
+	}
+	return keyformer.Fraction(v), nil
+}
+
+// loaded is the runtime and model of a command.
+type loaded struct {
+	model  *llama.Model
+	prompt []int32
+}
+
+// load binds the runtime, loads the model and builds the chat prompt.
+func (f *runFlags) load() (*loaded, error) {
+	for _, p := range []string{f.libDir, f.model} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("%w (run `make deps`, or pass --lib-dir and --model)", err)
+		}
+	}
+	llama.SetLogger(llama.StderrLogger(llama.LogError))
+	lib, err := llama.Load(f.libDir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := lib.LoadModel(f.model, nil)
+	if err != nil {
+		return nil, err
+	}
+	doc, question := generate.SampleDocument, generate.SampleQuestion
+	if f.promptFile != "" {
+		b, err := os.ReadFile(f.promptFile)
+		if err != nil {
+			return nil, err
+		}
+		doc, question = string(b), ""
+	}
+	if f.question != "" {
+		question = f.question
+	}
+	prompt, err := generate.ChatPrompt(m, doc, question)
+	if err != nil {
+		return nil, err
+	}
+	return &loaded{model: m, prompt: prompt}, nil
+}
+
+// report is the result of one run, as generate --json prints it.
+type report struct {
+	Policy          string  `json:"policy"`
+	BudgetTokens    int     `json:"budget_tokens"`
+	NUbatch         int     `json:"n_ubatch"`
+	PromptTokens    int     `json:"prompt_tokens"`
+	GeneratedTokens int     `json:"generated_tokens"`
+	KVCellsPeak     int     `json:"kv_cells_peak"`
+	KVBytesPeak     int     `json:"kv_bytes_peak"`
+	Evicted         int     `json:"evicted"`
+	PrefillTokPerS  float64 `json:"prefill_tok_per_s"`
+	DecodeTokPerS   float64 `json:"decode_tok_per_s"`
+	Text            string  `json:"text"`
+}
+
+// execution is what one run measured.
+type execution struct {
+	generate.Result
+	budget         int           // the resolved budget in tokens (the context size without eviction)
+	prefillObserve time.Duration // the adapter's observing time while reading the prompt
+	observe        time.Duration // ... in all
+}
+
+// execute generates once with policy (nil: plain llama.cpp without the hook), showing prompt
+// progress on progress (nil: none).
+func (f *runFlags) execute(l *loaded, policy *keyformer.Policy, progress io.Writer) (execution, error) {
+	var e execution
+	opts := generate.SessionOptions{NUbatch: f.ubatch, Threads: f.threads, NCtx: f.ctx}
+	opts.Adapter.CompactPositions = f.compact
+	full := len(l.prompt) + f.maxNew
+	name := "full cache"
+	if policy != nil {
+		name = policy.String()
+		budget, err := parseSize(f.budget, "budget")
+		if err != nil {
+			return e, err
+		}
+		window, err := parseSize(f.window, "window")
+		if err != nil {
+			return e, err
+		}
+		cfg := keyformer.DefaultConfig(keyformer.Shape{})
+		cfg.Policy, cfg.Budget, cfg.Window, cfg.Seed, cfg.NewTokens = *policy, budget, window, f.seed, max(f.maxNew, 1)
+		opts.Config = &cfg
+		if opts.NCtx == 0 && *policy != keyformer.PolicyFull && !f.whole {
+			b := budget.Tokens
+			if b == 0 {
+				b = int(budget.Fraction*float64(len(l.prompt)) + 0.5)
+			}
+			opts.NCtx = min(b+f.ubatch, full)
+		}
+	}
+	if opts.NCtx == 0 {
+		opts.NCtx = full
+	}
+	s, err := generate.NewSession(l.model, opts)
+	if err != nil {
+		return e, err
+	}
+	defer s.Close()
+	start := time.Now()
+	e.Result, err = s.Run(l.prompt, generate.Options{MaxNew: f.maxNew, StopAtEOG: true, Whole: f.whole,
+		Progress: func(done, total int) {
+			if done == total && s.Adapter != nil {
+				e.prefillObserve = s.Adapter.Stats().ObserveTime
+			}
+			if progress != nil && total > f.ubatch {
+				fmt.Fprintf(progress, "\r  %-10s reading the prompt: %5d/%d tokens (%3.0f%%) %5.1fs", name, done, total,
+					100*float64(done)/float64(total), time.Since(start).Seconds())
+				if done == total {
+					fmt.Fprintln(progress)
+				}
+			}
+		}})
+	if err != nil {
+		return e, err
+	}
+	e.budget = opts.NCtx
+	if s.Adapter != nil {
+		e.observe = s.Adapter.Stats().ObserveTime
+		seq, _ := s.Adapter.Tracker().Sequence(0)
+		if b, _, ok := seq.Limits(); ok && *policy != keyformer.PolicyFull {
+			e.budget = b
+		}
+	}
+	return e, nil
+}
+
+// run generates once and returns the report.
+func (f *runFlags) run(l *loaded, policy *keyformer.Policy, progress io.Writer) (report, error) {
+	e, err := f.execute(l, policy, progress)
+	if err != nil {
+		return report{}, err
+	}
+	r := report{Policy: "none", BudgetTokens: e.budget, NUbatch: f.ubatch, PromptTokens: len(l.prompt),
+		GeneratedTokens: len(e.Tokens), KVCellsPeak: e.PeakCells, KVBytesPeak: e.PeakCells * generate.KVBytesPerCell(l.model),
+		Evicted: e.Evicted, PrefillTokPerS: e.PrefillTokensPerSecond(), DecodeTokPerS: e.DecodeTokensPerSecond(),
+		Text: l.model.Detokenize(e.Tokens, true, false)}
+	if policy != nil {
+		r.Policy = policy.String()
+	}
+	return r, nil
+}
+
+// generateCmd is `keyformer generate`.
+func generateCmd(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	var f runFlags
+	f.register(fs)
+	policyName := fs.String("policy", "keyformer", "eviction policy: keyformer, h2o, tova, streaming, window, full, or none (plain llama.cpp, no hook)")
+	asJSON := fs.Bool("json", false, "print one JSON object as the last line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var policy *keyformer.Policy
+	if *policyName != "none" {
+		p, err := keyformer.ParsePolicy(*policyName)
+		if err != nil {
+			return err
+		}
+		policy = &p
+	}
+	l, err := f.load()
+	if err != nil {
+		return err
+	}
+	r, err := f.run(l, policy, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, r.Text)
+	if *asJSON {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, string(b))
+	} else {
+		fmt.Fprintf(os.Stderr, "%s: %d prompt + %d generated tokens, KV peak %d cells (%.1f MiB), %d evicted, prefill %.0f tok/s, decode %.1f tok/s\n",
+			r.Policy, r.PromptTokens, r.GeneratedTokens, r.KVCellsPeak, float64(r.KVBytesPeak)/(1<<20), r.Evicted, r.PrefillTokPerS, r.DecodeTokPerS)
+	}
+	return nil
+}

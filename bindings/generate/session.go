@@ -1,0 +1,89 @@
+//go:build linux || darwin
+
+package generate
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/keyformer/keyformer/bindings/adapter"
+	"github.com/keyformer/keyformer/bindings/llama"
+	"github.com/keyformer/keyformer/keyformer"
+)
+
+// SessionOptions configure NewSession.
+type SessionOptions struct {
+	// Config is the eviction configuration (its Shape is filled from the model); nil runs plain
+	// llama.cpp with no eval callback at all.
+	Config  *keyformer.Config
+	Adapter adapter.Options
+	NCtx    int // KV cells
+	NUbatch int // tokens per graph evaluation (and per llama_decode)
+	Threads int // 0: every CPU
+	// Poll is ggml's threadpool polling level (0..100): how long idle workers spin before sleeping.
+	Poll int
+}
+
+// Session is a llama.cpp context with a persistent threadpool and, when configured, a Keyformer
+// adapter on its eval callback.
+type Session struct {
+	Ctx     *llama.Context
+	Adapter *adapter.Adapter // nil without a Config
+	lib     *llama.Lib
+	tp      uintptr
+}
+
+// NewSession creates the context (flash attention off, so that attention can be observed).
+func NewSession(m *llama.Model, o SessionOptions) (*Session, error) {
+	if o.Threads <= 0 {
+		o.Threads = runtime.NumCPU()
+	}
+	s := &Session{lib: m.Lib()}
+	co := llama.ContextOptions{NCtx: uint32(o.NCtx), NBatch: uint32(o.NUbatch), NUbatch: uint32(o.NUbatch),
+		NThreads: int32(o.Threads), NThreadsBatch: int32(o.Threads)}
+	if o.Config != nil {
+		cfg := *o.Config
+		cfg.Shape = keyformer.Shape{Layers: m.NLayer, QueryHeads: m.NHead, KVHeads: m.NHeadKV}
+		tr, err := keyformer.NewTracker(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if s.Adapter, err = adapter.New(m.Lib(), tr, o.Adapter); err != nil {
+			return nil, err
+		}
+		co.Eval = s.Adapter.Eval
+	}
+	var err error
+	if s.Ctx, err = m.NewContext(co); err != nil {
+		return nil, err
+	}
+	// A persistent pool: every tensor the callback asks for ends a graph split, and without a
+	// pool each split starts and joins fresh worker threads.
+	if s.tp, err = m.Lib().NewThreadpool(o.Threads, o.Poll); err == nil {
+		err = s.Ctx.AttachThreadpool(s.tp, 0)
+	}
+	if err == nil && s.Adapter != nil {
+		err = s.Adapter.Attach(s.Ctx.Ptr())
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("generate: session: %w", err)
+	}
+	return s, nil
+}
+
+// Run runs greedy generation in the session (see Run).
+func (s *Session) Run(prompt []int32, o Options) (Result, error) { return Run(s.Ctx, s.Adapter, prompt, o) }
+
+// Close frees the context and its threadpool.
+func (s *Session) Close() {
+	if s.Ctx != nil {
+		s.Ctx.DetachThreadpool()
+		s.Ctx.Free()
+		s.Ctx = nil
+	}
+	if s.tp != 0 {
+		s.lib.FreeThreadpool(s.tp)
+		s.tp = 0
+	}
+}
