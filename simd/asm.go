@@ -2,10 +2,8 @@
 
 package simd
 
-import "math"
-
-// Dispatch: the assembly kernels when hasAsm (decided once at init), else
-// the Go twins.
+// Dispatch: the assembly kernels when hasAsm (simd_amd64.go: decided once at
+// init from the CPU features; simd_arm64.go: always), else the Go twins.
 
 func gumbelScores(dst, src []float32, invTau float32, key Key, flags Flags) (float32, bool) {
 	if hasAsm {
@@ -29,113 +27,28 @@ func argmin(x []float32) int {
 	return argminGeneric(x)
 }
 
-// chunk is the number of cells the wrapper hands to a kernel at a time: the
-// passes over one chunk stay in L1, and the row sum of expKernel is
-// accumulated in float64 over chunks, so its error stays ~1e-7 for any n.
-const chunk = 1024
-
-// gumbelScoresAsm runs GumbelScores on the kernels, which take whole vectors
-// of 8 cells (n a multiple of 8); the last len(src)%8 cells go through an
-// 8-cell scratch row padded with masked cells (0 or -Inf). The kernels:
-//
-//	noiseKernel:        pass 1a: dst[j] = log2 u for columns j0+j.
-//	gumbelProbKernel:   pass 1b for probabilities: dst[j] = q_j (-Inf if
-//	                    masked), q_j = log2(p_j/E_j) with E_j = -dst[j] on
-//	                    entry (E_j = 1 without noise); returns max q_j and the
-//	                    unsigned max of the bits of src[j]+0 (validation:
-//	                    > probLimitBits is invalid).
-//	logitsMaxKernel:    pass 0 for logits: max l_j, and whether any l_j is NaN
-//	                    or +Inf.
-//	gumbelLogitsKernel: pass 1b for logits, given lmax.
-//	expKernel:          pass 2: dst[j] = 2^(dst[j]*invTau + c), returns the sum.
+// gumbelScoresAsm runs GumbelScores on the assembly kernels.
 func gumbelScoresAsm(dst, src []float32, invTau float32, key Key, flags Flags) (float32, bool) {
-	n := len(src)
-	if n == 0 {
-		return 0, true
-	}
-	dst = dst[:n]
-	nv := n &^ 7
-	noise := flags&NoNoise == 0
-	negInf := float32(math.Inf(-1))
-	var tin, tout [8]float32
-	qmax := negInf
-	if flags&Logits == 0 {
-		var maxBits uint32
-		for i := 0; i < nv; i += chunk {
-			m := min(chunk, nv-i)
-			if noise {
-				noiseKernel(&dst[i], m, uint32(i), key.A, key.B)
-			}
-			q, mb := gumbelProbKernel(&dst[i], &src[i], m, noise)
-			qmax, maxBits = max(qmax, q), max(maxBits, mb)
-		}
-		if nv < n {
-			copy(tin[:], src[nv:])
-			if noise {
-				noiseKernel(&tout[0], 8, uint32(nv), key.A, key.B)
-			}
-			q, mb := gumbelProbKernel(&tout[0], &tin[0], 8, noise)
-			copy(dst[nv:], tout[:])
-			qmax, maxBits = max(qmax, q), max(maxBits, mb)
-		}
-		if maxBits > probLimitBits {
-			return 0, false
-		}
-	} else {
-		lmax := negInf
-		if nv > 0 {
-			var bad bool
-			if lmax, bad = logitsMaxKernel(&src[0], nv); bad {
-				return 0, false
-			}
-		}
-		for _, l := range src[nv:] {
-			if !(l < float32(math.Inf(1))) {
-				return 0, false
-			}
-			lmax = max(lmax, l)
-		}
-		if lmax == negInf {
-			clear(dst)
-			return 0, true
-		}
-		for i := 0; i < nv; i += chunk {
-			m := min(chunk, nv-i)
-			if noise {
-				noiseKernel(&dst[i], m, uint32(i), key.A, key.B)
-			}
-			qmax = max(qmax, gumbelLogitsKernel(&dst[i], &src[i], m, noise, lmax))
-		}
-		if nv < n {
-			for i := range tin {
-				tin[i] = negInf
-			}
-			copy(tin[:], src[nv:])
-			if noise {
-				noiseKernel(&tout[0], 8, uint32(nv), key.A, key.B)
-			}
-			qmax = max(qmax, gumbelLogitsKernel(&tout[0], &tin[0], 8, noise, lmax))
-			copy(dst[nv:], tout[:])
-		}
-	}
-	if qmax == negInf {
-		clear(dst)
-		return 0, true
-	}
-	c := -(qmax * invTau)
-	var sum float64
-	for i := 0; i < nv; i += chunk {
-		sum += float64(expKernel(&dst[i], min(chunk, nv-i), invTau, c))
-	}
-	if nv < n {
-		for i := range tout {
-			tout[i] = negInf
-		}
-		copy(tout[:], dst[nv:])
-		sum += float64(expKernel(&tout[0], 8, invTau, c))
-		copy(dst[nv:], tout[:])
-	}
-	return float32(sum), true
+	return gumbelScoresWith(&asmKernels, dst, src, invTau, key, flags)
+}
+
+// asmKernels adapts the assembly kernels (simd_$GOARCH.go) to rowKernels.
+var asmKernels = rowKernels{
+	noise: func(dst []float32, j0 int, key Key) {
+		noiseKernel(&dst[0], len(dst), uint32(j0), key.A, key.B)
+	},
+	prob: func(dst, src []float32, noise bool, bias int32) (float32, uint32) {
+		return gumbelProbKernel(&dst[0], &src[0], len(src), noise, bias)
+	},
+	logitsMax: func(src []float32) (float32, bool) {
+		return logitsMaxKernel(&src[0], len(src))
+	},
+	logits: func(dst, src []float32, noise bool, lmax float32) float32 {
+		return gumbelLogitsKernel(&dst[0], &src[0], len(src), noise, lmax)
+	},
+	exp: func(dst []float32, invTau, c float32) float32 {
+		return expKernel(&dst[0], len(dst), invTau, c)
+	},
 }
 
 // addScaledAsm: addScaledKernel handles any n, the tail included.

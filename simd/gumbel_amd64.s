@@ -2,46 +2,67 @@
 
 #include "textflag.h"
 
-// AVX2+FMA kernels of GumbelScores, AddScaled and Argmin; see
-// gumbel_generic.go and generic.go for the Go twins and the reference loops.
-// Vectors of 8 float32; the loops that carry most of the work process two
-// vectors per iteration. Go-side wrappers (dispatch_amd64.go) pass whole
-// vectors only (n a multiple of 8) except to addScaledKernel and argminKernel.
+// AVX2+FMA kernels of GumbelScores (the passes of rowKernels, gumbel.go),
+// AddScaled and Argmin. gumbel_generic.go and generic.go hold the Go twins,
+// which perform the same float32 operations.
+//
+// One vector is 8 float32 lanes. One vector through all of GumbelScores is a
+// ~100-cycle dependency chain, more than the out-of-order window hides, so
+// the work is split into short loops (gumbel.go hands them chunks of at most
+// 1024 cells, which stay in L1): hash, log2 u, then p/E and its log2 (the
+// division of the next vector overlapping the log of this one), then exp2.
+// The loops keep their constants in registers (with memory operands the
+// loads were the bottleneck).
 
-// Register use of the two-vector loops: vector A in Y0-Y5, vector B in
-// Y6-Y11; Y12 = unsigned max of the input bits (probabilities) or lmax
-// (logits), Y13 = max q, Y14 = 8*a, Y15 = hash inputs of vector A. The
-// per-vector work is split in stages and the stages of A and B alternate, so
-// that the out-of-order core always has two independent dependency chains
-// at hand (one vector is a ~100-cycle chain).
+// The log2 of the kernels: x = 2^e * m with m in [sqrt(1/2), sqrt(2)); the
+// mantissa bits of m split [sqrt(1/2), sqrt(2)) into 8 intervals, the top 3
+// of them select c = 1/invc[i] near m and log2(c) = logc[i] (VPERMPS), so
+// that log2 x = e + logc[i] + log2(1+f) with f = m*invc[i] - 1, |f| < 0.057,
+// and log2(1+f) = f*P(f), P of degree 3 (see log2Table1/2 in gumbel_generic.go).
+// Interval 4 holds m = 1 and has c = 1, logc = 0: there f = m-1 exactly.
 
-// ESTRIN7(f, e, t1, p, t2, t3): p = f*P(f) + e, P the degree-7 log2Coef
-// polynomial, by Estrin's scheme (latency 4 FMAs instead of 8).
-#define ESTRIN7(f, e, t1, p, t2, t3) \
-	VMULPS      f, f, t1 \
-	VMOVAPS     log2c1<>(SB), p \
-	VFMADD213PS log2c0<>(SB), f, p \
-	VMOVAPS     log2c3<>(SB), t2 \
-	VFMADD213PS log2c2<>(SB), f, t2 \
-	VFMADD231PS t2, t1, p \
-	VMOVAPS     log2c5<>(SB), t2 \
-	VFMADD213PS log2c4<>(SB), f, t2 \
-	VMOVAPS     log2c7<>(SB), t3 \
-	VFMADD213PS log2c6<>(SB), f, t3 \
-	VFMADD231PS t3, t1, t2 \
-	VMULPS      t1, t1, t1 \
-	VFMADD231PS t2, t1, p \
+// Register use of the LOG2T loops.
+#define RMANT Y8  // mantissa mask 0x7fffff
+#define RBIAS Y9  // log2Bias
+#define RINVC Y10 // invc table
+#define RLOGC Y11 // logc table
+#define RC0   Y12 // P
+#define RC1   Y13
+#define RC2   Y14
+#define RC3   Y15
+
+#define LOG2TCONST \
+	VMOVDQU mant<>(SB), RMANT \
+	VMOVDQU bias<>(SB), RBIAS \
+	VMOVUPS invcTab<>(SB), RINVC \
+	VMOVUPS logcTab<>(SB), RLOGC \
+	VMOVUPS log2c0<>(SB), RC0 \
+	VMOVUPS log2c1<>(SB), RC1 \
+	VMOVUPS log2c2<>(SB), RC2 \
+	VMOVUPS log2c3<>(SB), RC3
+
+// LOG2T1(t, e, i, p): the first half of the log2 of x, from
+// t = bits(x) - bias (bias = log2Bias + k<<23 gives log2(x) - k): on return
+// t = f, e = e + logc[i] (the base), i = t>>20 (the interval is its low 3
+// bits, e = 0 and interval 4 iff i = 4).
+#define LOG2T1(t, e, i, p) \
+	VPSRAD      $23, t, e \
+	VCVTDQ2PS   e, e \
+	VPSRLD      $20, t, i \
+	VPAND       RMANT, t, t \
+	VPADDD      RBIAS, t, t \ // m
+	VPERMPS     RLOGC, i, p \
+	VADDPS      p, e, e \
+	VPERMPS     RINVC, i, p \
+	VFMSUB213PS oneF<>(SB), p, t // f = m*invc - 1
+
+// LOG2T2(f, e, p): p = e + f*P(f).
+#define LOG2T2(f, e, p) \
+	VMOVAPS     RC3, p \
+	VFMADD213PS RC2, f, p \
+	VFMADD213PS RC1, f, p \
+	VFMADD213PS RC0, f, p \
 	VFMADD213PS e, f, p
-
-// DECOMP(bconst, x, e): x = 2^e * m, m in [sqrt(1/2), sqrt(2)); on return
-// x = f = m-1 and e = float32(e) - (bconst-log2Bias)/2^23. x > 0 normal.
-#define DECOMP(bconst, x, e) \
-	VPSUBD    bconst, x, x \
-	VPSRAD    $23, x, e \
-	VCVTDQ2PS e, e \
-	VPAND     mant<>(SB), x, x \
-	VPADDD    bias<>(SB), x, x \
-	VSUBPS    oneF<>(SB), x, x
 
 // HASH(x, r0, r1): r0 = v = (lowbias32(x)>>7)|1, so that u = v*2^-25.
 #define HASH(x, r0, r1) \
@@ -55,103 +76,6 @@
 	VPXOR   r1, r0, r0 \
 	VPSRLD  $7, r0, r0 \
 	VPOR    oneI<>(SB), r0, r0
-
-// DECOMPU(r0, r1, r2, r3): from v in r0, r0 = f and r2 = e with u = 2^e*(1+f)
-// (see noiseLog2U): float32(v) is rounded when v >= 2^24, so where e = 0
-// f = u-1 is taken exactly as float32(v-2^25)*2^-25.
-#define DECOMPU(r0, r1, r2, r3) \
-	VPSUBD    two25I<>(SB), r0, r1 \
-	VCVTDQ2PS r1, r1 \
-	VMULPS    twoM25<>(SB), r1, r1 \
-	VCVTDQ2PS r0, r0 \
-	VPSUBD    bias25<>(SB), r0, r0 \
-	VPSRAD    $23, r0, r2 \
-	VPAND     mant<>(SB), r0, r0 \
-	VPADDD    bias<>(SB), r0, r0 \
-	VSUBPS    oneF<>(SB), r0, r0 \
-	VPCMPEQD  zero<>(SB), r2, r3 \
-	VBLENDVPS r3, r1, r0, r0 \
-	VCVTDQ2PS r2, r2
-
-// PDIV(off, r0, r1, r3): r0 = p*2^64/E from r3 = log2 u and p at off(SI);
-// folds the bits of p+0 (-0 becomes +0) into Y12.
-#define PDIV(off, r0, r1, r3) \
-	VMULPS  negTwoM64<>(SB), r3, r3 \
-	VXORPS  r1, r1, r1 \
-	VADDPS  off(SI), r1, r1 \
-	VPMAXUD r1, Y12, Y12 \
-	VDIVPS  r3, r1, r0
-
-// PPLAIN(off, r0, r1): r0 = p*2^64 (no noise); folds p+0 into Y12.
-#define PPLAIN(off, r0, r1) \
-	VXORPS  r1, r1, r1 \
-	VADDPS  off(SI), r1, r1 \
-	VPMAXUD r1, Y12, Y12 \
-	VMULPS  two64<>(SB), r1, r0
-
-// PSTORE(off, q, t): q = -Inf where !(0 < p), p at off(SI); max and store.
-#define PSTORE(off, q, t) \
-	VXORPS    t, t, t \
-	VCMPPS    $0x15, off(SI), t, t \ // NLT_UQ: !(0 < p)
-	VBLENDVPS t, negInf<>(SB), q, q \
-	VMAXPS    q, Y13, Y13 \
-	VMOVUPS   q, off(DI)
-
-// LSTORE(off, q, t): logits: q = (l-lmax)*log2(e) - q, or -Inf where
-// l = -Inf, l at off(SI); max and store.
-#define LSTORE(off, q, d, t) \
-	VMOVUPS     off(SI), t \
-	VSUBPS      Y12, t, d \
-	VFMSUB132PS log2e<>(SB), q, d \
-	VCMPPS      $0, negInf<>(SB), t, t \ // EQ_OQ
-	VBLENDVPS   t, negInf<>(SB), d, d \
-	VMAXPS      d, Y13, Y13 \
-	VMOVUPS     d, off(DI)
-
-
-// ESTRIN7R(f, e, t1, p, t2, t3): ESTRIN7 with the coefficients in registers
-// Y8-Y15 (c0..c7).
-#define ESTRIN7R(f, e, t1, p, t2, t3) \
-	VMULPS      f, f, t1 \
-	VMOVAPS     Y9, p \
-	VFMADD213PS Y8, f, p \
-	VMOVAPS     Y11, t2 \
-	VFMADD213PS Y10, f, t2 \
-	VFMADD231PS t2, t1, p \
-	VMOVAPS     Y13, t2 \
-	VFMADD213PS Y12, f, t2 \
-	VMOVAPS     Y15, t3 \
-	VFMADD213PS Y14, f, t3 \
-	VFMADD231PS t3, t1, t2 \
-	VMULPS      t1, t1, t1 \
-	VFMADD231PS t2, t1, p \
-	VFMADD213PS e, f, p
-
-// LOADLOG2C loads the log2Coef polynomial into Y8-Y15.
-#define LOADLOG2C \
-	VMOVUPS log2c0<>(SB), Y8 \
-	VMOVUPS log2c1<>(SB), Y9 \
-	VMOVUPS log2c2<>(SB), Y10 \
-	VMOVUPS log2c3<>(SB), Y11 \
-	VMOVUPS log2c4<>(SB), Y12 \
-	VMOVUPS log2c5<>(SB), Y13 \
-	VMOVUPS log2c6<>(SB), Y14 \
-	VMOVUPS log2c7<>(SB), Y15
-
-// DECOMPUR(r0, r1, r2, r3): DECOMPU with Y6 = mantissa mask, Y7 = log2Bias.
-#define DECOMPUR(r0, r1, r2, r3) \
-	VPSUBD    two25I<>(SB), r0, r1 \
-	VCVTDQ2PS r1, r1 \
-	VMULPS    twoM25<>(SB), r1, r1 \
-	VCVTDQ2PS r0, r0 \
-	VPSUBD    bias25<>(SB), r0, r0 \
-	VPSRAD    $23, r0, r2 \
-	VPAND     Y6, r0, r0 \
-	VPADDD    Y7, r0, r0 \
-	VSUBPS    oneF<>(SB), r0, r0 \
-	VPCMPEQD  zero<>(SB), r2, r3 \
-	VBLENDVPS r3, r1, r0, r0 \
-	VCVTDQ2PS r2, r2
 
 // HASHINIT(j0, a, b) sets Y15 to the hash inputs (j0+i)*a+b of lanes
 // i = 0..7 and Y14 to 8*a.
@@ -182,136 +106,165 @@
 	VMAXPS       t, x, x
 
 // func noiseKernel(dst *float32, n int, j0, a, b uint32)
-// Pass 1a: dst[j] = log2(u_j) (<= 0) for columns j0+j, n a multiple of 8.
-// It is kept apart from pass 1b (below) because one vector through both is
-// a ~100-cycle dependency chain: with the two halves in separate loops the
-// out-of-order window covers enough vectors to keep the pipes busy.
+// Pass 1a: dst[j] = log2(u_j) (<= 0) for columns j0+j, n a multiple of 8
+// (see noiseLog2U): first v_j = (h_j>>7)|1 into dst, then the log2 of
+// u_j = v_j*2^-25 (see log2UOfV: float32(v) is rounded when v >= 2^24,
+// so where e = 0, u in [sqrt(1/2), 1) and log2 u needs relative accuracy,
+// w = u-1 is taken exactly as float32(v-2^25)*2^-25 and f = w*invc + invc-1).
 TEXT ·noiseKernel(SB), NOSPLIT, $0-28
 	MOVQ dst+0(FP), DI
 	MOVQ n+8(FP), CX
-	HASHINIT(j0+16(FP), a+20(FP), b+24(FP))
-	MOVQ DI, SI
+	SHLQ $2, CX
+	ADDQ CX, DI
+	NEGQ CX      // (DI)(CX*1) walks dst; CX counts up to 0
 	MOVQ CX, DX
+	HASHINIT(j0+16(FP), a+20(FP), b+24(FP))
 
 hloop:
-	CMPQ    CX, $16
-	JB      hloop1
-	VPADDD  Y14, Y15, Y6
 	HASH(Y15, Y0, Y1)
-	HASH(Y6, Y6, Y7)
-	VMOVDQU Y0, (DI)
-	VMOVDQU Y6, 32(DI)
+	VMOVDQU Y0, (DI)(CX*1)
 	VPADDD  Y14, Y15, Y15
-	VPADDD  Y14, Y15, Y15
-	ADDQ    $64, DI
-	SUBQ    $16, CX
-	JMP     hloop
+	ADDQ    $32, CX
+	JNZ     hloop
 
-hloop1:
-	CMPQ    CX, $8
-	JB      nloop2
-	HASH(Y15, Y0, Y1)
-	VMOVDQU Y0, (DI)
+	LOG2TCONST
+	VMOVUPS oneF<>(SB), Y6
+	MOVQ    DX, CX
 
-nloop2:
-	VMOVDQU mant<>(SB), Y6
-	VMOVDQU bias<>(SB), Y7
-	LOADLOG2C
+lloop:
+	VMOVDQU     (DI)(CX*1), Y1
+	VCVTDQ2PS   Y1, Y0
+	VPSUBD      bias25<>(SB), Y0, Y0 // exponent of u = v*2^-25
+	VPSUBD      two25I<>(SB), Y1, Y1
+	VCVTDQ2PS   Y1, Y1
+	VPSUBD      exp25<>(SB), Y1, Y1 // exact u-1 = (v-2^25)*2^-25, never 0
+	VPSRAD      $23, Y0, Y2
+	VPCMPEQD    zero<>(SB), Y2, Y3 // exponent 0: u in [sqrt(1/2), 1)
+	VCVTDQ2PS   Y2, Y2
+	VPSRLD      $20, Y0, Y5
+	VPAND       RMANT, Y0, Y0
+	VPADDD      RBIAS, Y0, Y0 // m
+	VSUBPS      Y6, Y0, Y0 // w = m-1
+	VBLENDVPS   Y3, Y1, Y0, Y0 // exact where the exponent is 0
+	VPERMPS     RLOGC, Y5, Y4
+	VADDPS      Y4, Y2, Y2 // e + logc
+	VPERMPS     RINVC, Y5, Y4
+	VSUBPS      Y6, Y4, Y5 // invc-1
+	VFMADD213PS Y5, Y4, Y0 // f = w*invc + invc-1
+	LOG2T2(Y0, Y2, Y4)
+	VMOVUPS   Y4, (DI)(CX*1)
+	ADDQ      $32, CX
+	JNZ       lloop
 
-nloop1:
-	CMPQ    DX, $8
-	JB      ndone
-	VMOVDQU (SI), Y0
-	DECOMPUR(Y0, Y1, Y2, Y3)
-	ESTRIN7R(Y0, Y2, Y1, Y3, Y4, Y5)
-	VMOVUPS Y3, (SI)
-	ADDQ    $32, SI
-	SUBQ    $8, DX
-	JMP     nloop1
-
-ndone:
 	VZEROUPPER
 	RET
 
-// func gumbelProbKernel(dst, src *float32, n int, noise bool) (qmax float32, maxBits uint32)
+// PSTAGE1N(off): Y0 = p*2^64/E, Y1 = !(p > 0) for the vector at off(SI),
+// E = -log2 u from off(DI); folds the bits of p+0 into Y6.
+#define PSTAGE1N(off) \
+	VMOVUPS off(DI)(CX*1), Y2 \
+	VMULPS  negTwoM64<>(SB), Y2, Y2 \
+	VXORPS  Y1, Y1, Y1 \
+	VADDPS  off(SI)(CX*1), Y1, Y1 \
+	VPMAXUD Y1, Y6, Y6 \
+	VDIVPS  Y2, Y1, Y0 \
+	VCMPPS  $0x1a, zero<>(SB), Y1, Y1 // NGT_UQ: !(p > 0)
+
+// PSTAGE1P(off): PSTAGE1N without noise: Y0 = p*2^64.
+#define PSTAGE1P(off) \
+	VXORPS  Y1, Y1, Y1 \
+	VADDPS  off(SI)(CX*1), Y1, Y1 \
+	VPMAXUD Y1, Y6, Y6 \
+	VMULPS  two64<>(SB), Y1, Y0 \
+	VCMPPS  $0x1a, zero<>(SB), Y1, Y1
+
+// PSTAGE2(off): q = log2(Y0) - k (bias at 0(SP)), -Inf where Y1; max into
+// Y7, stored at off(DI).
+#define PSTAGE2(off) \
+	VPSUBD    0(SP), Y0, Y2 \
+	LOG2T1(Y2, Y3, Y4, Y5) \
+	LOG2T2(Y2, Y3, Y5) \
+	VBLENDVPS Y1, negInf<>(SB), Y5, Y5 \
+	VMAXPS    Y5, Y7, Y7 \
+	VMOVUPS   Y5, off(DI)(CX*1)
+
+// func gumbelProbKernel(dst, src *float32, n int, noise bool, bias int32) (qmax float32, maxBits uint32)
 // Pass 1b for probabilities, n a multiple of 8: with noise, dst holds
-// log2 u_j (noiseKernel) on entry. dst[j] = log2(p_j*2^64/E_j) - 64 with
-// E_j = -log2 u_j (or 1 without noise), -Inf where !(p_j > 0).
-TEXT ·gumbelProbKernel(SB), NOSPLIT, $0-40
-	MOVQ    dst+0(FP), DI
-	MOVQ    src+8(FP), SI
-	MOVQ    n+16(FP), CX
-	VMOVUPS negInf<>(SB), Y13
-	VPXOR   Y12, Y12, Y12
-	MOVBLZX noise+24(FP), AX
-	TESTB   AL, AL
-	JZ      plain2
+// log2 u_j (noiseKernel) on entry. dst[j] = log2(p_j*2^64/E_j) - k with
+// E_j = -log2 u_j (or 1 without noise), k = (bias-log2Bias)>>23, or -Inf
+// where !(p_j > 0). The scaling by 2^64 keeps p/E normal for denormal p.
+// Returns max q_j and the unsigned max of the bits of p_j+0 (-0 becomes +0)
+// for the validation.
+//
+// The loop is software-pipelined: iteration i does the division of vector
+// i+1 (PSTAGE1*) and the log of vector i (PSTAGE2), so that the 11-cycle
+// VDIVPS is off the critical path. Y0 = p*2^64/E and Y1 = !(p > 0) of the
+// next vector carry over; the bias lives in the frame.
+TEXT ·gumbelProbKernel(SB), NOSPLIT, $32-40
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	SHLQ         $2, CX
+	ADDQ         CX, DI
+	ADDQ         CX, SI
+	NEGQ         CX // (SI)(CX*1), (DI)(CX*1) walk src, dst; CX counts up to 0
+	LOG2TCONST
+	VMOVUPS      negInf<>(SB), Y7 // qmax
+	VPXOR        Y6, Y6, Y6       // max bits
+	MOVL         bias+28(FP), AX
+	VMOVD        AX, X5
+	VPBROADCASTD X5, Y5
+	VMOVDQU      Y5, 0(SP)
+	MOVBLZX      noise+24(FP), AX
+	TESTB        AL, AL
+	JZ           plain
+	PSTAGE1N(0)
+	ADDQ         $32, CX
+	JZ           last
 
-noise2:
-	CMPQ    CX, $16
-	JB      noise1
-	VMOVUPS (DI), Y3
-	VMOVUPS 32(DI), Y9
-	PDIV(0, Y0, Y1, Y3)
-	PDIV(32, Y6, Y7, Y9)
-	DECOMP(bias64<>(SB), Y0, Y2)
-	DECOMP(bias64<>(SB), Y6, Y8)
-	ESTRIN7(Y0, Y2, Y1, Y3, Y4, Y5)
-	ESTRIN7(Y6, Y8, Y7, Y9, Y10, Y11)
-	PSTORE(0, Y3, Y1)
-	PSTORE(32, Y9, Y7)
-	ADDQ    $64, SI
-	ADDQ    $64, DI
-	SUBQ    $16, CX
-	JMP     noise2
+nloop:
+	PSTAGE2(-32)
+	PSTAGE1N(0)
+	ADDQ $32, CX
+	JNZ  nloop
+	JMP  last
 
-noise1:
-	CMPQ    CX, $8
-	JB      done
-	VMOVUPS (DI), Y3
-	PDIV(0, Y0, Y1, Y3)
-	DECOMP(bias64<>(SB), Y0, Y2)
-	ESTRIN7(Y0, Y2, Y1, Y3, Y4, Y5)
-	PSTORE(0, Y3, Y1)
-	JMP     done
+plain:
+	PSTAGE1P(0)
+	ADDQ $32, CX
+	JZ   last
 
-plain2:
-	CMPQ CX, $16
-	JB   plain1
-	PPLAIN(0, Y0, Y1)
-	PPLAIN(32, Y6, Y7)
-	DECOMP(bias64<>(SB), Y0, Y2)
-	DECOMP(bias64<>(SB), Y6, Y8)
-	ESTRIN7(Y0, Y2, Y1, Y3, Y4, Y5)
-	ESTRIN7(Y6, Y8, Y7, Y9, Y10, Y11)
-	PSTORE(0, Y3, Y1)
-	PSTORE(32, Y9, Y7)
-	ADDQ $64, SI
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JMP  plain2
+ploop:
+	PSTAGE2(-32)
+	PSTAGE1P(0)
+	ADDQ $32, CX
+	JNZ  ploop
 
-plain1:
-	CMPQ CX, $8
-	JB   done
-	PPLAIN(0, Y0, Y1)
-	DECOMP(bias64<>(SB), Y0, Y2)
-	ESTRIN7(Y0, Y2, Y1, Y3, Y4, Y5)
-	PSTORE(0, Y3, Y1)
-
-done:
-	HMAXPS(Y13, X13, X0)
-	VMOVSS       X13, qmax+32(FP)
-	VEXTRACTI128 $1, Y12, X0
-	VPMAXUD      X0, X12, X12
-	VPSHUFD      $0x4e, X12, X0
-	VPMAXUD      X0, X12, X12
-	VPSHUFD      $0xb1, X12, X0
-	VPMAXUD      X0, X12, X12
-	VMOVD        X12, AX
+last:
+	PSTAGE2(-32)
+	HMAXPS(Y7, X7, X0)
+	VMOVSS       X7, qmax+32(FP)
+	VEXTRACTI128 $1, Y6, X0
+	VPMAXUD      X0, X6, X6
+	VPSHUFD      $0x4e, X6, X0
+	VPMAXUD      X0, X6, X6
+	VPSHUFD      $0xb1, X6, X0
+	VPMAXUD      X0, X6, X6
+	VMOVD        X6, AX
 	MOVL         AX, maxBits+36(FP)
 	VZEROUPPER
 	RET
+
+// LSTORE: logits: q = (l-lmax)*log2(e) - Y4 (log2 E), -Inf where
+// l = -Inf, l at (SI)(CX*1); max into Y7, stored at (DI)(CX*1).
+#define LSTORE \
+	VMOVUPS     (SI)(CX*1), Y1 \
+	VSUBPS      Y6, Y1, Y0 \
+	VFMSUB132PS log2e<>(SB), Y4, Y0 \ // (l-lmax)*log2(e) - log2 E
+	VCMPPS      $0, negInf<>(SB), Y1, Y1 \ // EQ_OQ: l = -Inf
+	VBLENDVPS   Y1, negInf<>(SB), Y0, Y0 \
+	VMAXPS      Y0, Y7, Y7 \
+	VMOVUPS     Y0, (DI)(CX*1)
 
 // func gumbelLogitsKernel(dst, src *float32, n int, noise bool, lmax float32) (qmax float32)
 // Pass 1b for logits, n a multiple of 8, lmax finite: with noise, dst
@@ -321,52 +274,37 @@ TEXT ·gumbelLogitsKernel(SB), NOSPLIT, $0-36
 	MOVQ         dst+0(FP), DI
 	MOVQ         src+8(FP), SI
 	MOVQ         n+16(FP), CX
-	VMOVUPS      negInf<>(SB), Y13
-	VBROADCASTSS lmax+28(FP), Y12
+	SHLQ         $2, CX
+	ADDQ         CX, DI
+	ADDQ         CX, SI
+	NEGQ         CX
+	LOG2TCONST
+	VMOVUPS      negInf<>(SB), Y7 // qmax
+	VBROADCASTSS lmax+28(FP), Y6
 	MOVBLZX      noise+24(FP), AX
 	TESTB        AL, AL
 	JZ           lplain
 
-lnoise2:
-	CMPQ    CX, $16
-	JB      lnoise1
-	VMOVUPS negZero<>(SB), Y6
-	VXORPS  (DI), Y6, Y0      // E = -log2 u
-	VXORPS  32(DI), Y6, Y6
-	DECOMP(bias<>(SB), Y0, Y2)
-	DECOMP(bias<>(SB), Y6, Y8)
-	ESTRIN7(Y0, Y2, Y1, Y3, Y4, Y5)
-	ESTRIN7(Y6, Y8, Y7, Y9, Y10, Y11)
-	LSTORE(0, Y3, Y0, Y1)
-	LSTORE(32, Y9, Y6, Y7)
-	ADDQ    $64, SI
-	ADDQ    $64, DI
-	SUBQ    $16, CX
-	JMP     lnoise2
-
-lnoise1:
-	CMPQ    CX, $8
-	JB      ldone
-	VMOVUPS negZero<>(SB), Y0
-	VXORPS  (DI), Y0, Y0
-	DECOMP(bias<>(SB), Y0, Y2)
-	ESTRIN7(Y0, Y2, Y1, Y3, Y4, Y5)
-	LSTORE(0, Y3, Y0, Y1)
+lnoise:
+	VMOVUPS (DI)(CX*1), Y0
+	VXORPS  negZero<>(SB), Y0, Y0 // E = -log2 u
+	VPSUBD  RBIAS, Y0, Y0
+	LOG2T1(Y0, Y2, Y3, Y4)
+	LOG2T2(Y0, Y2, Y4)
+	LSTORE
+	ADDQ    $32, CX
+	JNZ     lnoise
 	JMP     ldone
 
 lplain:
-	CMPQ   CX, $8
-	JB     ldone
-	VXORPS Y3, Y3, Y3 // log2 E = 0
-	LSTORE(0, Y3, Y0, Y1)
-	ADDQ   $32, SI
-	ADDQ   $32, DI
-	SUBQ   $8, CX
-	JMP    lplain
+	VXORPS Y4, Y4, Y4 // log2 E = 0
+	LSTORE
+	ADDQ   $32, CX
+	JNZ    lplain
 
 ldone:
-	HMAXPS(Y13, X13, X0)
-	VMOVSS X13, qmax+32(FP)
+	HMAXPS(Y7, X7, X0)
+	VMOVSS X7, qmax+32(FP)
 	VZEROUPPER
 	RET
 
@@ -399,8 +337,9 @@ lmdone:
 	VZEROUPPER
 	RET
 
-// EXP2(x, s, t): s = 2^x; x is clobbered. Y15 = invTau, Y14 = c are applied
-// first: x = x*invTau + c, then clamped to >= -127 (2^-127 and below give 0).
+// EXP2(x, s, t): s = 2^(x*invTau + c) (see exp2Poly); x is clobbered.
+// Y15 = invTau, Y14 = c, Y13 = -127, Y12 = 1.5*2^23 + 127, Y9-Y6 = exp2Coef
+// c1-c4. x*invTau + c is clamped to >= -127, where 2^round(x) is 0.
 #define EXP2(x, s, t) \
 	VFMADD213PS Y14, Y15, x \
 	VMAXPS      Y13, x, x \
@@ -409,47 +348,51 @@ lmdone:
 	VSUBPS      t, x, x \ // f = x - round(x) in [-0.5, 0.5]
 	VPSLLD      $23, s, s \ // 2^round(x)
 	VMOVAPS     exp2c5<>(SB), t \
-	VFMADD213PS exp2c4<>(SB), x, t \
-	VFMADD213PS exp2c3<>(SB), x, t \
-	VFMADD213PS exp2c2<>(SB), x, t \
-	VFMADD213PS exp2c1<>(SB), x, t \
+	VFMADD213PS Y6, x, t \
+	VFMADD213PS Y7, x, t \
+	VFMADD213PS Y8, x, t \
+	VFMADD213PS Y9, x, t \
 	VFMADD213PS exp2c0<>(SB), x, t \
 	VMULPS      t, s, s
 
 // func expKernel(dst *float32, n int, invTau, c float32) (sum float32)
-// dst[j] = 2^(dst[j]*invTau + c) in place; n is a multiple of 8.
+// Pass 2: dst[j] = 2^(dst[j]*invTau + c) in place; n a multiple of 8.
 TEXT ·expKernel(SB), NOSPLIT, $0-28
 	MOVQ         dst+0(FP), DI
 	MOVQ         n+8(FP), CX
+	SHLQ         $2, CX
+	ADDQ         CX, DI
+	NEGQ         CX
 	VBROADCASTSS invTau+16(FP), Y15
 	VBROADCASTSS c+20(FP), Y14
 	VMOVUPS      m127<>(SB), Y13
 	VMOVUPS      expMagic<>(SB), Y12
+	VMOVUPS      exp2c1<>(SB), Y9
+	VMOVUPS      exp2c2<>(SB), Y8
+	VMOVUPS      exp2c3<>(SB), Y7
+	VMOVUPS      exp2c4<>(SB), Y6
 	VXORPS       Y11, Y11, Y11
 	VXORPS       Y10, Y10, Y10
+	TESTQ        $32, CX
+	JZ           eloop2
+	VMOVUPS      (DI)(CX*1), Y0 // an odd number of vectors: one first
+	EXP2(Y0, Y1, Y2)
+	VMOVUPS      Y1, (DI)(CX*1)
+	VMOVAPS      Y1, Y11
+	ADDQ         $32, CX
+	JZ           edone
 
 eloop2:
-	CMPQ    CX, $16
-	JB      eloop1
-	VMOVUPS (DI), Y0
-	VMOVUPS 32(DI), Y3
+	VMOVUPS (DI)(CX*1), Y0
+	VMOVUPS 32(DI)(CX*1), Y3
 	EXP2(Y0, Y1, Y2)
 	EXP2(Y3, Y4, Y5)
-	VMOVUPS Y1, (DI)
-	VMOVUPS Y4, 32(DI)
+	VMOVUPS Y1, (DI)(CX*1)
+	VMOVUPS Y4, 32(DI)(CX*1)
 	VADDPS  Y1, Y11, Y11
 	VADDPS  Y4, Y10, Y10
-	ADDQ    $64, DI
-	SUBQ    $16, CX
-	JMP     eloop2
-
-eloop1:
-	CMPQ    CX, $8
-	JB      edone
-	VMOVUPS (DI), Y0
-	EXP2(Y0, Y1, Y2)
-	VMOVUPS Y1, (DI)
-	VADDPS  Y1, Y11, Y11
+	ADDQ    $64, CX
+	JNZ     eloop2
 
 edone:
 	VADDPS       Y10, Y11, Y11
@@ -618,6 +561,7 @@ fdone:
 	RET
 
 // Constants, broadcast to 8 lanes.
+
 DATA hashC1<>+0(SB)/4, $0x7feb352d
 DATA hashC1<>+4(SB)/4, $0x7feb352d
 DATA hashC1<>+8(SB)/4, $0x7feb352d
@@ -658,15 +602,15 @@ DATA two25I<>+24(SB)/4, $0x02000000
 DATA two25I<>+28(SB)/4, $0x02000000
 GLOBL two25I<>(SB), RODATA|NOPTR, $32
 
-DATA twoM25<>+0(SB)/4, $0x33000000
-DATA twoM25<>+4(SB)/4, $0x33000000
-DATA twoM25<>+8(SB)/4, $0x33000000
-DATA twoM25<>+12(SB)/4, $0x33000000
-DATA twoM25<>+16(SB)/4, $0x33000000
-DATA twoM25<>+20(SB)/4, $0x33000000
-DATA twoM25<>+24(SB)/4, $0x33000000
-DATA twoM25<>+28(SB)/4, $0x33000000
-GLOBL twoM25<>(SB), RODATA|NOPTR, $32
+DATA exp25<>+0(SB)/4, $0x0c800000
+DATA exp25<>+4(SB)/4, $0x0c800000
+DATA exp25<>+8(SB)/4, $0x0c800000
+DATA exp25<>+12(SB)/4, $0x0c800000
+DATA exp25<>+16(SB)/4, $0x0c800000
+DATA exp25<>+20(SB)/4, $0x0c800000
+DATA exp25<>+24(SB)/4, $0x0c800000
+DATA exp25<>+28(SB)/4, $0x0c800000
+GLOBL exp25<>(SB), RODATA|NOPTR, $32
 
 DATA bias25<>+0(SB)/4, $0x4bb504f3
 DATA bias25<>+4(SB)/4, $0x4bb504f3
@@ -677,16 +621,6 @@ DATA bias25<>+20(SB)/4, $0x4bb504f3
 DATA bias25<>+24(SB)/4, $0x4bb504f3
 DATA bias25<>+28(SB)/4, $0x4bb504f3
 GLOBL bias25<>(SB), RODATA|NOPTR, $32
-
-DATA bias64<>+0(SB)/4, $0x5f3504f3
-DATA bias64<>+4(SB)/4, $0x5f3504f3
-DATA bias64<>+8(SB)/4, $0x5f3504f3
-DATA bias64<>+12(SB)/4, $0x5f3504f3
-DATA bias64<>+16(SB)/4, $0x5f3504f3
-DATA bias64<>+20(SB)/4, $0x5f3504f3
-DATA bias64<>+24(SB)/4, $0x5f3504f3
-DATA bias64<>+28(SB)/4, $0x5f3504f3
-GLOBL bias64<>(SB), RODATA|NOPTR, $32
 
 DATA bias<>+0(SB)/4, $0x3f3504f3
 DATA bias<>+4(SB)/4, $0x3f3504f3
@@ -758,6 +692,26 @@ DATA posInf<>+24(SB)/4, $0x7f800000
 DATA posInf<>+28(SB)/4, $0x7f800000
 GLOBL posInf<>(SB), RODATA|NOPTR, $32
 
+DATA negZero<>+0(SB)/4, $0x80000000
+DATA negZero<>+4(SB)/4, $0x80000000
+DATA negZero<>+8(SB)/4, $0x80000000
+DATA negZero<>+12(SB)/4, $0x80000000
+DATA negZero<>+16(SB)/4, $0x80000000
+DATA negZero<>+20(SB)/4, $0x80000000
+DATA negZero<>+24(SB)/4, $0x80000000
+DATA negZero<>+28(SB)/4, $0x80000000
+GLOBL negZero<>(SB), RODATA|NOPTR, $32
+
+DATA zero<>+0(SB)/4, $0x00000000
+DATA zero<>+4(SB)/4, $0x00000000
+DATA zero<>+8(SB)/4, $0x00000000
+DATA zero<>+12(SB)/4, $0x00000000
+DATA zero<>+16(SB)/4, $0x00000000
+DATA zero<>+20(SB)/4, $0x00000000
+DATA zero<>+24(SB)/4, $0x00000000
+DATA zero<>+28(SB)/4, $0x00000000
+GLOBL zero<>(SB), RODATA|NOPTR, $32
+
 DATA log2e<>+0(SB)/4, $0x3fb8aa3b
 DATA log2e<>+4(SB)/4, $0x3fb8aa3b
 DATA log2e<>+8(SB)/4, $0x3fb8aa3b
@@ -788,85 +742,45 @@ DATA expMagic<>+24(SB)/4, $0x4b40007f
 DATA expMagic<>+28(SB)/4, $0x4b40007f
 GLOBL expMagic<>(SB), RODATA|NOPTR, $32
 
-DATA log2c0<>+0(SB)/4, $0x3fb8aa3a
-DATA log2c0<>+4(SB)/4, $0x3fb8aa3a
-DATA log2c0<>+8(SB)/4, $0x3fb8aa3a
-DATA log2c0<>+12(SB)/4, $0x3fb8aa3a
-DATA log2c0<>+16(SB)/4, $0x3fb8aa3a
-DATA log2c0<>+20(SB)/4, $0x3fb8aa3a
-DATA log2c0<>+24(SB)/4, $0x3fb8aa3a
-DATA log2c0<>+28(SB)/4, $0x3fb8aa3a
+DATA log2c0<>+0(SB)/4, $0x3fb8aa38
+DATA log2c0<>+4(SB)/4, $0x3fb8aa38
+DATA log2c0<>+8(SB)/4, $0x3fb8aa38
+DATA log2c0<>+12(SB)/4, $0x3fb8aa38
+DATA log2c0<>+16(SB)/4, $0x3fb8aa38
+DATA log2c0<>+20(SB)/4, $0x3fb8aa38
+DATA log2c0<>+24(SB)/4, $0x3fb8aa38
+DATA log2c0<>+28(SB)/4, $0x3fb8aa38
 GLOBL log2c0<>(SB), RODATA|NOPTR, $32
 
-DATA log2c1<>+0(SB)/4, $0xbf38aa94
-DATA log2c1<>+4(SB)/4, $0xbf38aa94
-DATA log2c1<>+8(SB)/4, $0xbf38aa94
-DATA log2c1<>+12(SB)/4, $0xbf38aa94
-DATA log2c1<>+16(SB)/4, $0xbf38aa94
-DATA log2c1<>+20(SB)/4, $0xbf38aa94
-DATA log2c1<>+24(SB)/4, $0xbf38aa94
-DATA log2c1<>+28(SB)/4, $0xbf38aa94
+DATA log2c1<>+0(SB)/4, $0xbf38aa30
+DATA log2c1<>+4(SB)/4, $0xbf38aa30
+DATA log2c1<>+8(SB)/4, $0xbf38aa30
+DATA log2c1<>+12(SB)/4, $0xbf38aa30
+DATA log2c1<>+16(SB)/4, $0xbf38aa30
+DATA log2c1<>+20(SB)/4, $0xbf38aa30
+DATA log2c1<>+24(SB)/4, $0xbf38aa30
+DATA log2c1<>+28(SB)/4, $0xbf38aa30
 GLOBL log2c1<>(SB), RODATA|NOPTR, $32
 
-DATA log2c2<>+0(SB)/4, $0x3ef63b92
-DATA log2c2<>+4(SB)/4, $0x3ef63b92
-DATA log2c2<>+8(SB)/4, $0x3ef63b92
-DATA log2c2<>+12(SB)/4, $0x3ef63b92
-DATA log2c2<>+16(SB)/4, $0x3ef63b92
-DATA log2c2<>+20(SB)/4, $0x3ef63b92
-DATA log2c2<>+24(SB)/4, $0x3ef63b92
-DATA log2c2<>+28(SB)/4, $0x3ef63b92
+DATA log2c2<>+0(SB)/4, $0x3ef6b296
+DATA log2c2<>+4(SB)/4, $0x3ef6b296
+DATA log2c2<>+8(SB)/4, $0x3ef6b296
+DATA log2c2<>+12(SB)/4, $0x3ef6b296
+DATA log2c2<>+16(SB)/4, $0x3ef6b296
+DATA log2c2<>+20(SB)/4, $0x3ef6b296
+DATA log2c2<>+24(SB)/4, $0x3ef6b296
+DATA log2c2<>+28(SB)/4, $0x3ef6b296
 GLOBL log2c2<>(SB), RODATA|NOPTR, $32
 
-DATA log2c3<>+0(SB)/4, $0xbeb87154
-DATA log2c3<>+4(SB)/4, $0xbeb87154
-DATA log2c3<>+8(SB)/4, $0xbeb87154
-DATA log2c3<>+12(SB)/4, $0xbeb87154
-DATA log2c3<>+16(SB)/4, $0xbeb87154
-DATA log2c3<>+20(SB)/4, $0xbeb87154
-DATA log2c3<>+24(SB)/4, $0xbeb87154
-DATA log2c3<>+28(SB)/4, $0xbeb87154
+DATA log2c3<>+0(SB)/4, $0xbeb9248d
+DATA log2c3<>+4(SB)/4, $0xbeb9248d
+DATA log2c3<>+8(SB)/4, $0xbeb9248d
+DATA log2c3<>+12(SB)/4, $0xbeb9248d
+DATA log2c3<>+16(SB)/4, $0xbeb9248d
+DATA log2c3<>+20(SB)/4, $0xbeb9248d
+DATA log2c3<>+24(SB)/4, $0xbeb9248d
+DATA log2c3<>+28(SB)/4, $0xbeb9248d
 GLOBL log2c3<>(SB), RODATA|NOPTR, $32
-
-DATA log2c4<>+0(SB)/4, $0x3e92fe9a
-DATA log2c4<>+4(SB)/4, $0x3e92fe9a
-DATA log2c4<>+8(SB)/4, $0x3e92fe9a
-DATA log2c4<>+12(SB)/4, $0x3e92fe9a
-DATA log2c4<>+16(SB)/4, $0x3e92fe9a
-DATA log2c4<>+20(SB)/4, $0x3e92fe9a
-DATA log2c4<>+24(SB)/4, $0x3e92fe9a
-DATA log2c4<>+28(SB)/4, $0x3e92fe9a
-GLOBL log2c4<>(SB), RODATA|NOPTR, $32
-
-DATA log2c5<>+0(SB)/4, $0xbe7ed994
-DATA log2c5<>+4(SB)/4, $0xbe7ed994
-DATA log2c5<>+8(SB)/4, $0xbe7ed994
-DATA log2c5<>+12(SB)/4, $0xbe7ed994
-DATA log2c5<>+16(SB)/4, $0xbe7ed994
-DATA log2c5<>+20(SB)/4, $0xbe7ed994
-DATA log2c5<>+24(SB)/4, $0xbe7ed994
-DATA log2c5<>+28(SB)/4, $0xbe7ed994
-GLOBL log2c5<>(SB), RODATA|NOPTR, $32
-
-DATA log2c6<>+0(SB)/4, $0x3e6fa8cc
-DATA log2c6<>+4(SB)/4, $0x3e6fa8cc
-DATA log2c6<>+8(SB)/4, $0x3e6fa8cc
-DATA log2c6<>+12(SB)/4, $0x3e6fa8cc
-DATA log2c6<>+16(SB)/4, $0x3e6fa8cc
-DATA log2c6<>+20(SB)/4, $0x3e6fa8cc
-DATA log2c6<>+24(SB)/4, $0x3e6fa8cc
-DATA log2c6<>+28(SB)/4, $0x3e6fa8cc
-GLOBL log2c6<>(SB), RODATA|NOPTR, $32
-
-DATA log2c7<>+0(SB)/4, $0xbe154fa6
-DATA log2c7<>+4(SB)/4, $0xbe154fa6
-DATA log2c7<>+8(SB)/4, $0xbe154fa6
-DATA log2c7<>+12(SB)/4, $0xbe154fa6
-DATA log2c7<>+16(SB)/4, $0xbe154fa6
-DATA log2c7<>+20(SB)/4, $0xbe154fa6
-DATA log2c7<>+24(SB)/4, $0xbe154fa6
-DATA log2c7<>+28(SB)/4, $0xbe154fa6
-GLOBL log2c7<>(SB), RODATA|NOPTR, $32
 
 DATA exp2c0<>+0(SB)/4, $0x3f800001
 DATA exp2c0<>+4(SB)/4, $0x3f800001
@@ -928,6 +842,27 @@ DATA exp2c5<>+24(SB)/4, $0x3aae0473
 DATA exp2c5<>+28(SB)/4, $0x3aae0473
 GLOBL exp2c5<>(SB), RODATA|NOPTR, $32
 
+// The log2 tables: invc[i] = float32(1/c_i), logc[i] = float32(-log2(invc[i])).
+DATA invcTab<>+0(SB)/4, $0x3fad5ba2 // 1.35435891
+DATA invcTab<>+4(SB)/4, $0x3f9fd42f // 1.24866283
+DATA invcTab<>+8(SB)/4, $0x3f94422f // 1.15826976
+DATA invcTab<>+12(SB)/4, $0x3f8a4016 // 1.08008075
+DATA invcTab<>+16(SB)/4, $0x3f800000 // 1
+DATA invcTab<>+20(SB)/4, $0x3f685d85 // 0.907676995
+DATA invcTab<>+24(SB)/4, $0x3f50b00c // 0.815186262
+DATA invcTab<>+28(SB)/4, $0x3f3d63a6 // 0.739801764
+GLOBL invcTab<>(SB), RODATA|NOPTR, $32
+
+DATA logcTab<>+0(SB)/4, $0xbee00e6f // -0.43761012
+DATA logcTab<>+4(SB)/4, $0xbea4095e // -0.320383966
+DATA logcTab<>+8(SB)/4, $0xbe590f01 // -0.211971298
+DATA logcTab<>+12(SB)/4, $0xbde39cef // -0.111139171
+DATA logcTab<>+16(SB)/4, $0x00000000 // 0
+DATA logcTab<>+20(SB)/4, $0x3e0f1a64 // 0.13974911
+DATA logcTab<>+24(SB)/4, $0x3e96efcf // 0.294798344
+DATA logcTab<>+28(SB)/4, $0x3ede9cb6 // 0.43478936
+GLOBL logcTab<>(SB), RODATA|NOPTR, $32
+
 DATA iota<>+0(SB)/4, $0
 DATA iota<>+4(SB)/4, $1
 DATA iota<>+8(SB)/4, $2
@@ -955,23 +890,3 @@ DATA tailMask<>+52(SB)/4, $0x00000000
 DATA tailMask<>+56(SB)/4, $0x00000000
 DATA tailMask<>+60(SB)/4, $0x00000000
 GLOBL tailMask<>(SB), RODATA|NOPTR, $64
-
-DATA negZero<>+0(SB)/4, $0x80000000
-DATA negZero<>+4(SB)/4, $0x80000000
-DATA negZero<>+8(SB)/4, $0x80000000
-DATA negZero<>+12(SB)/4, $0x80000000
-DATA negZero<>+16(SB)/4, $0x80000000
-DATA negZero<>+20(SB)/4, $0x80000000
-DATA negZero<>+24(SB)/4, $0x80000000
-DATA negZero<>+28(SB)/4, $0x80000000
-GLOBL negZero<>(SB), RODATA|NOPTR, $32
-
-DATA zero<>+0(SB)/4, $0
-DATA zero<>+4(SB)/4, $0
-DATA zero<>+8(SB)/4, $0
-DATA zero<>+12(SB)/4, $0
-DATA zero<>+16(SB)/4, $0
-DATA zero<>+20(SB)/4, $0
-DATA zero<>+24(SB)/4, $0
-DATA zero<>+28(SB)/4, $0
-GLOBL zero<>(SB), RODATA|NOPTR, $32

@@ -2,16 +2,20 @@
 
 #include "textflag.h"
 
-// NEON kernels of GumbelScores, AddScaled and Argmin; the same kernels as
-// gumbel_amd64.s (see asm.go for their contracts, gumbel_generic.go and
-// generic.go for the Go twins), on 4-lane vectors, two per iteration.
+// NEON kernels of GumbelScores (all the passes of rowKernels, gumbel.go),
+// AddScaled and Argmin: the same algorithms, with the same float32
+// operations in the same order, as gumbel_amd64.s and the Go twins
+// (gumbel_generic.go, generic.go), on 4-lane vectors, two per loop
+// iteration (the kernels get multiples of 8 cells).
 //
 // Go's arm64 assembler has no vector floating-point instructions, nor vector
-// MUL, SSHR, SCVTF, CMEQ-with-register, UMAX, ...: every vector instruction
-// inside the computation macros is therefore encoded with WORD through one
-// macro per mnemonic below (registers are given as numbers, in the operand
-// order of the ARM syntax, destination first). Loads, stores and moves use
-// the assembler's own mnemonics.
+// MUL, SSHR, SCVTF, CMEQ (register), UMAX, TBL with numbered registers, ...:
+// every vector instruction inside the computation is therefore encoded with
+// WORD, through one macro per mnemonic below whose comment gives the
+// instruction (registers are given as numbers, in the operand order of the
+// ARM syntax, destination first; the encodings were checked against GNU as).
+// Loads, stores, DUP and moves to general registers use the assembler's own
+// mnemonics.
 
 // Three-register instructions: OP Vd.4S, Vn.4S, Vm.4S (16B for the bitwise).
 #define N_FADD(d, n, m)  WORD $(0x4E20D400|((m)<<16)|((n)<<5)|(d)) // FADD  Vd.4S, Vn.4S, Vm.4S
@@ -50,74 +54,125 @@
 #define N_UMINV(d, n)     WORD $(0x6EB1A800|((n)<<5)|(d))              // UMINV Sd, Vn.4S
 #define N_FADDPS(d, n)    WORD $(0x7E30D800|((n)<<5)|(d))              // FADDP Sd, Vn.2S
 
+#define N_TBL2(d, n, m)  WORD $(0x4E002000|((m)<<16)|((n)<<5)|(d))  // TBL   Vd.16B, {Vn.16B, Vn+1.16B}, Vm.16B
+
 // DUPC(val, V) sets the 4 lanes of V to the 32-bit constant val.
 #define DUPC(val, V) \
 	MOVW $val, R10 \
 	VDUP R10, V.S4
 
-// LOG2CONST loads the log2Coef polynomial into V16-V23 and the constants
-// of DECOMP: V24 = mantissa mask, V25 = log2Bias, V26 = 1.0.
+// The log2 of the kernels (see gumbel_amd64.s and log2Table1/log2Table2 in
+// gumbel_generic.go): x = 2^e * m, m in [sqrt(1/2), sqrt(2)), the top 3
+// mantissa bits select invc and logc (TBL on byte indices 4i..4i+3),
+// f = m*invc - 1, log2 x = e + logc + f*P(f).
+//
+// LOG2CONST loads the constants of LOG2T1/LOG2T2: V16-V17 = invc table,
+// V18-V19 = logc table, V20-V23 = P, V24 = mantissa mask, V25 = log2Bias,
+// V26 = -1.0, V27 = 7, V28 = 0x04040404, V29 = 0x03020100.
 #define LOG2CONST \
-	DUPC(0x3fb8aa3a, V16) \
-	DUPC(0xbf38aa94, V17) \
-	DUPC(0x3ef63b92, V18) \
-	DUPC(0xbeb87154, V19) \
-	DUPC(0x3e92fe9a, V20) \
-	DUPC(0xbe7ed994, V21) \
-	DUPC(0x3e6fa8cc, V22) \
-	DUPC(0xbe154fa6, V23) \
+	MOVD  $invcTab<>(SB), R10 \
+	VLD1  (R10), [V16.S4, V17.S4] \
+	MOVD  $logcTab<>(SB), R10 \
+	VLD1  (R10), [V18.S4, V19.S4] \
+	DUPC(0x3fb8aa38, V20) \
+	DUPC(0xbf38aa30, V21) \
+	DUPC(0x3ef6b296, V22) \
+	DUPC(0xbeb9248d, V23) \
 	DUPC(0x007fffff, V24) \
 	DUPC(0x3f3504f3, V25) \
-	DUPC(0x3f800000, V26)
+	DUPC(0xbf800000, V26) \
+	DUPC(7, V27) \
+	DUPC(0x04040404, V28) \
+	DUPC(0x03020100, V29)
 
-// ESTRIN7(f, e, t1, p, t2, t3): e = e + f*P(f), P the degree-7 log2Coef
-// polynomial (V16-V23) by Estrin's scheme; the same operations, in the same
-// order, as ESTRIN7 of gumbel_amd64.s.
-#define ESTRIN7(f, e, t1, p, t2, t3) \
-	N_FMUL(t1, f, f) \
-	N_MOVV(p, 16) \
-	N_FMLA(p, f, 17) \
-	N_MOVV(t2, 18) \
-	N_FMLA(t2, f, 19) \
-	N_FMLA(p, t1, t2) \
-	N_MOVV(t2, 20) \
-	N_FMLA(t2, f, 21) \
-	N_MOVV(t3, 22) \
-	N_FMLA(t3, f, 23) \
-	N_FMLA(t2, t1, t3) \
-	N_FMUL(t1, t1, t1) \
-	N_FMLA(p, t1, t2) \
+// LOG2T1(t, e, i, p, lc, f): from t = bits(x) - bias (bias = log2Bias +
+// k<<23 gives log2(x) - k), f = m*invc - 1, e = e + logc (the base),
+// i = t>>20 (the interval is its low 3 bits; i = 4 iff e = 0 and interval
+// 4). Clobbers t, p, lc.
+#define LOG2T1(t, e, i, p, lc, f) \
+	N_SSHR(e, t, 23) \
+	N_SCVTF(e, e) \
+	N_USHR(i, t, 20) \
+	N_AND(p, i, 27) \
+	N_MUL(p, p, 28) \
+	N_ADD(p, p, 29) \ // byte indices of lane i&7
+	N_TBL2(lc, 18, p) \
+	N_TBL2(p, 16, p) \
+	N_AND(t, t, 24) \
+	N_ADD(t, t, 25) \ // m
+	N_FADD(e, e, lc) \
+	N_MOVV(f, 26) \
+	N_FMLA(f, t, p) // -1 + m*invc, fused
+
+// LOG2T2(f, e, p, q): e = e + f*P(f) (Horner, as LOG2T2 of gumbel_amd64.s).
+#define LOG2T2(f, e, p, q) \
+	N_MOVV(p, 22) \
+	N_FMLA(p, f, 23) \
+	N_MOVV(q, 21) \
+	N_FMLA(q, f, p) \
+	N_MOVV(p, 20) \
+	N_FMLA(p, f, q) \
 	N_FMLA(e, f, p)
 
-// DECOMP(bc, x, e): x = 2^e * m, m in [sqrt(1/2), sqrt(2)); on return
-// x = f = m-1 and e = float32(e) - (bias-log2Bias)/2^23 where V(bc) holds
-// bias. x > 0 normal.
-#define DECOMP(bc, x, e) \
-	N_SUB(x, x, bc) \
-	N_SSHR(e, x, 23) \
-	N_SCVTF(e, e) \
-	N_AND(x, x, 24) \
-	N_ADD(x, x, 25) \
-	N_FSUB(x, x, 26)
+// NOISE1: one vector of noise: V2 = log2 u for the hash inputs V15, stored
+// at (R0)+16; V15 += 4a (V14). V30/V31 = hash multipliers, V9 = 1,
+// V10 = 0, V11 = 25<<23, V12 = 2^25, V13 = log2Bias + 25<<23. As in
+// log2UOfV: where the exponent of u is 0, w = u-1 is taken exactly and
+// f = w*invc + (invc-1).
+#define NOISE1 \
+	N_USHR(1, 15, 16) \ // lowbias32
+	N_EOR(0, 15, 1) \
+	N_MUL(0, 0, 30) \
+	N_USHR(1, 0, 15) \
+	N_EOR(0, 0, 1) \
+	N_MUL(0, 0, 31) \
+	N_USHR(1, 0, 16) \
+	N_EOR(0, 0, 1) \
+	N_USHR(0, 0, 7) \ // v = (h>>7)|1, u = v*2^-25
+	N_ORR(0, 0, 9) \
+	N_SUB(1, 0, 12) \ // exact u-1 = (v-2^25)*2^-25
+	N_SCVTF(1, 1) \
+	N_SUB(1, 1, 11) \
+	N_SCVTF(0, 0) \ // float32(v), rounded when v >= 2^24
+	N_SUB(0, 0, 13) \
+	N_SSHR(2, 0, 23) \ // exponent of u
+	N_CMEQ(3, 2, 10) \
+	N_SCVTF(2, 2) \
+	N_USHR(4, 0, 20) \
+	N_AND(4, 4, 27) \
+	N_MUL(4, 4, 28) \
+	N_ADD(4, 4, 29) \
+	N_TBL2(5, 18, 4) \ // logc
+	N_TBL2(4, 16, 4) \ // invc
+	N_AND(0, 0, 24) \
+	N_ADD(0, 0, 25) \ // m
+	N_FADD(0, 0, 26) \ // w = m-1
+	N_BIT(0, 1, 3) \ // exact where the exponent is 0
+	N_FADD(2, 2, 5) \ // e + logc
+	N_FADD(6, 4, 26) \ // invc-1
+	N_FMLA(6, 0, 4) \ // f = w*invc + invc-1, fused
+	LOG2T2(6, 2, 4, 5) \
+	VST1.P [V2.S4], 16(R0) \
+	N_ADD(15, 15, 14)
 
 // ---------------------------------------------------------------------------
 
 // func noiseKernel(dst *float32, n int, j0, a, b uint32)
 // dst[j] = log2(u_j) (<= 0) for columns j0+j, n a multiple of 8.
 TEXT ·noiseKernel(SB), NOSPLIT, $0-28
-	MOVD dst+0(FP), R0
-	MOVD n+8(FP), R1
+	MOVD  dst+0(FP), R0
+	MOVD  n+8(FP), R1
 	MOVWU j0+16(FP), R2
 	MOVWU a+20(FP), R3
 	MOVWU b+24(FP), R4
 	LOG2CONST
-	DUPC(0x4bb504f3, V27) // log2Bias + 25<<23
-	DUPC(0x02000000, V28) // 2^25
-	DUPC(0x33000000, V29) // 2^-25
 	DUPC(0x7feb352d, V30)
 	DUPC(0x846ca68b, V31)
-	DUPC(1, V12)
-	VEOR V13.B16, V13.B16, V13.B16 // zero
+	DUPC(1, V9)
+	VEOR  V10.B16, V10.B16, V10.B16
+	DUPC(0x0c800000, V11) // 25<<23
+	DUPC(0x02000000, V12) // 2^25
+	DUPC(0x4bb504f3, V13) // log2Bias + 25<<23
 	// V15 = (j0+i)*a + b for lanes i = 0..3; V14 = 4*a
 	MOVD  $iota<>(SB), R5
 	VLD1  (R5), [V15.S4]
@@ -133,120 +188,73 @@ TEXT ·noiseKernel(SB), NOSPLIT, $0-28
 nloop:
 	CMP $8, R1
 	BLT ndone
-	N_ADD(6, 15, 14) // hash inputs of vector B
-	// HASH: v = (lowbias32(x)>>7)|1, u = v*2^-25
-	N_USHR(1, 15, 16)
-	N_USHR(7, 6, 16)
-	N_EOR(0, 15, 1)
-	N_EOR(6, 6, 7)
-	N_MUL(0, 0, 30)
-	N_MUL(6, 6, 30)
-	N_USHR(1, 0, 15)
-	N_USHR(7, 6, 15)
-	N_EOR(0, 0, 1)
-	N_EOR(6, 6, 7)
-	N_MUL(0, 0, 31)
-	N_MUL(6, 6, 31)
-	N_USHR(1, 0, 16)
-	N_USHR(7, 6, 16)
-	N_EOR(0, 0, 1)
-	N_EOR(6, 6, 7)
-	N_USHR(0, 0, 7)
-	N_USHR(6, 6, 7)
-	N_ORR(0, 0, 12)
-	N_ORR(6, 6, 12)
-	// DECOMPU: f, e of u; f exact (float32(v-2^25)*2^-25) where e = 0
-	N_SUB(1, 0, 28)
-	N_SUB(7, 6, 28)
-	N_SCVTF(1, 1)
-	N_SCVTF(7, 7)
-	N_FMUL(1, 1, 29)
-	N_FMUL(7, 7, 29)
-	N_SCVTF(0, 0)
-	N_SCVTF(6, 6)
-	N_SUB(0, 0, 27)
-	N_SUB(6, 6, 27)
-	N_SSHR(2, 0, 23)
-	N_SSHR(8, 6, 23)
-	N_AND(0, 0, 24)
-	N_AND(6, 6, 24)
-	N_ADD(0, 0, 25)
-	N_ADD(6, 6, 25)
-	N_FSUB(0, 0, 26)
-	N_FSUB(6, 6, 26)
-	N_CMEQ(3, 2, 13)
-	N_CMEQ(9, 8, 13)
-	N_BIT(0, 1, 3)
-	N_BIT(6, 7, 9)
-	N_SCVTF(2, 2)
-	N_SCVTF(8, 8)
-	ESTRIN7(0, 2, 1, 3, 4, 5)
-	ESTRIN7(6, 8, 7, 9, 10, 11)
-	VST1.P [V2.S4], 16(R0)
-	VST1.P [V8.S4], 16(R0)
-	N_ADD(15, 15, 14)
-	N_ADD(15, 15, 14)
+	NOISE1
+	NOISE1
 	SUB $8, R1, R1
 	B   nloop
 
 ndone:
 	RET
 
-// func gumbelProbKernel(dst, src *float32, n int, noise bool) (qmax float32, maxBits uint32)
-// dst[j] = log2(p_j*2^64/E_j) - 64, E_j = -log2 u_j read from dst (or 1
-// without noise), -Inf where !(p_j > 0); n a multiple of 8.
+// PROB1(noise): one vector of pass 1b for probabilities: q = log2(r) - k,
+// r = p*2^64/E (E = -log2 u at (R0)) or p*2^64, -Inf where !(p > 0);
+// stored at (R0)+16. V30 = bias, V31 = 0, V13 = max bits, V12 = qmax,
+// V11 = -Inf, V10 = -2^-64, V9 = 2^64.
+#define PROB1(div) \
+	VLD1.P 16(R1), [V1.S4] \
+	N_FADD(1, 1, 31) \ // p+0: -0 becomes +0
+	N_UMAX(13, 13, 1) \
+	div \
+	N_FCMGT0(7, 1) \ // live: p > 0
+	N_SUB(0, 0, 30) \
+	LOG2T1(0, 2, 3, 4, 5, 6) \
+	LOG2T2(6, 2, 4, 5) \
+	N_BIF(2, 11, 7) \
+	N_FMAX(12, 12, 2) \
+	VST1.P [V2.S4], 16(R0)
+
+#define PDIV \
+	VLD1 (R0), [V0.S4] \
+	N_FMUL(0, 0, 10) \ // E*2^-64
+	N_FDIV(0, 1, 0)
+
+#define PPLAIN N_FMUL(0, 1, 9)
+
+// func gumbelProbKernel(dst, src *float32, n int, noise bool, bias int32) (qmax float32, maxBits uint32)
+// dst[j] = log2(p_j*2^64/E_j) - k, k = (bias-log2Bias)>>23, E_j = -log2 u_j
+// read from dst (or 1 without noise), -Inf where !(p_j > 0); n a multiple
+// of 8.
 TEXT ·gumbelProbKernel(SB), NOSPLIT, $0-40
 	MOVD  dst+0(FP), R0
 	MOVD  src+8(FP), R1
 	MOVD  n+16(FP), R2
 	MOVBU noise+24(FP), R3
+	MOVWU bias+28(FP), R4
 	LOG2CONST
-	DUPC(0x5f3504f3, V27) // log2Bias + 64<<23
-	DUPC(0xff800000, V28) // -Inf
-	DUPC(0x9f800000, V29) // -2^-64
-	DUPC(0x5f800000, V30) // 2^64
-	VEOR V31.B16, V31.B16, V31.B16 // zero
-	VMOV V28.B16, V12.B16          // qmax
-	VEOR V13.B16, V13.B16, V13.B16 // unsigned max of the bits of p+0
+	VDUP  R4, V30.S4
+	VEOR  V31.B16, V31.B16, V31.B16 // zero
+	DUPC(0xff800000, V11)           // -Inf
+	DUPC(0x9f800000, V10)           // -2^-64
+	DUPC(0x5f800000, V9)            // 2^64
+	VMOV  V11.B16, V12.B16          // qmax
+	VEOR  V13.B16, V13.B16, V13.B16 // unsigned max of the bits of p+0
+	CBZ   R3, pplain
 
-ploop:
+pnoise:
 	CMP  $8, R2
 	BLT  pdone
-	VLD1.P 16(R1), [V1.S4]
-	VLD1.P 16(R1), [V7.S4]
-	N_FADD(1, 1, 31) // p+0: -0 becomes +0
-	N_FADD(7, 7, 31)
-	N_UMAX(13, 13, 1)
-	N_UMAX(13, 13, 7)
-	N_FCMGT0(4, 1) // live: p > 0
-	N_FCMGT0(10, 7)
-	CBZ  R3, pplain
-	MOVD R0, R5
-	VLD1.P 16(R5), [V3.S4] // log2 u
-	VLD1 (R5), [V9.S4]
-	N_FMUL(3, 3, 29) // E*2^-64
-	N_FMUL(9, 9, 29)
-	N_FDIV(0, 1, 3)
-	N_FDIV(6, 7, 9)
-	B    pcommon
+	PROB1(PDIV)
+	PROB1(PDIV)
+	SUB  $8, R2, R2
+	B    pnoise
 
 pplain:
-	N_FMUL(0, 1, 30) // p*2^64
-	N_FMUL(6, 7, 30)
-
-pcommon:
-	DECOMP(27, 0, 2)
-	DECOMP(27, 6, 8)
-	ESTRIN7(0, 2, 1, 3, 5, 11)
-	ESTRIN7(6, 8, 7, 9, 14, 15)
-	N_BIF(2, 28, 4) // -Inf where not live
-	N_BIF(8, 28, 10)
-	N_FMAX(12, 12, 2)
-	N_FMAX(12, 12, 8)
-	VST1.P [V2.S4], 16(R0)
-	VST1.P [V8.S4], 16(R0)
+	CMP  $8, R2
+	BLT  pdone
+	PROB1(PPLAIN)
+	PROB1(PPLAIN)
 	SUB  $8, R2, R2
-	B    ploop
+	B    pplain
 
 pdone:
 	N_FMAXV(12, 12)
@@ -256,6 +264,26 @@ pdone:
 	MOVW  R4, maxBits+36(FP)
 	RET
 
+// LOGIT1: one vector of pass 1b for logits, V2 = log2 E:
+// q = (l-lmax)*log2(e) - log2 E, -Inf where l = -Inf; stored at (R0)+16.
+// V30 = lmax, V9 = log2(e), V11 = -Inf, V12 = qmax.
+#define LOGIT1 \
+	VLD1.P 16(R1), [V1.S4] \
+	N_FSUB(3, 1, 30) \ // l - lmax
+	N_FMLS(2, 3, 9) \ // log2 E - (l-lmax)*log2(e), fused
+	N_FNEG(2, 2) \
+	N_FCMEQ(4, 1, 11) \ // l = -Inf
+	N_BIT(2, 11, 4) \
+	N_FMAX(12, 12, 2) \
+	VST1.P [V2.S4], 16(R0)
+
+#define LOG2E1 \
+	VLD1 (R0), [V0.S4] \
+	N_FNEG(0, 0) \ // E = -log2 u
+	N_SUB(0, 0, 25) \
+	LOG2T1(0, 2, 3, 4, 5, 6) \
+	LOG2T2(6, 2, 4, 5)
+
 // func gumbelLogitsKernel(dst, src *float32, n int, noise bool, lmax float32) (qmax float32)
 // dst[j] = (l_j-lmax)*log2(e) - log2(E_j), E_j = -log2 u_j read from dst
 // (no log2 term without noise), -Inf where l_j = -Inf; n a multiple of 8.
@@ -264,51 +292,33 @@ TEXT ·gumbelLogitsKernel(SB), NOSPLIT, $0-36
 	MOVD  src+8(FP), R1
 	MOVD  n+16(FP), R2
 	MOVBU noise+24(FP), R3
-	FMOVS lmax+28(FP), F29
-	VDUP  V29.S[0], V29.S4
+	FMOVS lmax+28(FP), F30
+	VDUP  V30.S[0], V30.S4
 	LOG2CONST
-	DUPC(0x3f3504f3, V27) // log2Bias
-	DUPC(0xff800000, V28) // -Inf
-	DUPC(0x3fb8aa3b, V30) // log2(e)
-	VMOV V28.B16, V12.B16 // qmax
+	DUPC(0xff800000, V11) // -Inf
+	DUPC(0x3fb8aa3b, V9)  // log2(e)
+	VMOV V11.B16, V12.B16 // qmax
+	CBZ  R3, lplain
 
-lloop:
+lnoise:
 	CMP  $8, R2
 	BLT  ldone
-	CBZ  R3, lplain
-	VLD1 (R0), [V0.S4, V1.S4] // log2 u
-	VMOV V1.B16, V6.B16
-	N_FNEG(0, 0) // E
-	N_FNEG(6, 6)
-	DECOMP(27, 0, 2)
-	DECOMP(27, 6, 8)
-	ESTRIN7(0, 2, 1, 3, 4, 5)
-	ESTRIN7(6, 8, 7, 9, 10, 11)
-	B    lcommon
+	LOG2E1
+	LOGIT1
+	LOG2E1
+	LOGIT1
+	SUB  $8, R2, R2
+	B    lnoise
 
 lplain:
 	VEOR V2.B16, V2.B16, V2.B16 // log2 E = 0
-	VEOR V8.B16, V8.B16, V8.B16
-
-lcommon:
-	VLD1.P 16(R1), [V1.S4]
-	VLD1.P 16(R1), [V7.S4]
-	N_FSUB(3, 1, 29) // l - lmax
-	N_FSUB(9, 7, 29)
-	N_FMLS(2, 3, 30) // log2 E - (l-lmax)*log2(e), fused
-	N_FMLS(8, 9, 30)
-	N_FNEG(2, 2)
-	N_FNEG(8, 8)
-	N_FCMEQ(4, 1, 28) // l = -Inf
-	N_FCMEQ(10, 7, 28)
-	N_BIT(2, 28, 4)
-	N_BIT(8, 28, 10)
-	N_FMAX(12, 12, 2)
-	N_FMAX(12, 12, 8)
-	VST1.P [V2.S4], 16(R0)
-	VST1.P [V8.S4], 16(R0)
+	CMP  $8, R2
+	BLT  ldone
+	LOGIT1
+	VEOR V2.B16, V2.B16, V2.B16
+	LOGIT1
 	SUB  $8, R2, R2
-	B    lloop
+	B    lplain
 
 ldone:
 	N_FMAXV(12, 12)
@@ -588,3 +598,24 @@ DATA iota<>+4(SB)/4, $1
 DATA iota<>+8(SB)/4, $2
 DATA iota<>+12(SB)/4, $3
 GLOBL iota<>(SB), RODATA|NOPTR, $16
+
+// The log2 tables (see log2Invc, log2Logc in gumbel_generic.go).
+DATA invcTab<>+0(SB)/4, $0x3fad5ba2
+DATA invcTab<>+4(SB)/4, $0x3f9fd42f
+DATA invcTab<>+8(SB)/4, $0x3f94422f
+DATA invcTab<>+12(SB)/4, $0x3f8a4016
+DATA invcTab<>+16(SB)/4, $0x3f800000
+DATA invcTab<>+20(SB)/4, $0x3f685d85
+DATA invcTab<>+24(SB)/4, $0x3f50b00c
+DATA invcTab<>+28(SB)/4, $0x3f3d63a6
+GLOBL invcTab<>(SB), RODATA|NOPTR, $32
+
+DATA logcTab<>+0(SB)/4, $0xbee00e6f
+DATA logcTab<>+4(SB)/4, $0xbea4095e
+DATA logcTab<>+8(SB)/4, $0xbe590f01
+DATA logcTab<>+12(SB)/4, $0xbde39cef
+DATA logcTab<>+16(SB)/4, $0x00000000
+DATA logcTab<>+20(SB)/4, $0x3e0f1a64
+DATA logcTab<>+24(SB)/4, $0x3e96efcf
+DATA logcTab<>+28(SB)/4, $0x3ede9cb6
+GLOBL logcTab<>(SB), RODATA|NOPTR, $32

@@ -4,9 +4,17 @@
 // SmallestK).
 //
 // Every kernel has a pure-Go twin (gumbelScoresGeneric, addScaledGeneric,
-// argminGeneric) that documents the reference loop and runs where no assembly
-// exists. On amd64 with AVX2 and FMA the AVX2 kernels are chosen once at init;
-// on arm64 NEON kernels are used. The build tag purego forces the Go twins.
+// argminGeneric; generic.go, gumbel_generic.go) that documents the reference
+// loop, performs the same float32 operations as the assembly, and runs where
+// no assembly exists. The assembly:
+//
+//   - amd64: AVX2+FMA (gumbel_amd64.s), chosen once at init when the CPU has
+//     both (golang.org/x/sys/cpu), else the Go twins;
+//   - arm64: NEON (gumbel_arm64.s), always (Advanced SIMD is baseline).
+//
+// The build tag purego forces the Go twins everywhere. GumbelScores runs as a
+// few passes over the row (gumbel.go drives them, in chunks of 1024 cells);
+// SmallestK is pure Go on every architecture (it runs once per prefill).
 package simd
 
 import "math"
@@ -39,13 +47,18 @@ type Key struct{ A, B uint32 }
 // negative value, or a value > 1+1/64 (including +Inf); for logits NaN or
 // +Inf. When ok is false dst and sum are unspecified. A row with every cell
 // masked gives sum 0 and ok true. Denormal probabilities are live cells.
-// invTau must be positive and finite.
+// invTau must be positive and finite, and dst must not overlap src.
 //
-// The kernels work in log2 units: s_j = 2^((log2 p_j - log2(-log2 u_j))*invTau - m)
-// which is the same distribution since ln = ln2*log2 and the constant
-// log2(ln 2) cancels in the normalisation. The scale of dst is such that the
-// largest score is 1 up to rounding; only s_j/sum is meaningful, and it
-// matches the float64 formula to about 1e-6 relative.
+// The kernels work in float32 and in log2 units:
+//
+//	s_j = 2^((log2 p_j - log2(-log2 u_j))*invTau - m)
+//
+// (u_j the uniform of Noise), which gives the same s_j/sum since ln =
+// ln2*log2 and the constant log2(ln 2) cancels in the normalisation. The
+// largest score is 1 up to rounding; only s_j/sum is meaningful. It matches
+// the float64 formula to about 1e-6 relative for cells above 1e-4 of the
+// row, 3e-6 above 1e-10, and 1e-5 below (the float32 exponents of tiny
+// cells are large); cells below ~1e-38 of the row may flush to 0.
 func GumbelScores(dst, src []float32, invTau float32, key Key, flags Flags) (sum float32, ok bool) {
 	if len(dst) < len(src) {
 		panic("simd: GumbelScores: len(dst) < len(src)")
@@ -94,7 +107,8 @@ func AddScaled(acc, x []float32, a float32) {
 }
 
 // Argmin returns the index of the smallest element of x (the lowest index
-// among equals), or -1 if x is empty. x holds no NaN (it may hold +Inf).
+// among equals; -0 equals +0), or -1 if x is empty. x holds no NaN (it may
+// hold +Inf).
 func Argmin(x []float32) int {
 	if len(x) == 0 {
 		return -1

@@ -6,14 +6,15 @@ package simd
 // arm64 base architecture.
 const hasAsm = true
 
-// The NEON kernels (gumbel_arm64.s). The wrappers in asm.go describe their
-// contracts.
+// The NEON kernels (gumbel_arm64.s): the passes of rowKernels (gumbel.go,
+// which describes them) on whole vectors, adapted in asm.go;
+// addScaledKernel handles any n >= 1, argminKernel needs n >= 8.
 
 //go:noescape
 func noiseKernel(dst *float32, n int, j0, a, b uint32)
 
 //go:noescape
-func gumbelProbKernel(dst, src *float32, n int, noise bool) (qmax float32, maxBits uint32)
+func gumbelProbKernel(dst, src *float32, n int, noise bool, bias int32) (qmax float32, maxBits uint32)
 
 //go:noescape
 func gumbelLogitsKernel(dst, src *float32, n int, noise bool, lmax float32) (qmax float32)

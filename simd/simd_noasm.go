@@ -2,6 +2,8 @@
 
 package simd
 
+// The Go twins only: other architectures, or the purego build tag.
+
 func gumbelScores(dst, src []float32, invTau float32, key Key, flags Flags) (float32, bool) {
 	return gumbelScoresGeneric(dst, src, invTau, key, flags)
 }
@@ -10,10 +12,5 @@ func addScaled(acc, x []float32, a float32) { addScaledGeneric(acc, x, a) }
 
 func argmin(x []float32) int { return argminGeneric(x) }
 
+// hasAsm: there are no assembly kernels in this build.
 const hasAsm = false
-
-var (
-	gumbelScoresAsm = gumbelScoresGeneric
-	addScaledAsm    = addScaledGeneric
-	argminAsm       = argminGeneric
-)
