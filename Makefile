@@ -5,7 +5,7 @@ FUZZTIME ?= 10s
 export GOFLAGS ?= -mod=readonly
 
 .PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench-hook
-.PHONY: lib ctest bench-abi pytest
+.PHONY: lib ctest bench-abi pytest bench-llama
 
 ## run: the main job: a built-in document and question answered with the full cache and with
 ## Keyformer at half the cache, side by side (fetches the llama.cpp runtime and model first).
@@ -19,7 +19,8 @@ deps:
 ## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
 test: ctest vet unit race fuzz arm64 pytest
 
-vet:
+# vet and unit need build/deps: capi's eval callback is compiled against llama.cpp's ggml.h.
+vet: deps
 	$(GO) vet ./...
 	$(GO) vet -tags purego ./...
 	GOARCH=arm64 $(GO) vet ./...
@@ -44,7 +45,7 @@ arm64:
 
 ## bench-kernels: row kernel (asm, Go twin, naive float64) and argmin; last line is JSON for n=4096.
 bench-kernels:
-	set -o pipefail; $(GO) test -run '^$$' -bench 'GumbelScores|Argmin' -benchtime 20000x -count 5 ./simd/ | \
+	set -o pipefail; $(GO) test -run '^$$' -bench 'GumbelScores|Argmin' -benchtime 200ms -count 5 ./simd/ | \
 	$(GO) run ./bindings/cmd/benchjson n=4096 \
 	  'asm_ns_per_elem=GumbelScores/asm/n=4096$$:ns/elem' \
 	  'generic_ns_per_elem=GumbelScores/generic/n=4096$$:ns/elem' \
@@ -52,14 +53,15 @@ bench-kernels:
 	  'argmin_ns_per_elem=Argmin/asm/n=4096$$:ns/elem'
 
 ## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) via CMake.
-lib:
+lib: deps
 	bash build/ensure-tools.sh
 	cmake -S . -B build/cmake -G Ninja
 	cmake --build build/cmake --target keyformer_go
 
-## ctest: the C/C++ tests of tests/c (consumers, misuse, header, install, README snippet), then the
-## consumers and misuse again built with -fsanitize=address,undefined (build/cmake-asan).
-ctest:
+## ctest: the C/C++ tests of tests/c (consumers, misuse, header, install, README snippets, the C
+## llama.cpp host), then the consumers, misuse, snippets and llama.cpp host again built with
+## -fsanitize=address,undefined (build/cmake-asan).
+ctest: deps
 	bash build/ensure-tools.sh
 	cmake -S . -B build/cmake -G Ninja
 	cmake --build build/cmake
@@ -68,14 +70,21 @@ ctest:
 	cmake --build build/cmake-asan
 	ctest --test-dir build/cmake-asan --output-on-failure
 
-## pytest: the Python package's tests against build/lib/libkeyformer.so (a missing library fails).
-pytest: lib
+## pytest: the Python package's tests against build/lib/libkeyformer.so (a missing library fails),
+## including llama.cpp through ctypes (tests/python/test_llama.py, llama_generate.py).
+pytest: deps lib
 	python3 -m pip install -q -r tests/python/requirements.txt
 	KEYFORMER_TEST_REQUIRE_LIB=1 python3 -m pytest tests/python -q
 
 ## bench-hook: decode tokens/s at 4k context: no hook, hook observing (full), Keyformer at 0.5.
 bench-hook: deps
 	$(GO) run ./bindings/cmd/keyformer bench-hook --context 4096 --gen 64
+
+## bench-llama: ns per ask through keyformer_llama_eval_callback, and decode ms/token of the C host
+## with no callback, the callback unattached and keyformer (KEYFORMER_TEST_THREADS, default 1).
+bench-llama: lib
+	cmake --build build/cmake --target llama_host
+	build/cmake/tests/c/llama_host bench build/deps/llama/cpu build/deps/models/smollm2.gguf
 
 ## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes; last line JSON.
 bench-abi:

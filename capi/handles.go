@@ -26,6 +26,7 @@ const (
 	statusInvalidAttention C.keyformer_status = C.KEYFORMER_ERR_INVALID_ATTENTION
 	statusBufferTooSmall   C.keyformer_status = C.KEYFORMER_ERR_BUFFER_TOO_SMALL
 	statusInvalidState     C.keyformer_status = C.KEYFORMER_ERR_INVALID_STATE
+	statusUnsupported      C.keyformer_status = C.KEYFORMER_ERR_UNSUPPORTED
 	statusInternal         C.keyformer_status = C.KEYFORMER_ERR_INTERNAL
 )
 
@@ -34,6 +35,8 @@ type context struct {
 	tracker *keyformer.Tracker
 	mu      sync.Mutex
 	lastErr *C.char // C memory owned by the library; nil means ""
+
+	llama atomic.Pointer[llamaBinding] // keyformer_llama_attach's binding; nil before
 }
 
 var (

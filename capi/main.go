@@ -11,10 +11,17 @@
 // they hold no logic of their own. Handles are integer ids (never reused) that the shim casts to
 // keyformer_context pointers; no Go pointer crosses the boundary and no caller pointer is kept past
 // a call. Every export recovers panics into KEYFORMER_ERR_INTERNAL.
+//
+// llama_shim.c and llama.go are the llama.cpp integration (keyformer_llama_*): an eval callback
+// written in C that calls into Go (bindings/adapter) only for the few graph nodes it needs. It
+// reads ggml's structs with ggml.h of the pinned llama.cpp, so building this package needs the
+// headers that build/deps.sh fetches into build/deps/llama/include (found there by the directive
+// below, or through CGO_CFLAGS=-I<dir>).
 package main
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../include
+#cgo CFLAGS: -I${SRCDIR} -I${SRCDIR}/../include -I${SRCDIR}/../build/deps/llama/include
+#cgo LDFLAGS: -ldl
 #include <stdint.h>
 #include <stdlib.h>
 #include "keyformer.h"

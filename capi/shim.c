@@ -46,7 +46,15 @@ keyformer_status keyformer_context_new(const keyformer_params *params, keyformer
     return st;
 }
 
-keyformer_status keyformer_context_free(keyformer_context *ctx) { return kfgo_context_free(kf_handle(ctx)); }
+void kf_llama_drop(uintptr_t h); /* llama_shim.c */
+
+keyformer_status keyformer_context_free(keyformer_context *ctx) {
+    keyformer_status st = kfgo_context_free(kf_handle(ctx));
+    if (st == KEYFORMER_OK) {
+        kf_llama_drop(kf_handle(ctx)); /* its llama.cpp binding and chained callback */
+    }
+    return st;
+}
 
 keyformer_status keyformer_set_prompt_length(keyformer_context *ctx, int32_t seq, int32_t n_prompt) {
     return kfgo_set_prompt_length(kf_handle(ctx), seq, n_prompt);

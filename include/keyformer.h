@@ -27,6 +27,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#ifndef __cplusplus
+#include <stdbool.h>
+#endif
 
 #if defined(_WIN32)
 #define KEYFORMER_API __declspec(dllimport)
@@ -143,7 +146,9 @@ KEYFORMER_API keyformer_status keyformer_default_params(keyformer_params *params
 KEYFORMER_API keyformer_status keyformer_context_new(const keyformer_params *params, keyformer_context **out);
 
 /* Frees ctx and every sequence state in it; ctx must not be used afterwards (it is then an unknown
- * handle). Not concurrently with other calls on ctx. */
+ * handle). Also drops its llama.cpp binding and chained callback (keyformer_llama_attach / _chain):
+ * free the llama_context first, or never decode with it afterwards. Not concurrently with other
+ * calls on ctx. */
 KEYFORMER_API keyformer_status keyformer_context_free(keyformer_context *ctx);
 
 /* Declares the prompt length of sequence seq: the length a fractional budget refers to and after
@@ -196,6 +201,112 @@ KEYFORMER_API keyformer_status keyformer_state_save(keyformer_context *ctx, int3
 /* Replaces sequence seq's state with one saved from a context with the same policy, granularity and
  * model shape. Malformed data gives KEYFORMER_ERR_INVALID_STATE and changes nothing. */
 KEYFORMER_API keyformer_status keyformer_state_load(keyformer_context *ctx, int32_t seq, const uint8_t *buf, size_t size);
+
+/* ---- Use with llama.cpp ------------------------------------------------------------------------
+ *
+ * These functions drive the whole loop above for a llama.cpp context (the pinned llama.cpp v0.5.0
+ * ABI): the library's eval callback reads, during each llama_decode, where the new tokens landed
+ * and every layer's attention (kq_soft_max-<layer>); keyformer_llama_apply then frees the planned
+ * cells with llama_memory_seq_rm. This header needs no llama.cpp header and the library has no
+ * link-time dependency on llama.cpp: it finds the llama_* / ggml_* functions in the host process at
+ * run time (keyformer_llama_attach). A host adds:
+ *
+ *     cparams.flash_attn_type   = LLAMA_FLASH_ATTN_TYPE_DISABLED;  // no attention matrix otherwise
+ *     cparams.cb_eval           = keyformer_llama_eval_callback;
+ *     cparams.cb_eval_user_data = kf;                              // the keyformer_context
+ *     lctx = llama_init_from_model(model, cparams);
+ *     keyformer_llama_attach(kf, lctx, NULL);
+ *     keyformer_set_prompt_length(kf, 0, n_prompt);                // when the prompt comes in chunks
+ *     ... llama_decode(lctx, batch); keyformer_llama_apply(kf, 0, &n_evicted); ...  // every decode
+ *
+ * Requirements and limits: a context with shared granularity; flash attention disabled; a unified
+ * KV cache (one stream: n_seq_max = 1 or kv_unified = true); a memory that can remove single
+ * positions (not sliding-window, recurrent or hybrid models); n_ctx of at least the budget plus
+ * n_ubatch, so that every ubatch finds room before the following apply frees cells. Survivors keep
+ * their positions: the next token still goes at llama_memory_seq_pos_max + 1 (llama_batch_get_one
+ * does that). The llama.cpp context must be freed before the keyformer context, or at least never
+ * decode after it. Each attention tensor answered true ends a compute chunk of llama.cpp's graph
+ * (a worker-thread sync per layer per ubatch); the other asks are answered in C in a few ns. */
+
+/* Forward declarations: the llama.cpp / ggml types these functions take (never dereferenced by
+ * the host through this header). */
+struct ggml_tensor;
+struct llama_context;
+
+/* The eval callback, with exactly ggml_backend_sched_eval_callback's signature. Set
+ *     cparams.cb_eval = keyformer_llama_eval_callback; cparams.cb_eval_user_data = kf;
+ * (kf: the keyformer_context) before llama_init_from_model. llama.cpp calls it on the thread that
+ * called llama_decode. Asked (ask = true) about a node, it answers true for the attention tensors
+ * (kq_soft_max-<layer>) and for the nodes the chained host callback wants (keyformer_llama_chain);
+ * it reads the ubatch's positions and cells from the inputs of two nodes while answering false.
+ * Called with a computed tensor (ask = false), it scores attention, then forwards the tensor to the
+ * host callback if that asked for it. It returns true there except where the host callback, for a
+ * tensor it asked for, returns false (which stops llama.cpp's graph: llama.cpp's own semantics).
+ * Errors (and recovered internal errors) met inside are kept and reported by the next
+ * keyformer_llama_apply. Before keyformer_llama_attach, and for a NULL or unknown user_data, it
+ * answers only for the chained host callback. Never call it yourself. */
+KEYFORMER_API bool keyformer_llama_eval_callback(struct ggml_tensor *t, bool ask, void *user_data);
+
+/* Binds ctx to the llama.cpp context lctx, created with keyformer_llama_eval_callback and
+ * user_data = ctx. The llama_* / ggml_* functions are looked up in the host process:
+ *  - llama_library NULL: in the global scope (RTLD_DEFAULT), i.e. a host that links libllama or
+ *    loaded it with RTLD_GLOBAL; failing that, in the libllama / libggml objects the process has
+ *    loaded (re-opened with RTLD_NOLOAD, found by their usual names and /proc/self/maps), which
+ *    covers hosts that load it with RTLD_LOCAL (Python ctypes, most plugin loaders);
+ *  - otherwise the file name or path the host loaded libllama from (re-opened with
+ *    RTLD_NOW | RTLD_NOLOAD: a library that is not loaded yet is an error, never loaded a second
+ *    time). dlopen matches a bare file name only against the names objects were opened by and
+ *    their SONAMEs (libllama.v0.5.0.so in the pinned build): pass the path the host used.
+ * Needs shared granularity (KEYFORMER_ERR_INVALID_ARGUMENT otherwise); missing llama.cpp symbols
+ * give KEYFORMER_ERR_UNSUPPORTED. The library keeps lctx (not owned) until ctx is freed or attached
+ * again; attaching again (e.g. to a new llama_context) keeps ctx's sequences: reset them with
+ * keyformer_seq_reset where the new context starts empty, and chain the host callback again (the
+ * chain is kept across attaches). Not concurrently with a llama_decode of lctx or other calls of
+ * this section on ctx. */
+KEYFORMER_API keyformer_status keyformer_llama_attach(keyformer_context *ctx, struct llama_context *lctx,
+                                                      const char *llama_library);
+
+/* Chains the host's own eval callback cb (NULL to remove it) with its user_data behind
+ * keyformer_llama_eval_callback: cb is asked about every node as usual; the keyformer callback
+ * answers true if either wants the tensor; a computed tensor is passed to cb (ask = false) only if
+ * cb asked for it, after keyformer has read it, and cb's return value is then passed through.
+ * cb runs on the thread that called llama_decode. The library keeps cb and user_data (not owned)
+ * until ctx is freed or the chain is replaced. Callable before or after keyformer_llama_attach,
+ * not concurrently with a llama_decode that uses ctx. */
+KEYFORMER_API keyformer_status keyformer_llama_chain(keyformer_context *ctx,
+                                                     bool (*cb)(struct ggml_tensor *, bool, void *),
+                                                     void *user_data);
+
+/* Optional, before a llama_decode of tokens of several sequences: seq_of_token[i] is the
+ * sequence of the batch's token i (in batch order; n tokens). Without it every token belongs to
+ * sequence 0. The declaration holds for the next decode only; n = 0 clears it. Negative sequence
+ * ids are an error; ids past the range are reported by keyformer_llama_apply. The array is copied.
+ * Not concurrently with a llama_decode of the attached context. */
+KEYFORMER_API keyformer_status keyformer_llama_set_batch(keyformer_context *ctx, const int32_t *seq_of_token,
+                                                         int32_t n);
+
+/* After every successful llama_decode of the attached context, for every sequence the decode
+ * touched: reports an error met in the eval callback (its status and message), then frees the
+ * cells sequence seq must lose to stay within its budget (llama_memory_seq_rm, positions kept)
+ * and forgets them. *n_evicted (n_evicted may be NULL) is set to the number of cells freed, also
+ * on an error after some were freed. KEYFORMER_ERR_UNSUPPORTED: the decode showed no attention
+ * (flash attention on: create the context with flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED),
+ * or the model's memory cannot remove single positions (sliding-window, recurrent, hybrid).
+ * KEYFORMER_ERR_INVALID_ARGUMENT: not attached, or no graph ever went through the eval callback
+ * with this context as user_data (cb_eval not set). Not concurrently with a llama_decode of the
+ * attached context. */
+KEYFORMER_API keyformer_status keyformer_llama_apply(keyformer_context *ctx, int32_t seq, int32_t *n_evicted);
+
+/* Restores sequence seq's keyformer state (size bytes from keyformer_state_save, saved together
+ * with llama_state_seq_get_data) right after the host restored llama.cpp's state of the sequence
+ * with llama_state_seq_set_data: the saved cells are renamed to where llama.cpp put them (lowest
+ * free cells first, true in a fresh context or one whose only sequence is seq) and the positions
+ * llama.cpp holds are checked against the saved ones. KEYFORMER_ERR_INVALID_STATE: malformed data
+ * (nothing changes) or positions that do not match llama.cpp's (the sequence is then empty). The
+ * buffer is read during the call only. Not concurrently with a llama_decode of the attached
+ * context. */
+KEYFORMER_API keyformer_status keyformer_llama_restore(keyformer_context *ctx, int32_t seq, const uint8_t *state,
+                                                       size_t size);
 
 #ifdef __cplusplus
 }

@@ -148,26 +148,34 @@ func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 		case Wants(t):
 			return true
 		case t.Op() == llama.OpRope && t.NameIs(nodePositions):
-			a.mu.Lock()
-			a.positions = a.readInput(t.Src(1), a.positions[:0], "positions (inp_pos)")
-			a.rowSeq = a.rowSeq[:0]
-			a.unseen++
-			a.mu.Unlock()
+			a.readUbatchInput(t, true)
 		case t.Op() == llama.OpSetRows && t.NameIs(nodeCells): // a VIEW node has the same name
-			a.mu.Lock()
-			a.cells = a.readInput(t.Src(1), a.cells[:0], "cells (attn_inp_k_idxs)")
-			a.mu.Unlock()
+			a.readUbatchInput(t, false)
 		}
 		return false
 	}
 	if layer, ok := t.NameLayer(nodeAttention); ok {
 		a.mu.Lock()
-		if err := a.observe(layer, t); err != nil && a.err == nil {
-			a.err = fmt.Errorf("adapter: layer %d: %w", layer, err)
+		defer a.mu.Unlock()
+		if err := a.observe(layer, t); err != nil {
+			a.fail(fmt.Errorf("adapter: layer %d: %w", layer, err))
 		}
-		a.mu.Unlock()
 	}
 	return true
+}
+
+// readUbatchInput reads the positions (at Kcur-0, which starts a ubatch) or the cells (at
+// cache_k_l0) of the ubatch's tokens from the node's src[1].
+func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if positions {
+		a.positions = a.readInput(t.Src(1), a.positions[:0], "positions (inp_pos)")
+		a.rowSeq = a.rowSeq[:0]
+		a.unseen++
+		return
+	}
+	a.cells = a.readInput(t.Src(1), a.cells[:0], "cells (attn_inp_k_idxs)")
 }
 
 // readInput appends the integer input tensor's values (int32 positions or int64 cell indices) to

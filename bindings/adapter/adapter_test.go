@@ -256,3 +256,73 @@ func TestLongDocumentThroughSmallCache(t *testing.T) {
 	assert.LessOrEqual(t, res.PeakCells, budget+ubatch)
 	assert.Greater(t, len(strings.Fields(text)), 5, "a summary of several words")
 }
+
+// TestSequencesKeepSeparateState decodes two sequences in shared batches (server slots on a
+// unified cache). Every attention row's probabilities sum to 1 over the cells its own sequence
+// may see, so without evictions each sequence's scores must add up to exactly its own rows x heads
+// x layers: any row scored into the wrong sequence, or any cell credited to the wrong one, breaks
+// that. With a budget, each stays within it through a cache too small for both prompts.
+func TestSequencesKeepSeparateState(t *testing.T) {
+	m := model(t)
+	all := samplePrompt(t, m)
+	prompts := [][]int32{all[:320], all[320:640]}
+	const budget, chunk, gen = 128, 32, 16
+	run := func(policy keyformer.Policy, nCtx int) *adapter.Adapter {
+		tr, err := keyformer.NewTracker(*config(m, policy, keyformer.Tokens(budget)))
+		require.NoError(t, err)
+		ad, err := adapter.New(m.Lib(), tr, adapter.Options{})
+		require.NoError(t, err)
+		ctx, err := m.NewContext(llama.ContextOptions{NCtx: uint32(nCtx), NBatch: 2 * chunk, NUbatch: 2 * chunk,
+			NThreads: 2, Eval: ad.Eval, Tweak: func(p *llama.ContextParams) { p.NSeqMax, p.KVUnified = 2, true }})
+		require.NoError(t, err)
+		defer ctx.Free()
+		require.NoError(t, ad.Attach(ctx.Ptr()))
+		next, last := []int32{0, 0}, []int32{0, 0} // next position; batch index of the last output
+		decode := func(toks [][]int32) {
+			var tokens, pos, seqs []int32
+			var out []bool
+			for id, ts := range toks {
+				for i, tok := range ts {
+					tokens, pos, seqs = append(tokens, tok), append(pos, next[id]), append(seqs, int32(id))
+					out = append(out, i == len(ts)-1)
+					next[id]++
+				}
+				last[id] = int32(len(tokens) - 1)
+			}
+			require.NoError(t, ad.SetBatch(seqs))
+			require.NoError(t, ctx.DecodeBatch(tokens, pos, seqs, out))
+			for id := range toks {
+				_, err := ad.Apply(int32(id))
+				require.NoError(t, err)
+				if policy != keyformer.PolicyFull {
+					seq, _ := ad.Tracker().Sequence(int32(id))
+					require.LessOrEqual(t, seq.Len(), budget)
+				}
+			}
+		}
+		for done := 0; done < len(prompts[0]); done += chunk {
+			decode([][]int32{prompts[0][done : done+chunk], prompts[1][done : done+chunk]})
+		}
+		for range gen {
+			decode([][]int32{{llama.Argmax(ctx.LogitsIth(int(last[0])))}, {llama.Argmax(ctx.LogitsIth(int(last[1])))}})
+		}
+		return ad
+	}
+	ad := run(keyformer.PolicyFull, 1024)
+	cells := map[int32]int32{}
+	for id := range int32(2) {
+		seq, _ := ad.Tracker().Sequence(id)
+		var total float64
+		for _, tok := range seq.Tokens() {
+			total += float64(tok.Score)
+			owner, clash := cells[tok.Cell]
+			require.False(t, clash, "cell %d held by sequences %d and %d", tok.Cell, owner, id)
+			cells[tok.Cell] = id
+		}
+		rows := len(prompts[id]) + gen
+		assert.Equal(t, rows, seq.Len())
+		assert.InDelta(t, float64(rows*m.NHead*m.NLayer), total, 1e-3*total, "sequence %d's scores", id)
+	}
+	ad = run(keyformer.PolicyKeyformer, 2*(budget+2*chunk))
+	assert.Equal(t, []int32{0, 1}, ad.Tracker().IDs())
+}

@@ -73,7 +73,9 @@ func NewSession(m *llama.Model, o SessionOptions) (*Session, error) {
 }
 
 // Run runs greedy generation in the session (see Run).
-func (s *Session) Run(prompt []int32, o Options) (Result, error) { return Run(s.Ctx, s.Adapter, prompt, o) }
+func (s *Session) Run(prompt []int32, o Options) (Result, error) {
+	return Run(s.Ctx, s.Adapter, prompt, o)
+}
 
 // Close frees the context and its threadpool.
 func (s *Session) Close() {

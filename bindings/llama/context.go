@@ -162,6 +162,22 @@ func (c *Context) Decode(seq int32, tokens []int32, pos0 int32) error {
 	return nil
 }
 
+// DecodeBatch decodes one batch whose token i belongs to sequence seqs[i] at position pos[i]
+// (several sequences at once, as a server with slots does); output selects the tokens whose
+// logits to keep (LogitsIth counts them in batch order). It must fit in NBatch tokens.
+func (c *Context) DecodeBatch(tokens, pos, seqs []int32, output []bool) error {
+	if len(pos) != len(tokens) || len(seqs) != len(tokens) || len(output) != len(tokens) {
+		return errors.New("llama: DecodeBatch: length mismatch")
+	}
+	if len(tokens) > c.batchCap {
+		return fmt.Errorf("llama: DecodeBatch: %d tokens exceed the batch of %d", len(tokens), c.batchCap)
+	}
+	for i := range tokens {
+		c.put(i, tokens[i], pos[i], seqs[i], output[i])
+	}
+	return c.decode(len(tokens))
+}
+
 // DecodePositions decodes tokens for sequence seq at explicit positions (len(pos) ==
 // len(tokens)); output selects the tokens whose logits to keep (nil: the last one only).
 func (c *Context) DecodePositions(seq int32, tokens, pos []int32, output []bool) error {

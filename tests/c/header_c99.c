@@ -20,7 +20,12 @@ int kf_header_c99(void);
 int kf_header_c99(void) {
     keyformer_params p;
     keyformer_status (*fn)(keyformer_context *, int32_t, keyformer_eviction *, int32_t, int32_t *) = keyformer_plan;
+    /* The llama.cpp functions: the eval callback has ggml_backend_sched_eval_callback's type. */
+    bool (*cb)(struct ggml_tensor *, bool, void *) = keyformer_llama_eval_callback;
+    keyformer_status (*attach)(keyformer_context *, struct llama_context *, const char *) = keyformer_llama_attach;
+    keyformer_status (*chain)(keyformer_context *, bool (*)(struct ggml_tensor *, bool, void *), void *) =
+        keyformer_llama_chain;
     p.size = sizeof p;
-    return (int)p.size + (fn != NULL) + KEYFORMER_API_VERSION + KEYFORMER_ERR_INTERNAL + KEYFORMER_POLICY_WINDOW +
+    return (int)p.size + (fn != NULL) + (cb != NULL) + (attach != NULL) + (chain != NULL) + KEYFORMER_API_VERSION + KEYFORMER_ERR_INTERNAL + KEYFORMER_POLICY_WINDOW +
            KEYFORMER_GRANULARITY_PER_HEAD;
 }

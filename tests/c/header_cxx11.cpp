@@ -13,5 +13,7 @@ int kf_header_cxx11() {
     keyformer_params p = keyformer_params();
     p.size = sizeof p;
     keyformer_status (*fn)(const keyformer_params *, keyformer_context **) = &keyformer_context_new;
-    return static_cast<int>(p.size) + (fn != nullptr) + KEYFORMER_API_VERSION;
+    bool (*cb)(struct ggml_tensor *, bool, void *) = &keyformer_llama_eval_callback;
+    keyformer_status (*apply)(keyformer_context *, int32_t, int32_t *) = &keyformer_llama_apply;
+    return static_cast<int>(p.size) + (fn != nullptr) + (cb != nullptr) + (apply != nullptr) + KEYFORMER_API_VERSION;
 }

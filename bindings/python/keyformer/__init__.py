@@ -22,21 +22,26 @@ Every error status of the library raises a :class:`KeyformerError` subclass with
 message; misuse that Python can see (wrong dtype, shape or stride) raises TypeError/ValueError
 before the library is called.
 
+With llama.cpp (loaded through ctypes, say), the library drives the whole loop: put
+:func:`llama_eval_callback` and :attr:`Context.llama_user_data` in the context parameters' ``cb_eval``
+and ``cb_eval_user_data``, disable flash attention, :meth:`Context.llama_attach` the llama_context,
+and call :meth:`Context.llama_apply` after every ``llama_decode`` (tests/python/llama_generate.py).
+
 Host limits of the library (it embeds the Go runtime): it cannot be unloaded, do not fork()
 after loading it unless the child only calls exec, and it is for glibc systems.
 """
 
-from ._lib import API_VERSION, ENV_VAR, KeyformerLibraryError, LibraryNotFoundError, find_library
+from ._lib import API_VERSION, ENV_VAR, EVAL_CALLBACK, KeyformerLibraryError, LibraryNotFoundError, find_library
 from ._lib import load as load_library
 from ._errors import (BufferTooSmall, InternalError, InvalidArgument, InvalidAttention, InvalidHandle,
                       InvalidState, KeyformerError, Unsupported)
 from ._context import (EVICTION_DTYPE, Context, Granularity, Policy, Status, api_version, library_path,
-                       status_string, version)
+                       llama_eval_callback, status_string, version)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "API_VERSION", "ENV_VAR", "EVICTION_DTYPE",
+    "API_VERSION", "ENV_VAR", "EVICTION_DTYPE", "EVAL_CALLBACK", "llama_eval_callback",
     "Context", "Policy", "Granularity", "Status",
     "KeyformerError", "InvalidArgument", "InvalidHandle", "InvalidAttention", "BufferTooSmall",
     "InvalidState", "Unsupported", "InternalError",

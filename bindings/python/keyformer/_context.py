@@ -3,6 +3,7 @@
 import ctypes
 import enum
 import numbers
+import os
 
 import numpy as np
 
@@ -75,6 +76,14 @@ def status_string(status):
     """The library's name for a status code ("ok", "invalid argument", ...)."""
     s = _lib.load().keyformer_status_string(_int32("status", status))
     return s.decode("utf-8", "replace") if s else ""
+
+
+def llama_eval_callback():
+    """The address (an int) of the library's llama.cpp eval callback, ``keyformer_llama_eval_callback``:
+    put it in ``llama_context_params.cb_eval`` and :attr:`Context.llama_user_data` in
+    ``cb_eval_user_data`` before ``llama_init_from_model``. It runs in C (and Go) on the thread
+    that calls ``llama_decode``; Python is not involved."""
+    return _lib.load().llama_eval_callback
 
 
 def _int32(name, v):
@@ -177,6 +186,7 @@ class Context:
         lib = _lib.load()
         self._lib = lib
         self._ctx = None
+        self._chain_ref = None
         self._plan_capacity = 64
         p = _lib.KeyformerParams()
         p.size = _SIZEOF_PARAMS
@@ -215,6 +225,7 @@ class Context:
         """Frees the context and every sequence state in it. Idempotent; later calls raise
         :class:`InvalidHandle`."""
         ctx, self._ctx = self._ctx, None
+        self._chain_ref = None
         if ctx is not None:
             st = self._lib.keyformer_context_free(ctx)
             if st != _lib.OK:
@@ -471,6 +482,100 @@ class Context:
             return buf.raw[:written.value]
         self._raise(_lib.ERR_BUFFER_TOO_SMALL, "keyformer_state_save", ctx)
 
+    # -- llama.cpp -------------------------------------------------------------------------------
+
+    @property
+    def llama_eval_callback(self):
+        """The address of ``keyformer_llama_eval_callback`` (see the module function of that name)."""
+        return self._lib.llama_eval_callback
+
+    @property
+    def llama_user_data(self):
+        """The value for ``llama_context_params.cb_eval_user_data``: this context's handle (an int)."""
+        return self._handle().value
+
+    def llama_attach(self, lctx, llama_library=None):
+        """Binds this context to the llama.cpp context ``lctx`` (an address: int, c_void_p or a
+        ctypes pointer), created with :attr:`llama_eval_callback` and :attr:`llama_user_data`
+        (keyformer_llama_attach). The llama.cpp functions are looked up in the process:
+
+        * ``llama_library=None``: the global scope, then the libllama/libggml objects the process
+          has loaded (re-opened with RTLD_NOLOAD). This finds a libllama that ctypes loaded (ctypes
+          uses RTLD_LOCAL).
+        * a path (str, bytes or os.PathLike): the library loaded from that path, re-opened with
+          RTLD_NOLOAD (never loaded a second time). Pass the path given to ``ctypes.CDLL``: a bare
+          file name only matches the library's SONAME (``libllama.v0.5.0.so`` in the pinned build).
+
+        Needs shared granularity and a context with flash attention disabled.
+        """
+        ctx = self._handle()
+        addr = _address("lctx", lctx)
+        name = None
+        if llama_library is not None:
+            name = os.fsencode(llama_library)
+        st = self._lib.keyformer_llama_attach(ctx, addr, name)
+        if st:
+            self._raise(st, "keyformer_llama_attach", ctx)
+
+    def llama_chain(self, callback, user_data=None):
+        """Chains the host's own eval callback behind keyformer's (keyformer_llama_chain); None
+        removes it.
+
+        Args:
+            callback: a :data:`keyformer.EVAL_CALLBACK` (``ctypes.CFUNCTYPE(c_bool, c_void_p,
+                c_bool, c_void_p)``) instance or a C function address. It is asked about every
+                graph node (~1100 per decode: a Python callback costs about a microsecond each), and
+                gets ``ask=False`` only for tensors it asked for. The context keeps a reference to
+                a ctypes callback object until it is replaced or the context is closed.
+            user_data: its user_data (an address or None).
+        """
+        ctx = self._handle()
+        addr = _address("callback", callback)
+        st = self._lib.keyformer_llama_chain(ctx, addr, _address("user_data", user_data))
+        if st:
+            self._raise(st, "keyformer_llama_chain", ctx)
+        self._chain_ref = callback if addr else None
+
+    def llama_set_batch(self, seq_of_token):
+        """Declares the sequence of each token of the next ``llama_decode`` (keyformer_llama_set_batch);
+        an empty sequence clears the declaration (every token then belongs to sequence 0)."""
+        ctx = self._handle()
+        a = _int32_array("seq_of_token", seq_of_token)
+        st = self._lib.keyformer_llama_set_batch(ctx, a.ctypes.data if a.shape[0] else None, a.shape[0])
+        if st:
+            self._raise(st, "keyformer_llama_set_batch", ctx)
+
+    def llama_apply(self, seq=0):
+        """After every successful ``llama_decode``: frees the cells sequence ``seq`` must lose to stay
+        within its budget (keyformer_llama_apply) and returns their number.
+
+        Raises:
+            Unsupported: flash attention is on (no attention matrix), or the model's memory cannot
+                remove single positions.
+            InvalidArgument: not attached, or the eval callback never saw this context.
+            InternalError: a bug met inside the eval callback (the context is then detached).
+        """
+        ctx = self._handle()
+        n = ctypes.c_int32()
+        st = self._lib.keyformer_llama_apply(ctx, _int32("seq", seq), ctypes.byref(n))
+        if st:
+            self._raise(st, "keyformer_llama_apply", ctx)
+        return n.value
+
+    def llama_restore(self, seq, data):
+        """Restores sequence ``seq``'s state (:meth:`save_state`, saved with llama.cpp's
+        ``llama_state_seq_get_data``) right after the host restored llama.cpp's state of the sequence
+        with ``llama_state_seq_set_data`` (keyformer_llama_restore)."""
+        ctx = self._handle()
+        seq = _int32("seq", seq)
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        elif not isinstance(data, bytes):
+            raise TypeError("state data must be bytes-like, not %s" % type(data).__name__)
+        st = self._lib.keyformer_llama_restore(ctx, seq, data, len(data))
+        if st:
+            self._raise(st, "keyformer_llama_restore", ctx)
+
     def load_state(self, seq, data):
         """Replaces sequence ``seq``'s state with ``data`` from :meth:`save_state` of a context with
         the same policy, granularity and model shape.
@@ -490,6 +595,22 @@ class Context:
         st = self._lib.keyformer_state_load(ctx, seq, b, len(b))
         if st:
             self._raise(st, "keyformer_state_load", ctx)
+
+
+def _address(name, v):
+    """v (an int address, a ctypes pointer or c_void_p, or None) as an int address or None."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise TypeError("%s must be an address, not bool" % name)
+    if isinstance(v, numbers.Integral):
+        return int(v) or None
+    if isinstance(v, ctypes.c_void_p):
+        return v.value
+    if isinstance(v, (ctypes._Pointer, ctypes._CFuncPtr)):
+        return ctypes.cast(v, ctypes.c_void_p).value
+    raise TypeError("%s must be an address (int), a ctypes pointer or function, or None, not %s" % (
+        name, type(v).__name__))
 
 
 def _evictions_array(evictions):

@@ -106,7 +106,20 @@ PROTOTYPES = {
     "keyformer_state_size": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, _p_size]),
     "keyformer_state_save": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, _p_u8, ctypes.c_size_t, _p_size]),
     "keyformer_state_load": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, _p_u8, ctypes.c_size_t]),
+    # Use with llama.cpp. Pointers to llama.cpp / ggml objects (struct llama_context *,
+    # struct ggml_tensor *) and the host callback are addresses (c_void_p).
+    "keyformer_llama_eval_callback": (ctypes.c_bool, [ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p]),
+    "keyformer_llama_attach": (ctypes.c_int32, [_c_ctx, ctypes.c_void_p, ctypes.c_char_p]),
+    "keyformer_llama_chain": (ctypes.c_int32, [_c_ctx, ctypes.c_void_p, ctypes.c_void_p]),
+    "keyformer_llama_set_batch": (ctypes.c_int32, [_c_ctx, ctypes.c_void_p, ctypes.c_int32]),
+    "keyformer_llama_apply": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, _p_i32]),
+    "keyformer_llama_restore": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, _p_u8, ctypes.c_size_t]),
 }
+
+#: The C type of llama.cpp's eval callback (ggml_backend_sched_eval_callback):
+#: ``bool (*)(struct ggml_tensor *t, bool ask, void *user_data)``, for a host callback chained with
+#: :meth:`keyformer.Context.llama_chain`.
+EVAL_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p)
 
 
 class KeyformerLibraryError(OSError):
@@ -185,6 +198,8 @@ class Library:
             raise KeyformerLibraryError(
                 "%s has API version %d, these bindings need %d" % (path, got, API_VERSION))
         self.version = self.keyformer_version().decode("ascii", "replace")
+        #: The address of keyformer_llama_eval_callback, for llama_context_params.cb_eval.
+        self.llama_eval_callback = ctypes.cast(dll.keyformer_llama_eval_callback, ctypes.c_void_p).value
 
 
 _lock = threading.Lock()

@@ -1,0 +1,279 @@
+package main
+
+/*
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include "keyformer.h"
+#include "llama_shim.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/keyformer/keyformer/bindings/adapter"
+	"github.com/keyformer/keyformer/bindings/llama"
+	"github.com/keyformer/keyformer/keyformer"
+)
+
+// llamaBinding is a context's keyformer_llama_attach: the adapter that feeds its tracker from one
+// llama_context.
+type llamaBinding struct {
+	adapter *adapter.Adapter
+	evals   atomic.Int64           // calls of kfgo_llama_eval that reached the adapter
+	panic   atomic.Pointer[string] // a panic recovered inside the eval callback, for the next apply
+}
+
+// llamaLibs caches the bound runtimes by llama_library ("" for NULL): binding resolves ~70
+// symbols, and a process has one llama.cpp.
+var llamaLibs struct {
+	mu   sync.Mutex
+	libs map[string]*llama.Lib
+}
+
+// bindLlama finds the llama.cpp the host loaded: with name "" in the process (RTLD_DEFAULT, then
+// the loaded libllama/libggml objects re-opened with RTLD_NOLOAD); else the library the host
+// opened under name, re-opened with RTLD_NOW|RTLD_NOLOAD (never loaded anew).
+func bindLlama(name string) (*llama.Lib, error) {
+	llamaLibs.mu.Lock()
+	defer llamaLibs.mu.Unlock()
+	if l := llamaLibs.libs[name]; l != nil {
+		return l, nil
+	}
+	var (
+		l   *llama.Lib
+		err error
+	)
+	if name == "" {
+		l, err = llama.FromProcess()
+	} else {
+		cname := C.CString(name)
+		h := C.dlopen(cname, C.RTLD_NOW|C.RTLD_NOLOAD)
+		C.free(unsafe.Pointer(cname))
+		if h == nil {
+			msg := "not loaded"
+			if e := C.dlerror(); e != nil {
+				msg = C.GoString(e)
+			}
+			hint := ""
+			if !strings.Contains(name, "/") {
+				hint = " (a bare file name matches only the name a library was opened by or its SONAME: pass the path the host loaded it from, or NULL to search the process)"
+			}
+			return nil, invalid("llama_library %q is not loaded in this process: %s%s", name, msg, hint)
+		}
+		l, err = llama.FromHandles(uintptr(h))
+	}
+	if err != nil {
+		var missing *llama.MissingSymbolsError
+		if errors.As(err, &missing) {
+			return nil, fail(statusUnsupported, "%v", err)
+		}
+		return nil, fail(statusUnsupported, "binding llama.cpp: %v", err)
+	}
+	if llamaLibs.libs == nil {
+		llamaLibs.libs = map[string]*llama.Lib{}
+	}
+	llamaLibs.libs[name] = l
+	return l, nil
+}
+
+//export kfgo_llama_attach
+func kfgo_llama_attach(h C.uintptr_t, lctx unsafe.Pointer, name *C.char) C.keyformer_status {
+	return call("keyformer_llama_attach", uintptr(h), func(c *context) error {
+		if lctx == nil {
+			return invalid("lctx is NULL")
+		}
+		libName := ""
+		if name != nil {
+			if libName = C.GoString(name); libName == "" {
+				return invalid("llama_library is empty (pass NULL to search the process)")
+			}
+		}
+		lib, err := bindLlama(libName)
+		if err != nil {
+			return err
+		}
+		ad, err := adapter.New(lib, c.tracker, adapter.Options{})
+		if err != nil {
+			return invalid("%v", err)
+		}
+		if err := ad.Attach(uintptr(lctx)); err != nil {
+			return invalid("%v", err)
+		}
+		c.llama.Store(&llamaBinding{adapter: ad})
+		C.kf_llama_set_attached(h, 1)
+		return nil
+	})
+}
+
+// kfgo_llama_eval is the Go half of keyformer_llama_eval_callback, called only for the nodes the
+// adapter needs. A panic never crosses into C: it is kept for the next apply, the context is
+// detached (the callback stops calling in) and the answer is no for an ask, yes for a computed
+// tensor. t is a struct ggml_tensor * owned by ggml.
+//
+//export kfgo_llama_eval
+func kfgo_llama_eval(h C.uintptr_t, t unsafe.Pointer, ask C.int) (ret C.int) {
+	var b *llamaBinding
+	defer func() {
+		if r := recover(); r != nil {
+			msg := panicMessage(r)
+			if b != nil {
+				b.panic.CompareAndSwap(nil, &msg)
+			}
+			C.kf_llama_set_attached(h, 0)
+			ret = boolInt(ask == 0)
+		}
+	}()
+	c := lookup(uintptr(h))
+	if c == nil {
+		return boolInt(ask == 0)
+	}
+	if b = c.llama.Load(); b == nil || b.panic.Load() != nil {
+		return boolInt(ask == 0)
+	}
+	b.evals.Add(1)
+	want := b.adapter.Eval(llama.TensorAt(t), ask != 0)
+	return boolInt(want || ask == 0)
+}
+
+// panicMessage describes a recovered panic with the first frame outside the runtime.
+func panicMessage(r any) string {
+	where := ""
+	pcs := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	for {
+		f, more := frames.Next()
+		if f.Function != "" && !strings.HasPrefix(f.Function, "runtime.") {
+			where = fmt.Sprintf(" (at %s, %s:%d)", f.Function, f.File, f.Line)
+			break
+		}
+		if !more {
+			break
+		}
+	}
+	return fmt.Sprintf("panic: %v%s", r, where)
+}
+
+// binding returns c's attachment, or an error naming the call.
+func (c *context) binding() (*llamaBinding, error) {
+	b := c.llama.Load()
+	if b == nil {
+		return nil, invalid("not attached to a llama.cpp context: call keyformer_llama_attach first")
+	}
+	return b, nil
+}
+
+//export kfgo_llama_check
+func kfgo_llama_check(h C.uintptr_t, name *C.char) C.keyformer_status {
+	return call(C.GoString(name), uintptr(h), func(*context) error { return nil })
+}
+
+//export kfgo_llama_fail
+func kfgo_llama_fail(h C.uintptr_t, name, msg *C.char) C.keyformer_status {
+	return call(C.GoString(name), uintptr(h), func(*context) error {
+		return fail(statusInternal, "%s", C.GoString(msg))
+	})
+}
+
+//export kfgo_llama_set_batch
+func kfgo_llama_set_batch(h C.uintptr_t, seqs *C.int32_t, n C.int32_t) C.keyformer_status {
+	return call("keyformer_llama_set_batch", uintptr(h), func(c *context) error {
+		switch {
+		case n < 0:
+			return invalid("n is negative (%d)", n)
+		case n > 0 && seqs == nil:
+			return invalid("seq_of_token is NULL")
+		}
+		b, err := c.binding()
+		if err != nil {
+			return err
+		}
+		if err := b.adapter.SetBatch(int32s(seqs, n)); err != nil { // copied
+			return invalid("%v", err)
+		}
+		return nil
+	})
+}
+
+//export kfgo_llama_apply
+func kfgo_llama_apply(h C.uintptr_t, seq C.int32_t, nOut *C.int32_t) C.keyformer_status {
+	if nOut != nil {
+		*nOut = 0
+	}
+	return call("keyformer_llama_apply", uintptr(h), func(c *context) error {
+		b, err := c.binding()
+		if err != nil {
+			return err
+		}
+		if p := b.panic.Load(); p != nil {
+			c.llama.CompareAndSwap(b, nil) // the adapter may hold its lock: never use it again
+			return fail(statusInternal, "internal error in keyformer_llama_eval_callback: %s; please report this bug. "+
+				"The context is now detached: attach it again and reset its sequences", *p)
+		}
+		if b.evals.Load() == 0 {
+			return invalid("no graph went through keyformer_llama_eval_callback with this context as user_data: " +
+				"set cparams.cb_eval = keyformer_llama_eval_callback and cparams.cb_eval_user_data = this " +
+				"keyformer_context before llama_init_from_model (or llama_decode failed: apply only after a successful decode)")
+		}
+		n, err := b.adapter.Apply(int32(seq))
+		if nOut != nil {
+			*nOut = C.int32_t(n)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, adapter.ErrNoAttention), errors.Is(err, adapter.ErrUnsupportedMemory):
+			return fail(statusUnsupported, "%v", err)
+		}
+		return err
+	})
+}
+
+//export kfgo_llama_restore
+func kfgo_llama_restore(h C.uintptr_t, seq C.int32_t, buf *C.uint8_t, size C.size_t) C.keyformer_status {
+	return call("keyformer_llama_restore", uintptr(h), func(c *context) error {
+		switch {
+		case size > 0 && buf == nil:
+			return invalid("state is NULL")
+		case uint64(size) > maxStateBytes:
+			return fail(statusInvalidState, "a state of %d bytes is larger than any state can be", uint64(size))
+		}
+		b, err := c.binding()
+		if err != nil {
+			return err
+		}
+		if _, err := c.sequence(seq); err != nil { // validates the id
+			return err
+		}
+		var data []byte
+		if size > 0 {
+			data = append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(size))...) // copied
+		}
+		if err := b.adapter.RestoreSequence(int32(seq), data); err != nil {
+			if errors.Is(err, keyformer.ErrInvalidState) {
+				return err
+			}
+			return fail(statusInvalidState, "%v", err)
+		}
+		return nil
+	})
+}
+
+// llamaEval and llamaApply call the exports with Go types (for the tests, which cannot name C
+// types).
+func llamaEval(h uintptr, t unsafe.Pointer, ask bool) bool {
+	return kfgo_llama_eval(C.uintptr_t(h), t, boolInt(ask)) != 0
+}
+
+func llamaApply(h uintptr, seq int32) (int32, C.keyformer_status) {
+	var n C.int32_t = -1
+	st := kfgo_llama_apply(C.uintptr_t(h), C.int32_t(seq), &n)
+	return int32(n), st
+}

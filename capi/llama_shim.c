@@ -1,0 +1,215 @@
+/* llama_shim.c: the llama.cpp functions of include/keyformer.h (keyformer_llama_*).
+ *
+ * keyformer_llama_eval_callback answers llama.cpp's asks in C: about 1100 per llama_decode on a
+ * 30-layer model, so an ask must cost a few ns. It calls into Go (kfgo_llama_eval) only for the two
+ * nodes whose inputs give the ubatch's positions and cells (one each per ubatch) and for each
+ * computed attention tensor (one per layer per ubatch). Struct fields are read by name with ggml.h
+ * of the pinned llama.cpp (build/deps/llama/include, fetched by build/deps.sh).
+ *
+ * Per-context state on the C side, in a registry keyed by handle: whether the context is attached
+ * and the host's chained callback. Every change bumps a generation counter; each thread caches its
+ * last context's entry by value (thread-local) and re-reads it under the mutex only when the
+ * handle or the generation changes, so the ask path takes no lock. */
+#if defined(__has_include)
+#if !__has_include("ggml.h")
+#error "keyformer: ggml.h (llama.cpp's ggml headers) not found: run `bash build/deps.sh` (fetches them into build/deps/llama/include) or add -I<dir with ggml.h> to CGO_CFLAGS (CMake: -DKEYFORMER_LLAMA_INCLUDE_DIR=<dir>)"
+#endif
+#endif
+#include "ggml.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keyformer.h"
+#include "llama_shim.h"
+#include "_cgo_export.h"
+
+typedef bool (*kf_eval_cb)(struct ggml_tensor *, bool, void *);
+
+/* Node names of llama.cpp v0.5.0's graph (llama-graph.cpp), as bindings/adapter reads them. The
+ * sizes include the terminating NUL: an exact match. ggml names are char[GGML_MAX_NAME = 64]. */
+static const char kf_attention_prefix[] = "kq_soft_max-"; /* -<layer> */
+static const char kf_positions_node[] = "Kcur-0";          /* ROPE: src[1] = inp_pos */
+static const char kf_cells_node[] = "cache_k_l0 (view)";   /* SET_ROWS: src[1] = k_idxs */
+_Static_assert(sizeof kf_cells_node <= GGML_MAX_NAME, "node name longer than ggml names");
+
+struct kf_llama_slot {
+    uintptr_t handle;
+    int attached;
+    kf_eval_cb chain;
+    void *chain_ud;
+    struct kf_llama_slot *next;
+};
+
+static pthread_mutex_t kf_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct kf_llama_slot *kf_reg; /* guarded by kf_reg_mu */
+static atomic_ulong kf_reg_gen = 1;  /* bumped (under kf_reg_mu) by every change */
+
+/* The calling thread's copy of its last context's slot, and the pairing of an ask with the
+ * ask = false call that follows it (ggml calls both on the thread that runs llama_decode, the
+ * second right after the chunk ending at the asked tensor is computed). */
+struct kf_thread {
+    uintptr_t handle;
+    unsigned long gen; /* 0: never read */
+    int attached;
+    kf_eval_cb chain;
+    void *chain_ud;
+    const struct ggml_tensor *asked; /* last tensor asked about */
+    bool host_wants;                 /* the chained callback wanted it */
+};
+static __thread struct kf_thread kf_tls;
+
+/* kf_slot returns h's slot, creating it when create is set (kf_reg_mu held). */
+static struct kf_llama_slot *kf_slot(uintptr_t h, int create) {
+    struct kf_llama_slot *s;
+    for (s = kf_reg; s != NULL; s = s->next) {
+        if (s->handle == h) {
+            return s;
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    s = (struct kf_llama_slot *)calloc(1, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->handle = h;
+    s->next = kf_reg;
+    kf_reg = s;
+    return s;
+}
+
+void kf_llama_set_attached(uintptr_t h, int attached) {
+    pthread_mutex_lock(&kf_reg_mu);
+    struct kf_llama_slot *s = kf_slot(h, attached);
+    if (s != NULL) {
+        s->attached = attached;
+        atomic_fetch_add_explicit(&kf_reg_gen, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&kf_reg_mu);
+}
+
+static int kf_llama_set_chain(uintptr_t h, kf_eval_cb cb, void *ud) {
+    int ok = 1;
+    pthread_mutex_lock(&kf_reg_mu);
+    struct kf_llama_slot *s = kf_slot(h, cb != NULL);
+    if (s != NULL) {
+        s->chain = cb;
+        s->chain_ud = cb != NULL ? ud : NULL;
+        atomic_fetch_add_explicit(&kf_reg_gen, 1, memory_order_release);
+    } else if (cb != NULL) {
+        ok = 0; /* out of memory */
+    }
+    pthread_mutex_unlock(&kf_reg_mu);
+    return ok;
+}
+
+/* Called by keyformer_context_free (shim.c) once the handle is released. */
+void kf_llama_drop(uintptr_t h);
+void kf_llama_drop(uintptr_t h) {
+    pthread_mutex_lock(&kf_reg_mu);
+    struct kf_llama_slot **p = &kf_reg;
+    while (*p != NULL && (*p)->handle != h) {
+        p = &(*p)->next;
+    }
+    if (*p != NULL) {
+        struct kf_llama_slot *s = *p;
+        *p = s->next;
+        free(s);
+        atomic_fetch_add_explicit(&kf_reg_gen, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&kf_reg_mu);
+}
+
+/* kf_refresh re-reads the calling thread's copy of h's slot (none: not attached, no chain). */
+static void kf_refresh(struct kf_thread *th, uintptr_t h) {
+    pthread_mutex_lock(&kf_reg_mu);
+    const struct kf_llama_slot *s = kf_slot(h, 0);
+    th->handle = h;
+    th->gen = atomic_load_explicit(&kf_reg_gen, memory_order_relaxed);
+    th->attached = s != NULL && s->attached;
+    th->chain = s != NULL ? s->chain : NULL;
+    th->chain_ud = s != NULL ? s->chain_ud : NULL;
+    pthread_mutex_unlock(&kf_reg_mu);
+}
+
+static inline bool kf_is_attention(const struct ggml_tensor *t) {
+    return memcmp(t->name, kf_attention_prefix, sizeof kf_attention_prefix - 1) == 0;
+}
+
+bool keyformer_llama_eval_callback(struct ggml_tensor *t, bool ask, void *user_data) {
+    uintptr_t h = (uintptr_t)user_data;
+    struct kf_thread *th = &kf_tls; /* one thread-local lookup per call: */
+#if defined(__GNUC__)
+    __asm__("" : "+r"(th)); /* (keeps the compiler from recomputing the address after each call) */
+#endif
+    if (th->handle != h || th->gen != atomic_load_explicit(&kf_reg_gen, memory_order_acquire)) {
+        kf_refresh(th, h);
+    }
+    if (t == NULL) {
+        return !ask;
+    }
+    if (ask) {
+        bool want = false;
+        if (th->attached) {
+            if (kf_is_attention(t)) {
+                want = true;
+            } else if ((t->op == GGML_OP_ROPE && memcmp(t->name, kf_positions_node, sizeof kf_positions_node) == 0) ||
+                       (t->op == GGML_OP_SET_ROWS && memcmp(t->name, kf_cells_node, sizeof kf_cells_node) == 0)) {
+                kfgo_llama_eval(h, t, 1); /* reads the node's input; always "no" */
+            }
+        }
+        if (th->chain == NULL) {
+            return want;
+        }
+        bool host = th->chain(t, true, th->chain_ud);
+        th->asked = t;
+        th->host_wants = host;
+        return want || host;
+    }
+    bool host = th->chain != NULL && th->host_wants && th->asked == t;
+    th->asked = NULL;
+    if (th->attached && kf_is_attention(t)) {
+        kfgo_llama_eval(h, t, 0); /* may detach the context (a recovered panic): refresh below */
+        if (th->gen != atomic_load_explicit(&kf_reg_gen, memory_order_acquire)) {
+            kf_refresh(th, h);
+        }
+    }
+    if (host && th->chain != NULL) {
+        return th->chain(t, false, th->chain_ud);
+    }
+    return true; /* never false: that would stop the graph while llama_decode reports success */
+}
+
+keyformer_status keyformer_llama_attach(keyformer_context *ctx, struct llama_context *lctx,
+                                        const char *llama_library) {
+    return kfgo_llama_attach((uintptr_t)ctx, lctx, (char *)llama_library);
+}
+
+keyformer_status keyformer_llama_chain(keyformer_context *ctx, bool (*cb)(struct ggml_tensor *, bool, void *),
+                                       void *user_data) {
+    keyformer_status st = kfgo_llama_check((uintptr_t)ctx, "keyformer_llama_chain");
+    if (st != KEYFORMER_OK) {
+        return st;
+    }
+    if (!kf_llama_set_chain((uintptr_t)ctx, cb, user_data)) {
+        return kfgo_llama_fail((uintptr_t)ctx, "keyformer_llama_chain", "out of memory");
+    }
+    return KEYFORMER_OK;
+}
+
+keyformer_status keyformer_llama_set_batch(keyformer_context *ctx, const int32_t *seq_of_token, int32_t n) {
+    return kfgo_llama_set_batch((uintptr_t)ctx, (int32_t *)seq_of_token, n);
+}
+
+keyformer_status keyformer_llama_apply(keyformer_context *ctx, int32_t seq, int32_t *n_evicted) {
+    return kfgo_llama_apply((uintptr_t)ctx, seq, n_evicted);
+}
+
+keyformer_status keyformer_llama_restore(keyformer_context *ctx, int32_t seq, const uint8_t *state, size_t size) {
+    return kfgo_llama_restore((uintptr_t)ctx, seq, (uint8_t *)state, size);
+}
