@@ -9,8 +9,6 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -169,20 +167,7 @@ func report(c *context, name string, err error) C.keyformer_status {
 // recovered turns a recovered panic value into a KEYFORMER_ERR_INTERNAL report naming where it
 // happened.
 func recovered(c *context, name string, r any) C.keyformer_status {
-	where := ""
-	pcs := make([]uintptr, 32)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
-	for {
-		f, more := frames.Next()
-		if f.Function != "" && !strings.HasPrefix(f.Function, "runtime.") {
-			where = fmt.Sprintf(" (at %s, %s:%d)", f.Function, f.File, f.Line)
-			break
-		}
-		if !more {
-			break
-		}
-	}
-	setError(c, fmt.Sprintf("%s: internal error: panic: %v%s; please report this bug", name, r, where))
+	setError(c, fmt.Sprintf("%s: internal error: %s; please report this bug", name, panicMessage(r, 2)))
 	return statusInternal
 }
 

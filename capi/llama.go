@@ -123,7 +123,7 @@ func kfgo_llama_eval(h C.uintptr_t, t unsafe.Pointer, ask C.int) (ret C.int) {
 	var b *llamaBinding
 	defer func() {
 		if r := recover(); r != nil {
-			msg := panicMessage(r)
+			msg := panicMessage(r, 1)
 			if b != nil {
 				b.panic.CompareAndSwap(nil, &msg)
 			}
@@ -143,13 +143,15 @@ func kfgo_llama_eval(h C.uintptr_t, t unsafe.Pointer, ask C.int) (ret C.int) {
 	return boolInt(want || ask == 0)
 }
 
-// panicMessage describes a recovered panic with the first frame outside the runtime.
-func panicMessage(r any) string {
+// panicMessage describes a recovered panic with the first frame outside the runtime; frames is
+// the number of this package's frames between panicMessage and the panic (the deferred function
+// that recovered, and any caller in between).
+func panicMessage(r any, frames int) string {
 	where := ""
 	pcs := make([]uintptr, 32)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	stack := runtime.CallersFrames(pcs[:runtime.Callers(2+frames, pcs)])
 	for {
-		f, more := frames.Next()
+		f, more := stack.Next()
 		if f.Function != "" && !strings.HasPrefix(f.Function, "runtime.") {
 			where = fmt.Sprintf(" (at %s, %s:%d)", f.Function, f.File, f.Line)
 			break
