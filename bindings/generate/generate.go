@@ -24,6 +24,11 @@ type Options struct {
 	// paper's setting: the cache must hold the whole prompt). By default the adapter evicts after
 	// every ubatch-sized chunk, so a cache of budget + n_ubatch cells takes any prompt length.
 	Whole bool
+	// Pack moves the kept cells to the bottom of the cache once the prompt is in (a save and
+	// restore of the sequence's state), so that decoding reads only about as many cells as the
+	// budget: attention costs follow the highest occupied cell, and evictions leave holes up to
+	// budget + n_ubatch. It needs an adapter and a context holding this sequence only.
+	Pack bool
 	// Progress, if set, is called after each prompt chunk with the prompt tokens done so far.
 	Progress func(done, total int)
 	// AfterDecode, if set, is called after every llama_decode, before the adapter applies
@@ -38,7 +43,7 @@ type Result struct {
 	PeakCells    int     // the most KV cells the sequence held at once
 	Evicted      int
 	Prefill      time.Duration
-	Decode       time.Duration   // generation after the first token (len(Tokens)-1 decodes)
+	Decode       time.Duration   // from the end of the prompt to the last decode (len(Tokens)-1 decodes)
 	Steps        []time.Duration // each of those decodes, evictions included
 }
 
@@ -65,77 +70,124 @@ func perSecond(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// Run decodes prompt into sequence o.Seq of c, then generates greedily. With ad non-nil (the
-// adapter c was created with), it declares the prompt length and applies the adapter's evictions
-// after every llama_decode. The next position is always llama_memory_seq_pos_max + 1, so that
-// position compaction and holes are handled alike.
-func Run(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (Result, error) {
-	res := Result{PromptTokens: len(prompt)}
+// Generation is a greedy generation in progress: Start reads the prompt, each Next generates
+// one token.
+type Generation struct {
+	c     *llama.Context
+	ad    *adapter.Adapter
+	o     Options
+	res   Result
+	held  int // cells held without an adapter (nothing is evicted)
+	start time.Time
+	done  bool
+}
+
+// Start decodes prompt into sequence o.Seq of c. With ad non-nil (the adapter c was created with),
+// it declares the prompt length and applies the adapter's evictions after every llama_decode. The
+// next position is always llama_memory_seq_pos_max + 1, so that position compaction and holes are
+// handled alike.
+func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*Generation, error) {
+	g := &Generation{c: c, ad: ad, o: o, res: Result{PromptTokens: len(prompt)}}
 	if len(prompt) == 0 {
-		return res, errors.New("generate: empty prompt")
+		return nil, errors.New("generate: empty prompt")
 	}
 	if ad != nil {
 		seq, err := ad.Tracker().Sequence(o.Seq)
 		if err != nil {
-			return res, fmt.Errorf("generate: %w", err)
+			return nil, fmt.Errorf("generate: %w", err)
 		}
 		if err := seq.SetPromptLength(len(prompt)); err != nil {
-			return res, fmt.Errorf("generate: %w", err)
+			return nil, fmt.Errorf("generate: %w", err)
 		}
-	}
-	held := 0 // cells held without an adapter: nothing is evicted
-	step := func(tokens []int32, last bool) error {
-		pos := c.SeqPosMax(o.Seq) + 1
-		if err := c.Decode(o.Seq, tokens, pos); err != nil {
-			return err
-		}
-		held += len(tokens)
-		res.PeakCells = max(res.PeakCells, held)
-		if o.AfterDecode != nil {
-			if err := o.AfterDecode(); err != nil {
-				return err
-			}
-		}
-		if ad == nil || (o.Whole && !last) {
-			return nil
-		}
-		n, err := ad.Apply(o.Seq)
-		res.Evicted += n
-		return err
 	}
 	start := time.Now()
 	chunk := c.NUbatch()
 	for done := 0; done < len(prompt); done += chunk {
 		end := min(done+chunk, len(prompt))
-		if err := step(prompt[done:end], end == len(prompt)); err != nil {
-			return res, fmt.Errorf("generate: prompt tokens %d..%d: %w", done, end, err)
+		if err := g.decode(prompt[done:end], end == len(prompt)); err != nil {
+			return nil, fmt.Errorf("generate: prompt tokens %d..%d: %w", done, end, err)
 		}
 		if o.Progress != nil {
 			o.Progress(end, len(prompt))
 		}
 	}
-	res.Prefill = time.Since(start)
-	start = time.Now()
-	for len(res.Tokens) < o.MaxNew {
-		tok := llama.Argmax(c.Logits())
-		if tok < 0 {
-			return res, errors.New("generate: the decode produced no logits")
+	if o.Pack && ad != nil {
+		if err := pack(c, ad, o.Seq); err != nil {
+			return nil, err
 		}
-		res.Tokens = append(res.Tokens, tok)
-		if len(res.Tokens) == o.MaxNew || o.StopAtEOG && c.Model().IsEOG(tok) {
-			break
-		}
-		t0 := time.Now()
-		if err := step([]int32{tok}, true); err != nil {
-			return res, fmt.Errorf("generate: token %d: %w", len(res.Tokens), err)
-		}
-		res.Steps = append(res.Steps, time.Since(t0))
 	}
-	res.Decode = time.Since(start)
-	if ad != nil {
-		res.PeakCells = ad.Stats().PeakCells
+	g.res.Prefill = time.Since(start)
+	g.start = time.Now()
+	return g, nil
+}
+
+// decode decodes tokens, then applies evictions (unless the prompt is read whole and this is
+// not its last chunk).
+func (g *Generation) decode(tokens []int32, last bool) error {
+	if err := g.c.Decode(g.o.Seq, tokens, g.c.SeqPosMax(g.o.Seq)+1); err != nil {
+		return err
 	}
-	return res, nil
+	g.held += len(tokens)
+	g.res.PeakCells = max(g.res.PeakCells, g.held)
+	if g.o.AfterDecode != nil {
+		if err := g.o.AfterDecode(); err != nil {
+			return err
+		}
+	}
+	if g.ad == nil || (g.o.Whole && !last) {
+		return nil
+	}
+	n, err := g.ad.Apply(g.o.Seq)
+	g.res.Evicted += n
+	return err
+}
+
+// Next picks the greedy token and, unless generation is over (MaxNew tokens, or an
+// end-of-generation token with StopAtEOG), decodes it. It reports false once generation is over.
+func (g *Generation) Next() (bool, error) {
+	if g.done || len(g.res.Tokens) >= g.o.MaxNew {
+		g.done = true
+		return false, nil
+	}
+	tok := llama.Argmax(g.c.Logits())
+	if tok < 0 {
+		return false, errors.New("generate: the decode produced no logits")
+	}
+	g.res.Tokens = append(g.res.Tokens, tok)
+	if len(g.res.Tokens) == g.o.MaxNew || g.o.StopAtEOG && g.c.Model().IsEOG(tok) {
+		g.done = true
+		return false, nil
+	}
+	t0 := time.Now()
+	if err := g.decode([]int32{tok}, true); err != nil {
+		return false, fmt.Errorf("generate: token %d: %w", len(g.res.Tokens), err)
+	}
+	g.res.Steps = append(g.res.Steps, time.Since(t0))
+	g.res.Decode = time.Since(g.start)
+	return true, nil
+}
+
+// Result returns what the generation did so far.
+func (g *Generation) Result() Result {
+	r := g.res
+	if g.ad != nil {
+		r.PeakCells = g.ad.Stats().PeakCells
+	}
+	return r
+}
+
+// Run reads prompt (Start) and generates until done (Next).
+func Run(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (Result, error) {
+	g, err := Start(c, ad, prompt, o)
+	if err != nil {
+		return Result{PromptTokens: len(prompt)}, err
+	}
+	for {
+		more, err := g.Next()
+		if err != nil || !more {
+			return g.Result(), err
+		}
+	}
 }
 
 // KVBytesPerCell returns the bytes one KV cell takes in an f16 cache of the model: K and V for
@@ -156,4 +208,31 @@ func ChatPrompt(m *llama.Model, document, instruction string) ([]int32, error) {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
 	return toks, nil
+}
+
+// pack saves sequence seq (llama.cpp's state and the tracker's), clears it and restores it:
+// llama.cpp refills the cleared cache from the bottom, in cell order, positions kept.
+func pack(c *llama.Context, ad *adapter.Adapter, seq int32) error {
+	state, err := c.SeqState(seq)
+	if err != nil {
+		return fmt.Errorf("generate: pack: %w", err)
+	}
+	s, err := ad.Tracker().Sequence(seq)
+	if err != nil {
+		return fmt.Errorf("generate: pack: %w", err)
+	}
+	saved, err := s.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("generate: pack: %w", err)
+	}
+	if !c.SeqRm(seq, -1, -1) {
+		return fmt.Errorf("generate: pack: llama_memory_seq_rm refused to clear sequence %d", seq)
+	}
+	if err := c.SetSeqState(seq, state); err != nil {
+		return fmt.Errorf("generate: pack: %w", err)
+	}
+	if err := ad.RestoreSequence(seq, saved); err != nil {
+		return fmt.Errorf("generate: pack: %w", err)
+	}
+	return nil
 }

@@ -18,10 +18,10 @@ import (
 // runFlags are the flags shared by generate and compare.
 type runFlags struct {
 	model, libDir, promptFile, question string
-	maxNew, ctx, ubatch, threads        int
+	maxNew, ctx, ubatch, threads, poll  int
 	budget, window                      string
 	seed                                uint64
-	whole, compact                      bool
+	whole, compact, pack                bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -33,10 +33,12 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.ctx, "ctx", 0, "KV cells (default: budget + n_ubatch, or prompt + max-new for the full cache)")
 	fs.IntVar(&f.ubatch, "ubatch", 512, "tokens per ubatch (prompt chunk)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (default: all)")
+	fs.IntVar(&f.poll, "poll", 0, "ggml threadpool polling level 0..100 (how long idle workers spin)")
 	fs.StringVar(&f.budget, "budget", "0.5", "KV budget: a fraction of the prompt (0.5, 50%) or a token count (2048)")
 	fs.StringVar(&f.window, "window", "0.3", "recent window: a fraction of the budget or a token count")
 	fs.Uint64Var(&f.seed, "seed", 0, "noise seed")
 	fs.BoolVar(&f.whole, "whole", false, "take the whole prompt with full attention before evicting (the paper's setting; needs --ctx >= prompt)")
+	fs.BoolVar(&f.pack, "pack", true, "move the kept cells to the bottom of the cache after the prompt, so that decoding reads only the budget")
 	fs.BoolVar(&f.compact, "compact-positions", false, "renumber kept tokens after evictions (for documents beyond the model's context)")
 }
 
@@ -117,16 +119,14 @@ type report struct {
 // execution is what one run measured.
 type execution struct {
 	generate.Result
-	budget         int           // the resolved budget in tokens (the context size without eviction)
-	prefillObserve time.Duration // the adapter's observing time while reading the prompt
-	observe        time.Duration // ... in all
+	budget  int           // the resolved budget in tokens (the context size without eviction)
+	observe time.Duration // the adapter's time observing attention while generating
 }
 
-// execute generates once with policy (nil: plain llama.cpp without the hook), showing prompt
-// progress on progress (nil: none).
-func (f *runFlags) execute(l *loaded, policy *keyformer.Policy, progress io.Writer) (execution, error) {
-	var e execution
-	opts := generate.SessionOptions{NUbatch: f.ubatch, Threads: f.threads, NCtx: f.ctx}
+// session creates the session for policy (nil: plain llama.cpp without the hook), sized for the
+// prompt, and the generation options, which show prompt progress on progress (nil: none).
+func (f *runFlags) session(l *loaded, policy *keyformer.Policy, progress io.Writer) (*generate.Session, generate.Options, error) {
+	opts := generate.SessionOptions{NUbatch: f.ubatch, Threads: f.threads, NCtx: f.ctx, Poll: f.poll}
 	opts.Adapter.CompactPositions = f.compact
 	full := len(l.prompt) + f.maxNew
 	name := "full cache"
@@ -134,11 +134,11 @@ func (f *runFlags) execute(l *loaded, policy *keyformer.Policy, progress io.Writ
 		name = policy.String()
 		budget, err := parseSize(f.budget, "budget")
 		if err != nil {
-			return e, err
+			return nil, generate.Options{}, err
 		}
 		window, err := parseSize(f.window, "window")
 		if err != nil {
-			return e, err
+			return nil, generate.Options{}, err
 		}
 		cfg := keyformer.DefaultConfig(keyformer.Shape{})
 		cfg.Policy, cfg.Budget, cfg.Window, cfg.Seed, cfg.NewTokens = *policy, budget, window, f.seed, max(f.maxNew, 1)
@@ -156,15 +156,12 @@ func (f *runFlags) execute(l *loaded, policy *keyformer.Policy, progress io.Writ
 	}
 	s, err := generate.NewSession(l.model, opts)
 	if err != nil {
-		return e, err
+		return nil, generate.Options{}, err
 	}
-	defer s.Close()
 	start := time.Now()
-	e.Result, err = s.Run(l.prompt, generate.Options{MaxNew: f.maxNew, StopAtEOG: true, Whole: f.whole,
+	o := generate.Options{MaxNew: f.maxNew, StopAtEOG: true, Whole: f.whole,
+		Pack: f.pack && policy != nil && *policy != keyformer.PolicyFull,
 		Progress: func(done, total int) {
-			if done == total && s.Adapter != nil {
-				e.prefillObserve = s.Adapter.Stats().ObserveTime
-			}
 			if progress != nil && total > f.ubatch {
 				fmt.Fprintf(progress, "\r  %-10s reading the prompt: %5d/%d tokens (%3.0f%%) %5.1fs", name, done, total,
 					100*float64(done)/float64(total), time.Since(start).Seconds())
@@ -172,19 +169,45 @@ func (f *runFlags) execute(l *loaded, policy *keyformer.Policy, progress io.Writ
 					fmt.Fprintln(progress)
 				}
 			}
-		}})
+		}}
+	return s, o, nil
+}
+
+// execute generates once with policy (nil: plain llama.cpp without the hook).
+func (f *runFlags) execute(l *loaded, policy *keyformer.Policy, progress io.Writer) (execution, error) {
+	var e execution
+	s, o, err := f.session(l, policy, progress)
 	if err != nil {
 		return e, err
 	}
-	e.budget = opts.NCtx
-	if s.Adapter != nil {
-		e.observe = s.Adapter.Stats().ObserveTime
+	defer s.Close()
+	g, err := generate.Start(s.Ctx, s.Adapter, l.prompt, o)
+	if err != nil {
+		return e, err
+	}
+	before := observed(s)
+	for more := true; more; {
+		if more, err = g.Next(); err != nil {
+			return e, err
+		}
+	}
+	e.Result, e.observe = g.Result(), observed(s)-before
+	e.budget = s.Ctx.NCtx()
+	if s.Adapter != nil && *policy != keyformer.PolicyFull {
 		seq, _ := s.Adapter.Tracker().Sequence(0)
-		if b, _, ok := seq.Limits(); ok && *policy != keyformer.PolicyFull {
+		if b, _, ok := seq.Limits(); ok {
 			e.budget = b
 		}
 	}
 	return e, nil
+}
+
+// observed returns the session's adapter's time observing attention so far.
+func observed(s *generate.Session) time.Duration {
+	if s.Adapter == nil {
+		return 0
+	}
+	return s.Adapter.Stats().ObserveTime
 }
 
 // run generates once and returns the report.
