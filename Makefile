@@ -4,7 +4,7 @@ GO ?= go
 FUZZTIME ?= 10s
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench-hook
+.PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench-hook test-cuda
 .PHONY: lib ctest bench-abi pytest bench-llama
 
 ## run: the main job: a built-in document and question answered with the full cache and with
@@ -17,7 +17,7 @@ deps:
 	bash build/deps.sh
 
 ## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
-test: ctest vet unit race fuzz arm64 pytest
+test: ctest vet unit race fuzz arm64 pytest test-cuda
 
 # vet and unit need build/deps: capi's eval callback is compiled against llama.cpp's ggml.h.
 vet: deps
@@ -75,6 +75,13 @@ ctest: deps
 pytest: deps lib
 	python3 -m pip install -q -r tests/python/requirements.txt
 	KEYFORMER_TEST_REQUIRE_LIB=1 python3 -m pytest tests/python -q
+
+## test-cuda: the Go llama.cpp integration tests again on the CUDA runtime (model offloaded to the
+## GPU, attention read from device memory); skipped with a message where no GPU answers nvidia-smi.
+test-cuda:
+	@if ! nvidia-smi >/dev/null 2>&1; then echo "test-cuda: skipped: no NVIDIA GPU (nvidia-smi failed)"; else \
+	  bash build/deps.sh --cuda && \
+	  KEYFORMER_LLAMA_LIB_DIR=$(CURDIR)/build/deps/llama/cuda $(GO) test -count=1 -timeout 30m -v ./bindings/adapter/ ./bindings/llama/ ./bindings/cmd/keyformer/; fi
 
 ## bench-hook: decode tokens/s at 4k context: no hook, hook observing (full), Keyformer at 0.5.
 bench-hook: deps

@@ -326,3 +326,33 @@ func TestSequencesKeepSeparateState(t *testing.T) {
 	ad = run(keyformer.PolicyKeyformer, 2*(budget+2*chunk))
 	assert.Equal(t, []int32{0, 1}, ad.Tracker().IDs())
 }
+
+// TestPackMovesKeptCellsToTheBottom packs the sequence after a bounded prompt: the kept cells are
+// then the lowest ones (decoding reads only them), and generation goes on as without packing.
+func TestPackMovesKeptCellsToTheBottom(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)[:900]
+	const budget, ubatch, gen = 256, 128, 16
+	var outs [][]int32
+	for _, pack := range []bool{false, true} {
+		s := newSession(t, m, budget+ubatch, ubatch, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget)))
+		g, err := generate.Start(s.Ctx, s.Adapter, prompt, generate.Options{MaxNew: gen, Pack: pack})
+		require.NoError(t, err)
+		seq, _ := s.Adapter.Tracker().Sequence(0)
+		top := int32(0)
+		for _, tok := range seq.Tokens() {
+			top = max(top, tok.Cell)
+		}
+		if pack {
+			assert.Equal(t, int32(budget-1), top, "packed cells are 0..budget-1")
+		} else {
+			assert.Greater(t, top, int32(budget), "without packing the kept cells are spread out")
+		}
+		for more := true; more; {
+			more, err = g.Next()
+			require.NoError(t, err)
+		}
+		outs = append(outs, g.Result().Tokens)
+	}
+	assert.Equal(t, outs[0], outs[1])
+}
