@@ -118,7 +118,7 @@ func (a *Adapter) Stats() Stats {
 
 // SetBatch declares the sequence of each token of the next llama_decode, in batch order (one id
 // per token; llama.cpp's unified cache splits batches into ubatches in order). Without it every
-// token belongs to DefaultSequence. The declaration holds for one decode.
+// token belongs to DefaultSequence. The declaration holds for one decode; an empty one clears it.
 func (a *Adapter) SetBatch(seqs []int32) error {
 	for i, s := range seqs {
 		if s < 0 {
@@ -127,8 +127,10 @@ func (a *Adapter) SetBatch(seqs []int32) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.batch = append(a.batch[:0], seqs...)
-	a.batchOff = 0
+	a.batch, a.batchOff = nil, 0
+	if len(seqs) > 0 {
+		a.batch = append(a.batch[:0:0], seqs...)
+	}
 	return nil
 }
 
@@ -245,27 +247,35 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 		data = a.buf[:n]
 		a.lib.TensorRead(t, unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), 4*n), 0)
 	}
-	for r0 := 0; r0 < nTok; {
-		r1 := r0 + 1
-		for r1 < nTok && a.rowSeq[r1] == a.rowSeq[r0] {
-			r1++
-		}
-		seq, err := a.tracker.Sequence(a.rowSeq[r0])
-		if err != nil {
-			return err
-		}
-		err = seq.ObserveAttention(layer, keyformer.Attention{
+	err := a.forEachRun(func(seq *keyformer.Sequence, r0, r1 int) error {
+		a.stats.Observations++
+		a.stats.Elements += int64((r1 - r0) * nHead * nKV)
+		return seq.ObserveAttention(layer, keyformer.Attention{
 			Data: data[r0*nKV:], Rows: r1 - r0, Heads: nHead, Cols: nKV,
 			RowStride: nKV, HeadStride: nKV * nTok,
 		})
+	})
+	a.stats.ObserveTime += time.Since(start)
+	return err
+}
+
+// forEachRun calls fn for every run [r0, r1) of consecutive ubatch rows that belong to one
+// sequence (a.mu held); errors name the sequence.
+func (a *Adapter) forEachRun(fn func(seq *keyformer.Sequence, r0, r1 int) error) error {
+	for r0 := 0; r0 < len(a.rowSeq); {
+		r1 := r0 + 1
+		for r1 < len(a.rowSeq) && a.rowSeq[r1] == a.rowSeq[r0] {
+			r1++
+		}
+		seq, err := a.tracker.Sequence(a.rowSeq[r0])
+		if err == nil {
+			err = fn(seq, r0, r1)
+		}
 		if err != nil {
 			return fmt.Errorf("sequence %d: %w", a.rowSeq[r0], err)
 		}
-		a.stats.Observations++
-		a.stats.Elements += int64((r1 - r0) * nHead * nKV)
 		r0 = r1
 	}
-	a.stats.ObserveTime += time.Since(start)
 	return nil
 }
 
@@ -286,23 +296,13 @@ func (a *Adapter) addUbatch(n int) error {
 		a.rowSeq = append(a.rowSeq, s)
 	}
 	a.batchOff += n
-	for r0 := 0; r0 < n; {
-		r1 := r0 + 1
-		for r1 < n && a.rowSeq[r1] == a.rowSeq[r0] {
-			r1++
-		}
-		id := a.rowSeq[r0]
-		seq, err := a.tracker.Sequence(id)
-		if err != nil {
+	return a.forEachRun(func(seq *keyformer.Sequence, r0, r1 int) error {
+		if err := seq.AddCells(a.cells[r0:r1], a.positions[r0:r1]); err != nil {
 			return err
 		}
-		if err := seq.AddCells(a.cells[r0:r1], a.positions[r0:r1]); err != nil {
-			return fmt.Errorf("sequence %d: %w", id, err)
-		}
 		a.stats.PeakCells = max(a.stats.PeakCells, seq.Len())
-		r0 = r1
-	}
-	return nil
+		return nil
+	})
 }
 
 // Apply finishes a llama_decode for sequence seq: it reports an error the callback met, or a
