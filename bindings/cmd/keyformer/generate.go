@@ -39,7 +39,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&f.seed, "seed", 0, "noise seed")
 	fs.BoolVar(&f.whole, "whole", false, "take the whole prompt with full attention before evicting (the paper's setting; needs --ctx >= prompt)")
 	fs.BoolVar(&f.pack, "pack", true, "move the kept cells to the bottom of the cache after the prompt, so that decoding reads only the budget")
-	fs.BoolVar(&f.compact, "compact-positions", false, "renumber kept tokens after evictions (for documents beyond the model's context)")
+	fs.BoolVar(&f.compact, "compact-positions", false, "renumber kept tokens after evictions (always on when prompt + max-new exceed the model's trained context)")
 }
 
 // parseSize reads "0.5", "50%" as a fraction and "2048" as a token count.
@@ -127,7 +127,7 @@ type execution struct {
 // prompt, and the generation options, which show prompt progress on progress (nil: none).
 func (f *runFlags) session(l *loaded, policy *keyformer.Policy, progress io.Writer) (*generate.Session, generate.Options, error) {
 	opts := generate.SessionOptions{NUbatch: f.ubatch, Threads: f.threads, NCtx: f.ctx, Poll: f.poll}
-	opts.Adapter.CompactPositions = f.compact
+	opts.Adapter.CompactPositions = f.compact || len(l.prompt)+f.maxNew > l.model.NCtxTrain
 	full := len(l.prompt) + f.maxNew
 	name := "full cache"
 	if policy != nil {
