@@ -53,9 +53,7 @@ type Options struct {
 
 // Stats counts what an Adapter did.
 type Stats struct {
-	Decodes      int           // Apply calls
 	Observations int           // layer x ubatch x sequence-run observations
-	Elements     int64         // attention elements scored
 	ObserveTime  time.Duration // time spent reading and scoring attention inside the callback
 	Evicted      int           // cells freed
 	PeakCells    int           // most cells any one sequence held (after adding a ubatch, before evicting)
@@ -67,8 +65,7 @@ type Adapter struct {
 	lib     *llama.Lib
 	tracker *keyformer.Tracker
 	opts    Options
-	ctx     uintptr
-	mem     uintptr
+	mem     uintptr // the attached context's llama_memory_t
 
 	mu        sync.Mutex
 	batch     []int32 // sequence of each token of the current llama_decode; nil: DefaultSequence
@@ -99,7 +96,7 @@ func (a *Adapter) Attach(ctx uintptr) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.ctx, a.mem = ctx, a.lib.GetMemory(ctx)
+	a.mem = a.lib.GetMemory(ctx)
 	if a.mem == 0 {
 		return errors.New("adapter: attach: the context has no memory (llama_get_memory returned NULL)")
 	}
@@ -134,8 +131,8 @@ func (a *Adapter) SetBatch(seqs []int32) error {
 	return nil
 }
 
-// Wants reports whether the eval callback should answer true for t (see Eval).
-func Wants(t llama.Tensor) bool {
+// wants reports whether the eval callback should answer true for t (see Eval).
+func wants(t llama.Tensor) bool {
 	_, ok := t.NameLayer(nodeAttention)
 	return ok
 }
@@ -147,7 +144,7 @@ func Wants(t llama.Tensor) bool {
 func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 	if ask {
 		switch {
-		case Wants(t):
+		case wants(t):
 			return true
 		case t.Op() == llama.OpRope && t.NameIs(nodePositions):
 			a.readUbatchInput(t, true)
@@ -249,7 +246,6 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 	}
 	err := a.forEachRun(func(seq *keyformer.Sequence, r0, r1 int) error {
 		a.stats.Observations++
-		a.stats.Elements += int64((r1 - r0) * nHead * nKV)
 		return seq.ObserveAttention(layer, keyformer.Attention{
 			Data: data[r0*nKV:], Rows: r1 - r0, Heads: nHead, Cols: nKV,
 			RowStride: nKV, HeadStride: nKV * nTok,
@@ -316,7 +312,6 @@ func (a *Adapter) Apply(seq int32) (int, error) {
 		return 0, errors.New("adapter: apply before attach")
 	}
 	a.batch, a.batchOff = nil, 0
-	a.stats.Decodes++
 	unseen := a.unseen
 	a.unseen = 0
 	if err := a.err; err != nil {
