@@ -92,8 +92,8 @@ typedef struct keyformer_params {
     int32_t window_tokens;             /* recent window in tokens, or 0 to use window_fraction */
     float window_fraction;             /* window as a fraction of the budget, in [0, 1); default 0.3 */
     int32_t n_sinks;                   /* tokens StreamingLLM always keeps; default 4 */
-    float tau_init;                    /* temperature for the prompt; default 1 */
-    float tau_end;                     /* temperature at token n_new_tokens; default 2 */
+    float tau_init;                    /* temperature for the prompt, in [0.01, 100]; default 1 */
+    float tau_end;                     /* temperature at token n_new_tokens, in [0.01, 100]; default 2 */
     int32_t n_new_tokens;              /* planned generation length T; default 256 */
     int32_t noise;                     /* 1: Gumbel noise (Keyformer); 0: none; default 1 */
     uint64_t seed;                     /* noise seed; default 0 */

@@ -180,6 +180,10 @@ func DefaultConfig(shape Shape) Config {
 	}
 }
 
+// The temperatures allowed: the paper uses 1 to 2; far outside, the scores degenerate (1/tau
+// overflows float32 near 0).
+const minTau, maxTau float64 = 0.01, 100
+
 // maxCells bounds cell ids and sequence lengths so that bad input cannot ask for huge allocations.
 const maxCells = 1 << 24
 
@@ -229,8 +233,8 @@ func (c *Config) Validate() error {
 		name string
 		v    float64
 	}{{"tau_init", c.TauInit}, {"tau_end", c.TauEnd}} {
-		if !(t.v > 0) || math.IsInf(t.v, 0) {
-			return fmt.Errorf("%s: %g is not a positive finite number", t.name, t.v)
+		if !(t.v >= minTau && t.v <= maxTau) {
+			return fmt.Errorf("%s: %g outside [%g, %g]", t.name, t.v, minTau, maxTau)
 		}
 	}
 	if c.NewTokens <= 0 {

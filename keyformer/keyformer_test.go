@@ -36,6 +36,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"window", func(c *Config) { c.Policy, c.Budget, c.Window, c.Sinks = PolicyStreaming, Tokens(10), Tokens(6), 4 }},
 		{"sinks", func(c *Config) { c.Sinks = -1 }},
 		{"tau_init", func(c *Config) { c.TauInit = 0 }},
+		{"tau_init", func(c *Config) { c.TauInit = 1e-30 }},
+		{"tau_end", func(c *Config) { c.TauEnd = 1e6 }},
 		{"tau_end", func(c *Config) { c.TauEnd = math.Inf(1) }},
 		{"tau_end", func(c *Config) { c.TauEnd = math.NaN() }},
 		{"new_tokens", func(c *Config) { c.NewTokens = 0 }},
