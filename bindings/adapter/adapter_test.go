@@ -361,3 +361,18 @@ func TestPackMovesKeptCellsToTheBottom(t *testing.T) {
 	}
 	assert.Equal(t, outs[0], outs[1])
 }
+
+// TestRefusedRemovalIsUnsupported stands in for a model whose memory cannot remove single
+// positions (sliding-window, recurrent, hybrid: llama_memory_seq_rm returns false there) by
+// making that one call refuse, and checks the error the host gets.
+func TestRefusedRemovalIsUnsupported(t *testing.T) {
+	m := model(t)
+	lib := m.Lib()
+	seqRm := lib.MemorySeqRm
+	lib.MemorySeqRm = func(mem uintptr, seq, p0, p1 int32) bool { return false }
+	t.Cleanup(func() { lib.MemorySeqRm = seqRm })
+	s := newSession(t, m, 256+128, 128, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(256)))
+	_, err := s.Run(samplePrompt(t, m)[:600], generate.Options{MaxNew: 1})
+	require.ErrorIs(t, err, adapter.ErrUnsupportedMemory)
+	assert.Contains(t, err.Error(), "sliding-window, recurrent or hybrid")
+}
