@@ -97,14 +97,6 @@ func Tokens(n int) Size { return Size{Tokens: n} }
 // Fraction returns the Size that is f times the reference length.
 func Fraction(f float64) Size { return Size{Fraction: f} }
 
-// String formats the size as "N tokens" or "F of ...".
-func (s Size) String() string {
-	if s.Fraction != 0 {
-		return fmt.Sprintf("%g", s.Fraction)
-	}
-	return fmt.Sprintf("%d tokens", s.Tokens)
-}
-
 // resolve returns the count for a reference length: fractions round to the nearest token.
 func (s Size) resolve(ref int) int {
 	if s.Fraction == 0 {
