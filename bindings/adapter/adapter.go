@@ -62,10 +62,11 @@ type Stats struct {
 // Adapter drives one llama.cpp context. Eval runs on the thread that calls llama_decode; Apply,
 // SetBatch and Stats must not run concurrently with a decode of the same context.
 type Adapter struct {
-	lib     *llama.Lib
-	tracker *keyformer.Tracker
-	opts    Options
-	mem     uintptr // the attached context's llama_memory_t
+	lib       *llama.Lib
+	tracker   *keyformer.Tracker
+	observers []*keyformer.Tracker // see SetObservers
+	opts      Options
+	mem       uintptr // the attached context's llama_memory_t
 
 	mu        sync.Mutex
 	batch     []int32 // sequence of each token of the current llama_decode; nil: DefaultSequence
@@ -105,6 +106,23 @@ func (a *Adapter) Attach(ctx uintptr) error {
 
 // Tracker returns the tracker the adapter feeds.
 func (a *Adapter) Tracker() *keyformer.Tracker { return a.tracker }
+
+// SetObservers makes trackers see every cell and attention the adapter's tracker sees from now on,
+// without their plans ever being applied: several policies score one reading of a prompt (each
+// observer's Sequence state can then be restored into an adapter of its own). Observers must
+// have the tracker's shape, and they only stay consistent while nothing is evicted: use them
+// under a tracker of policy full, or while a prompt is read whole. No trackers removes them.
+func (a *Adapter) SetObservers(trackers ...*keyformer.Tracker) error {
+	for i, t := range trackers {
+		if got, want := t.Config().Shape, a.tracker.Config().Shape; got != want {
+			return fmt.Errorf("adapter: observer %d has shape %+v, the tracker %+v", i, got, want)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.observers = slices.Clone(trackers)
+	return nil
+}
 
 // Stats returns the counters so far.
 func (a *Adapter) Stats() Stats {
@@ -256,19 +274,26 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 }
 
 // forEachRun calls fn for every run [r0, r1) of consecutive ubatch rows that belong to one
-// sequence (a.mu held); errors name the sequence.
+// sequence, with that sequence of the tracker and then of each observer (a.mu held); errors name
+// the sequence.
 func (a *Adapter) forEachRun(fn func(seq *keyformer.Sequence, r0, r1 int) error) error {
 	for r0 := 0; r0 < len(a.rowSeq); {
 		r1 := r0 + 1
 		for r1 < len(a.rowSeq) && a.rowSeq[r1] == a.rowSeq[r0] {
 			r1++
 		}
-		seq, err := a.tracker.Sequence(a.rowSeq[r0])
-		if err == nil {
-			err = fn(seq, r0, r1)
-		}
-		if err != nil {
-			return fmt.Errorf("sequence %d: %w", a.rowSeq[r0], err)
+		for i := -1; i < len(a.observers); i++ {
+			tr, who := a.tracker, ""
+			if i >= 0 {
+				tr, who = a.observers[i], fmt.Sprintf("observer %d: ", i)
+			}
+			seq, err := tr.Sequence(a.rowSeq[r0])
+			if err == nil {
+				err = fn(seq, r0, r1)
+			}
+			if err != nil {
+				return fmt.Errorf("%ssequence %d: %w", who, a.rowSeq[r0], err)
+			}
 		}
 		r0 = r1
 	}

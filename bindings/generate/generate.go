@@ -34,6 +34,12 @@ type Options struct {
 	// AfterDecode, if set, is called after every llama_decode, before the adapter applies
 	// evictions (tests inspect the tracker there).
 	AfterDecode func() error
+	// ContextShift, for a run without an adapter, does what llama.cpp's examples do when the
+	// context is full: keep the first ShiftKeep tokens, drop half of the rest, and shift the
+	// positions of the remainder down (llama_memory_seq_rm + llama_memory_seq_add). Without it a
+	// full context is an error.
+	ContextShift bool
+	ShiftKeep    int
 }
 
 // Result describes a run.
@@ -80,6 +86,7 @@ type Generation struct {
 	held  int // cells held without an adapter (nothing is evicted)
 	start time.Time
 	done  bool
+	first int32 // the token Next takes instead of the greedy pick, or -1
 }
 
 // Start decodes prompt into sequence o.Seq of c. With ad non-nil (the adapter c was created with),
@@ -87,7 +94,7 @@ type Generation struct {
 // next position is always llama_memory_seq_pos_max + 1, so that position compaction and holes are
 // handled alike.
 func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*Generation, error) {
-	g := &Generation{c: c, ad: ad, o: o, res: Result{PromptTokens: len(prompt)}}
+	g := &Generation{c: c, ad: ad, o: o, res: Result{PromptTokens: len(prompt)}, first: -1}
 	if len(prompt) == 0 {
 		return nil, errors.New("generate: empty prompt")
 	}
@@ -124,6 +131,11 @@ func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*G
 // decode decodes tokens, then applies evictions (unless the prompt is read whole and this is
 // not its last chunk).
 func (g *Generation) decode(tokens []int32, last bool) error {
+	if g.o.ContextShift && g.ad == nil {
+		if err := g.shift(len(tokens)); err != nil {
+			return err
+		}
+	}
 	if err := g.c.Decode(g.o.Seq, tokens, g.c.SeqPosMax(g.o.Seq)+1); err != nil {
 		return err
 	}
@@ -142,6 +154,25 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 	return err
 }
 
+// shift makes room for n more tokens the way llama.cpp's context shift does: while they do not
+// fit, it removes the first half of the positions after the kept ones and moves the rest down.
+func (g *Generation) shift(n int) error {
+	keep := g.o.ShiftKeep
+	for g.held+n > g.c.NCtx() {
+		discard := (g.held - keep) / 2
+		if keep < 0 || discard <= 0 {
+			return fmt.Errorf("generate: context shift: %d tokens do not fit %d cells with %d kept", n, g.c.NCtx(), keep)
+		}
+		if !g.c.SeqRm(g.o.Seq, int32(keep), int32(keep+discard)) {
+			return fmt.Errorf("generate: context shift: llama_memory_seq_rm refused positions %d..%d", keep, keep+discard)
+		}
+		g.c.SeqAdd(g.o.Seq, int32(keep+discard), -1, int32(-discard))
+		g.held -= discard
+		g.res.Evicted += discard
+	}
+	return nil
+}
+
 // Next picks the greedy token and, unless generation is over (MaxNew tokens, or an
 // end-of-generation token with StopAtEOG), decodes it. It reports false once generation is over.
 func (g *Generation) Next() (bool, error) {
@@ -149,7 +180,12 @@ func (g *Generation) Next() (bool, error) {
 		g.done = true
 		return false, nil
 	}
-	tok := llama.Argmax(g.c.Logits())
+	tok := g.first
+	if g.first >= 0 {
+		g.first = -1
+	} else {
+		tok = llama.Argmax(g.c.Logits())
+	}
 	if tok < 0 {
 		return false, errors.New("generate: the decode produced no logits")
 	}
@@ -182,6 +218,11 @@ func Run(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (Resu
 	if err != nil {
 		return Result{PromptTokens: len(prompt)}, err
 	}
+	return g.finish()
+}
+
+// finish generates until done and returns the result.
+func (g *Generation) finish() (Result, error) {
 	for {
 		more, err := g.Next()
 		if err != nil || !more {

@@ -14,7 +14,7 @@ func DefaultLibDir() string {
 	if d := os.Getenv("KEYFORMER_LLAMA_LIB_DIR"); d != "" {
 		return d
 	}
-	return filepath.Join(repoRoot(), "build", "deps", "llama", "cpu")
+	return filepath.Join(RepoRoot(), "build", "deps", "llama", "cpu")
 }
 
 // DefaultModelPath returns the default model: $KEYFORMER_MODEL, else
@@ -23,12 +23,12 @@ func DefaultModelPath() string {
 	if p := os.Getenv("KEYFORMER_MODEL"); p != "" {
 		return p
 	}
-	return filepath.Join(repoRoot(), "build", "deps", "models", "smollm2.gguf")
+	return filepath.Join(RepoRoot(), "build", "deps", "models", "smollm2.gguf")
 }
 
-// repoRoot returns the nearest directory at or above the working directory holding go.mod, or
-// the working directory.
-func repoRoot() string {
+// RepoRoot returns the nearest directory at or above the working directory holding go.mod (the
+// keyformer checkout whose build/deps the defaults point into), or the working directory.
+func RepoRoot() string {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "."

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/keyformer/keyformer/bindings/llama"
+)
+
+// pythonPath returns the Python that scores and plots: $KEYFORMER_PYTHON, else the virtual
+// environment `make deps` creates (build/deps/venv), else python3 from PATH.
+func pythonPath() string {
+	if p := os.Getenv("KEYFORMER_PYTHON"); p != "" {
+		return p
+	}
+	if p := filepath.Join(llama.RepoRoot(), "build", "deps", "venv", "bin", "python"); fileExists(p) {
+		return p
+	}
+	return "python3"
+}
+
+// runEvaluate runs `python -m keyformer.evaluate ARGS...` (bindings/python/keyformer/evaluate.py,
+// found through PYTHONPATH), with its stdout going to out and its stderr to ours.
+func runEvaluate(out io.Writer, args ...string) error {
+	py := pythonPath()
+	cmd := exec.Command(py, append([]string{"-m", "keyformer.evaluate"}, args...)...)
+	path := filepath.Join(llama.RepoRoot(), "bindings", "python")
+	if old := os.Getenv("PYTHONPATH"); old != "" {
+		path += string(os.PathListSeparator) + old
+	}
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+path)
+	cmd.Stdout, cmd.Stderr = out, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s -m keyformer.evaluate %s: %w (run `make deps` for the scoring environment, or set KEYFORMER_PYTHON)",
+			py, args[0], err)
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
