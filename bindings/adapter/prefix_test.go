@@ -77,13 +77,14 @@ func TestContextShiftKeepsTheFirstTokens(t *testing.T) {
 	require.Greater(t, len(prompt), 4*nCtx)
 	s := newSession(t, m, nCtx, ubatch, nil)
 	var maxPos int32
-	res, err := s.Run(prompt, generate.Options{MaxNew: gen, ContextShift: true, ShiftKeep: keep, AfterDecode: func() error {
+	res, err := s.Run(prompt, generate.Options{MaxNew: gen, ContextShift: nCtx, ShiftKeep: keep, AfterDecode: func() error {
 		maxPos = max(maxPos, s.Ctx.SeqPosMax(0))
 		return nil
 	}})
 	require.NoError(t, err)
 	assert.Len(t, res.Tokens, gen)
 	assert.Less(t, maxPos, int32(nCtx), "positions shifted down")
+	assert.LessOrEqual(t, res.PeakCells, nCtx)
 	assert.Equal(t, len(prompt)+gen-1-int(s.Ctx.SeqPosMax(0)+1), res.Evicted, "every discarded token counted")
 	assert.Equal(t, int32(0), s.Ctx.SeqPosMin(0))
 

@@ -34,11 +34,12 @@ type Options struct {
 	// AfterDecode, if set, is called after every llama_decode, before the adapter applies
 	// evictions (tests inspect the tracker there).
 	AfterDecode func() error
-	// ContextShift, for a run without an adapter, does what llama.cpp's examples do when the
-	// context is full: keep the first ShiftKeep tokens, drop half of the rest, and shift the
-	// positions of the remainder down (llama_memory_seq_rm + llama_memory_seq_add). Without it a
-	// full context is an error.
-	ContextShift bool
+	// ContextShift, when positive, for a run without an adapter, does what llama.cpp's examples do
+	// when the context is full: whenever the sequence would hold more than ContextShift cells, keep
+	// its first ShiftKeep tokens, drop half of the rest, and shift the positions of the remainder
+	// down (llama_memory_seq_rm + llama_memory_seq_add). (llama.cpp rounds a context's size up,
+	// so the limit is given here.)
+	ContextShift int
 	ShiftKeep    int
 }
 
@@ -131,7 +132,7 @@ func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*G
 // decode decodes tokens, then applies evictions (unless the prompt is read whole and this is
 // not its last chunk).
 func (g *Generation) decode(tokens []int32, last bool) error {
-	if g.o.ContextShift && g.ad == nil {
+	if g.o.ContextShift > 0 && g.ad == nil {
 		if err := g.shift(len(tokens)); err != nil {
 			return err
 		}
@@ -158,10 +159,10 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 // fit, it removes the first half of the positions after the kept ones and moves the rest down.
 func (g *Generation) shift(n int) error {
 	keep := g.o.ShiftKeep
-	for g.held+n > g.c.NCtx() {
+	for g.held+n > g.o.ContextShift {
 		discard := (g.held - keep) / 2
 		if keep < 0 || discard <= 0 {
-			return fmt.Errorf("generate: context shift: %d tokens do not fit %d cells with %d kept", n, g.c.NCtx(), keep)
+			return fmt.Errorf("generate: context shift: %d tokens do not fit %d cells with %d kept", n, g.o.ContextShift, keep)
 		}
 		if !g.c.SeqRm(g.o.Seq, int32(keep), int32(keep+discard)) {
 			return fmt.Errorf("generate: context shift: llama_memory_seq_rm refused positions %d..%d", keep, keep+discard)

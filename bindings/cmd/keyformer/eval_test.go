@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyformer/keyformer/bindings/llama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// needEvalDeps skips unless the runtime, the model and the scoring environment (make deps) are here.
+func needEvalDeps(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{llama.DefaultLibDir(), llama.DefaultModelPath()} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("llama.cpp runtime or model not fetched (run make deps): %v", err)
+		}
+	}
+	if err := exec.Command(pythonPath(), "-c", "import rouge_score, matplotlib").Run(); err != nil {
+		t.Skipf("%s cannot import rouge_score and matplotlib (run make deps): %v", pythonPath(), err)
+	}
+}
+
+// readGenerations returns the lines of DIR/generations.jsonl.
+func readGenerations(t *testing.T, dir string) []evalGeneration {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "generations.jsonl"))
+	require.NoError(t, err)
+	var out []evalGeneration
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var g evalGeneration
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &g))
+		out = append(out, g)
+	}
+	return out
+}
+
+// lastJSON decodes the last line of out.
+func lastJSON(t *testing.T, out string) map[string]any {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var r map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &r), lines[len(lines)-1])
+	return r
+}
+
+// TestEvalTwoRecordsTwoPolicies runs the whole pipeline on the real model: two records, the full
+// cache and two policies at one budget, scored by rouge-score, then resumes after a cut-off line.
+func TestEvalTwoRecordsTwoPolicies(t *testing.T) {
+	needEvalDeps(t)
+	dir := t.TempDir()
+	args := []string{"--data", "testdata/eval.jsonl", "--policies", "keyformer,h2o", "--budgets", "0.5",
+		"--threads", "2", "--ubatch", "128", "--out", dir, "--json"}
+	var out bytes.Buffer
+	require.NoError(t, evalCmd(args, &out))
+
+	gens := readGenerations(t, dir)
+	require.Len(t, gens, 2*3)
+	for _, g := range gens {
+		assert.NotEmpty(t, g.Text, g.ID+" "+g.key())
+		assert.Positive(t, g.GeneratedTokens)
+		assert.LessOrEqual(t, g.GeneratedTokens, 24)
+		assert.NotEmpty(t, g.Reference)
+		if g.Policy == "full" {
+			assert.Nil(t, g.Budget)
+			assert.GreaterOrEqual(t, g.KVCells, g.PromptTokens)
+		} else {
+			require.NotNil(t, g.Budget)
+			assert.LessOrEqual(t, g.KVCells, int(0.5*float64(g.PromptTokens)+0.5)+1, "held at most the budget and one new token")
+		}
+	}
+	for _, f := range []string{"results.md", "results.csv", "rougeL.png", "scores.jsonl"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err, f)
+		assert.Positive(t, st.Size(), f)
+	}
+	r := lastJSON(t, out.String())
+	assert.EqualValues(t, 2, r["records"])
+	full := r["full"].(map[string]any)
+	assert.Greater(t, full["rougeL"].(float64), 0.0)
+	results := r["results"].([]any)
+	require.Len(t, results, 2)
+	for i, want := range []string{"keyformer", "h2o"} {
+		row := results[i].(map[string]any)
+		assert.Equal(t, want, row["policy"])
+		assert.EqualValues(t, 0.5, row["budget"])
+		for _, k := range []string{"rouge1", "rouge2", "rougeL", "rougeL_vs_full"} {
+			v := row[k].(float64)
+			assert.True(t, v >= 0 && v <= 1, "%s %s = %v", want, k, v)
+		}
+	}
+
+	// An interrupted run: the last line cut in half. The rerun redoes exactly that generation.
+	path := filepath.Join(dir, "generations.jsonl")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lastStart := bytes.LastIndexByte(b[:len(b)-1], '\n') + 1
+	require.NoError(t, os.WriteFile(path, b[:lastStart+(len(b)-lastStart)/2], 0o644))
+	out.Reset()
+	require.NoError(t, evalCmd(args, &out))
+	again := readGenerations(t, dir)
+	require.Len(t, again, 2*3)
+	assert.Equal(t, gens[:5], again[:5], "finished generations are kept")
+	assert.Equal(t, gens[5].Text, again[5].Text, "the cut generation is redone identically")
+	assert.Equal(t, r, lastJSON(t, out.String()), "same scores after resuming")
+}
+
+// TestEvalLongDocumentMode runs two policies and llama.cpp's context shift through a cache
+// smaller than the prompt.
+func TestEvalLongDocumentMode(t *testing.T) {
+	needEvalDeps(t)
+	dir := t.TempDir()
+	var out bytes.Buffer
+	require.NoError(t, evalCmd([]string{"--data", "testdata/eval.jsonl", "--limit", "1", "--policies", "keyformer,streaming",
+		"--cache", "128", "--threads", "2", "--out", dir, "--json"}, &out))
+	gens := readGenerations(t, dir)
+	require.Len(t, gens, 3)
+	for _, g := range gens {
+		require.NotNil(t, g.Cache)
+		assert.Greater(t, g.PromptTokens, 128, "the prompt exceeds the cache")
+		assert.LessOrEqual(t, g.KVCells, 128, g.Policy)
+		assert.NotEmpty(t, g.Text, g.Policy)
+	}
+	assert.Equal(t, contextShift, gens[2].Policy)
+	r := lastJSON(t, out.String())
+	assert.EqualValues(t, 1, r["records"])
+	assert.NotContains(t, r, "full")
+	assert.Len(t, r["results"], 3)
+}
+
+func TestEvalFlagErrors(t *testing.T) {
+	var out bytes.Buffer
+	for args, want := range map[string]string{
+		"":                                      "--data is required",
+		"--data x --policies lru":               "--policies",
+		"--data x --policies full":              "--policies: full always runs",
+		"--data x --budgets 0":                  "--budgets",
+		"--data x --budgets 1.5":                "--budgets",
+		"--data x --cache 10":                   "--cache",
+		"--data testdata/missing.jsonl":         "missing.jsonl",
+		"--data testdata/eval.jsonl --window x": "--window",
+	} {
+		err := evalCmd(strings.Fields(args), &out)
+		assert.ErrorContains(t, err, want, args)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"id":"a","document":"d","reference":"r","max_new_tokens":8}`+"\n"+`{"id":"b","document":"d"}`+"\n"), 0o644))
+	assert.ErrorContains(t, evalCmd([]string{"--data", bad}, &out), "bad.jsonl:2: record \"b\": no reference")
+}
