@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench-hook test-cuda
+.PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench test-cuda
 .PHONY: lib ctest bench-abi pytest bench-llama
 
 ## run: the main job: a built-in document and question answered with the full cache and with
@@ -74,10 +74,10 @@ ctest: deps
 	ctest --test-dir build/cmake-asan --output-on-failure
 
 ## pytest: the Python package's tests against build/lib/libkeyformer.so (a missing library fails),
-## including llama.cpp through ctypes (tests/python/test_llama.py, llama_generate.py).
+## including llama.cpp through ctypes (tests/python/test_llama.py, llama_generate.py), with the
+## Python of build/deps/venv (build/venv.sh, run by build/deps.sh).
 pytest: deps lib
-	python3 -m pip install -q -r tests/python/requirements.txt
-	KEYFORMER_TEST_REQUIRE_LIB=1 python3 -m pytest tests/python -q
+	KEYFORMER_TEST_REQUIRE_LIB=1 build/deps/venv/bin/python -m pytest tests/python -q
 
 ## test-cuda: the Go llama.cpp integration tests again on the CUDA runtime (model offloaded to the
 ## GPU, attention read from device memory); skipped with a message where no GPU answers nvidia-smi.
@@ -86,9 +86,13 @@ test-cuda:
 	  bash build/deps.sh --cuda && \
 	  KEYFORMER_LLAMA_LIB_DIR=$(CURDIR)/build/deps/llama/cuda $(GO) test -count=1 -timeout 30m -v ./bindings/adapter/ ./bindings/llama/ ./bindings/cmd/keyformer/; fi
 
-## bench-hook: decode tokens/s at 4k context: no hook, hook observing (full), Keyformer at 0.5.
-bench-hook: deps
-	$(GO) run ./bindings/cmd/keyformer bench-hook --context 4096 --gen 64
+## bench: prefill and decode tokens/s, KV memory, speedup beside the memory-traffic ideal, and the
+## hook's overhead, at 1k..8k context for no hook and budgets 1.0 (hook observing), 0.5 and 0.25;
+## a table, then build/bench/bench.json and bench.png. Minutes: the former bench-hook alone is
+## `make bench BENCHFLAGS="--context 4096 --gen 64 --budgets 1.0,0.5"`.
+BENCHFLAGS ?=
+bench: deps
+	$(GO) run ./bindings/cmd/keyformer bench --context 1024,2048,4096,8192 --gen 256 --budgets 1.0,0.5,0.25 $(BENCHFLAGS)
 
 ## bench-llama: ns per ask through keyformer_llama_eval_callback, and decode ms/token of the C host
 ## with no callback, the callback unattached and keyformer (KEYFORMER_TEST_THREADS, default 1).

@@ -43,6 +43,7 @@ type Funcs struct {
 	ModelNHeadKV      func(model uintptr) int32                                                                                                 `sym:"llama_model_n_head_kv"`
 	ModelNEmbd        func(model uintptr) int32                                                                                                 `sym:"llama_model_n_embd"`
 	ModelNCtxTrain    func(model uintptr) int32                                                                                                 `sym:"llama_model_n_ctx_train"`
+	ModelSize         func(model uintptr) uint64                                                                                                `sym:"llama_model_size"`
 	ModelNSWA         func(model uintptr) int32                                                                                                 `sym:"llama_model_n_swa,optional"`
 	ModelIsRecurrent  func(model uintptr) bool                                                                                                  `sym:"llama_model_is_recurrent,optional"`
 	ModelIsHybrid     func(model uintptr) bool                                                                                                  `sym:"llama_model_is_hybrid,optional"`

@@ -48,6 +48,10 @@ func (l *Lib) LoadModel(path string, params *ModelParams) (*Model, error) {
 	return m, nil
 }
 
+// Size returns the bytes of the model's tensors (llama_model_size): the weights a decode step
+// reads, which bound its speed together with the KV cache it reads.
+func (m *Model) Size() int64 { return int64(m.lib.ModelSize(m.ptr)) }
+
 // Lib returns the runtime the model was loaded with.
 func (m *Model) Lib() *Lib { return m.lib }
 

@@ -25,21 +25,27 @@ type runFlags struct {
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.model, "model", llama.DefaultModelPath(), "GGUF model")
-	fs.StringVar(&f.libDir, "lib-dir", llama.DefaultLibDir(), "folder of the llama.cpp runtime (libllama, libggml*)")
+	f.registerRuntime(fs)
 	fs.StringVar(&f.promptFile, "prompt-file", "", "document to read (default: a built-in one)")
 	fs.StringVar(&f.question, "question", "", "instruction after the document (default: a built-in question, or none with --prompt-file)")
 	fs.IntVar(&f.maxNew, "max-new", 96, "tokens to generate at most")
 	fs.IntVar(&f.ctx, "ctx", 0, "KV cells (default: budget + n_ubatch, or prompt + max-new for the full cache)")
-	fs.IntVar(&f.ubatch, "ubatch", 512, "tokens per ubatch (prompt chunk)")
-	fs.IntVar(&f.threads, "threads", 0, "CPU threads (default: all)")
-	fs.IntVar(&f.poll, "poll", 0, "ggml threadpool polling level 0..100 (how long idle workers spin)")
 	fs.StringVar(&f.budget, "budget", "0.5", "KV budget: a fraction of the prompt (0.5, 50%) or a token count (2048)")
-	fs.StringVar(&f.window, "window", "0.3", "recent window: a fraction of the budget or a token count")
-	fs.Uint64Var(&f.seed, "seed", 0, "noise seed")
 	fs.BoolVar(&f.whole, "whole", false, "take the whole prompt with full attention before evicting (the paper's setting; needs --ctx >= prompt)")
 	fs.BoolVar(&f.pack, "pack", true, "move the kept cells to the bottom of the cache after the prompt, so that decoding reads only the budget")
 	fs.BoolVar(&f.compact, "compact-positions", false, "renumber kept tokens after evictions (always on when prompt + max-new exceed the model's trained context)")
+}
+
+// registerRuntime registers the flags of every command that runs the model: the runtime, the
+// model, threads, ubatch, and the eviction window and noise seed.
+func (f *runFlags) registerRuntime(fs *flag.FlagSet) {
+	fs.StringVar(&f.model, "model", llama.DefaultModelPath(), "GGUF model")
+	fs.StringVar(&f.libDir, "lib-dir", llama.DefaultLibDir(), "folder of the llama.cpp runtime (libllama, libggml*)")
+	fs.IntVar(&f.ubatch, "ubatch", 512, "tokens per ubatch (prompt chunk)")
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads (default: all)")
+	fs.IntVar(&f.poll, "poll", 0, "ggml threadpool polling level 0..100 (how long idle workers spin)")
+	fs.StringVar(&f.window, "window", "0.3", "recent window: a fraction of the budget or a token count")
+	fs.Uint64Var(&f.seed, "seed", 0, "noise seed")
 }
 
 // parseSize reads "0.5", "50%" as a fraction and "2048" as a token count.
@@ -140,8 +146,7 @@ func (f *runFlags) session(l *loaded, policy *keyformer.Policy, progress io.Writ
 		if err != nil {
 			return nil, generate.Options{}, err
 		}
-		cfg := keyformer.DefaultConfig(keyformer.Shape{})
-		cfg.Policy, cfg.Budget, cfg.Window, cfg.Seed, cfg.NewTokens = *policy, budget, window, f.seed, max(f.maxNew, 1)
+		cfg := f.config(*policy, budget, window, f.maxNew)
 		opts.Config = &cfg
 		if opts.NCtx == 0 && *policy != keyformer.PolicyFull && !f.whole {
 			b := budget.Tokens
@@ -171,6 +176,14 @@ func (f *runFlags) session(l *loaded, policy *keyformer.Policy, progress io.Writ
 			}
 		}}
 	return s, o, nil
+}
+
+// config returns the eviction configuration of policy at budget with window, the flags' noise
+// seed, and the temperature schedule spread over maxNew generated tokens.
+func (f *runFlags) config(policy keyformer.Policy, budget, window keyformer.Size, maxNew int) keyformer.Config {
+	cfg := keyformer.DefaultConfig(keyformer.Shape{})
+	cfg.Policy, cfg.Budget, cfg.Window, cfg.Seed, cfg.NewTokens = policy, budget, window, f.seed, max(maxNew, 1)
+	return cfg
 }
 
 // execute generates once with policy (nil: plain llama.cpp without the hook).

@@ -2,7 +2,8 @@
 //
 //	keyformer compare [flags]   a document answered with the full cache and with Keyformer, side by side
 //	keyformer generate [flags]  generate with one policy and budget (--json for a machine-readable line)
-//	keyformer bench-hook [flags] decode speed: no hook, hook observing, Keyformer at budget 0.5
+//	keyformer eval [flags]      ROUGE of every policy x budget on a dataset, with tables and a plot
+//	keyformer bench [flags]     prefill and decode speed, KV memory and hook overhead over contexts and budgets
 //	keyformer demo [flags]      synthetic attention: what each policy keeps
 package main
 
@@ -21,8 +22,10 @@ func main() {
 		err = compare(os.Args[2:], os.Stdout)
 	case "generate":
 		err = generateCmd(os.Args[2:], os.Stdout)
-	case "bench-hook":
-		err = benchHook(os.Args[2:], os.Stdout)
+	case "eval":
+		err = evalCmd(os.Args[2:], os.Stdout)
+	case "bench":
+		err = bench(os.Args[2:], os.Stdout, os.Stderr)
 	case "demo":
 		err = demo(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
@@ -43,7 +46,8 @@ func usage() {
 commands:
   compare    answer a document's question with the full cache and with Keyformer, side by side
   generate   generate with one policy and budget (--json prints a machine-readable last line)
-  bench-hook decode speed with no hook, with the hook observing (full) and with Keyformer at 0.5
+  eval       ROUGE of every policy x budget on a JSONL dataset (or at fixed cache sizes, with --cache)
+  bench      prefill and decode speed, KV memory and hook overhead by context and budget, with a plot
   demo       run every policy on a synthetic attention stream and show what each keeps
 
 run 'keyformer COMMAND -h' for a command's flags`)

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/bindings/llama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestBenchFlags checks that bad flags are errors naming the flag, before anything is loaded.
+func TestBenchFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--budgets", "0"}, "--budgets"},
+		{[]string{"--budgets", "1.5"}, "--budgets"},
+		{[]string{"--budgets", "0.5,half"}, "--budgets"},
+		{[]string{"--budgets", "0.5,50%"}, "--budgets"},
+		{[]string{"--context", "16", "--gen", "32"}, "--context"},
+		{[]string{"--context", "1024,x"}, "--context"},
+		{[]string{"--gen", "1"}, "--gen"},
+		{[]string{"--repeats", "0"}, "--repeats"},
+		{[]string{"--max-new", "8"}, "--gen"},
+		{[]string{"--budget", "0.5"}, "--budgets"},
+	} {
+		err := bench(append(c.args, "--model", "/nonexistent.gguf"), io.Discard, io.Discard)
+		if assert.Error(t, err, c.args) {
+			assert.Contains(t, err.Error(), c.flag, c.args)
+			assert.NotContains(t, err.Error(), "nonexistent", c.args) // refused before loading
+		}
+	}
+}
+
+// TestBenchJSON runs the real model at one small context and checks the report.
+func TestBenchJSON(t *testing.T) {
+	for _, p := range []string{llama.DefaultLibDir(), llama.DefaultModelPath()} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("llama.cpp runtime or model not fetched (run make deps): %v", err)
+		}
+	}
+	dir := t.TempDir()
+	var b, progress bytes.Buffer
+	require.NoError(t, bench([]string{"--context", "512", "--gen", "8", "--budgets", "1.0,0.25", "--ubatch", "128",
+		"--threads", "2", "--out", dir, "--json"}, &b, &progress))
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	var rep benchReport
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &rep))
+	saved, err := os.ReadFile(filepath.Join(dir, "bench.json"))
+	require.NoError(t, err)
+	assert.JSONEq(t, lines[len(lines)-1], string(saved))
+
+	lib, err := llama.Load(llama.DefaultLibDir())
+	require.NoError(t, err)
+	m, err := lib.LoadModel(llama.DefaultModelPath(), nil)
+	require.NoError(t, err)
+	defer m.Free()
+	fi, err := os.Stat(llama.DefaultModelPath())
+	require.NoError(t, err)
+	assert.Positive(t, m.Size())
+	assert.LessOrEqual(t, m.Size(), fi.Size()) // the tensors, less the GGUF header and vocabulary
+	assert.Equal(t, m.Size(), rep.WeightBytes)
+	assert.Equal(t, generate.KVBytesPerCell(m), rep.KVBytesPerCell)
+	assert.Equal(t, 8, rep.Gen)
+
+	// Budget 0.25, not 0.5: llama.cpp pads n_ctx to a multiple of 256, so that budget + n_ubatch
+	// cells must stay within 256 to allocate less than the full 512.
+	require.Len(t, rep.Rows, 3)
+	none, full, kf := rep.Rows[0], rep.Rows[1], rep.Rows[2]
+	for i, want := range []string{"none", "full", "keyformer 0.25"} {
+		r := rep.Rows[i]
+		assert.Equal(t, want, r.Config)
+		assert.Equal(t, 512, r.Context)
+		assert.Equal(t, 504, r.PromptTokens)
+		assert.Positive(t, r.PrefillTokPerS, want)
+		assert.Positive(t, r.DecodeTokPerS, want)
+		assert.Equal(t, int64(r.KVCells)*int64(rep.KVBytesPerCell), r.KVBytes, want)
+	}
+	assert.Nil(t, none.Budget)
+	assert.Nil(t, none.IdealSpeedup)
+	assert.Nil(t, none.ObserveMsPerToken)
+	assert.Equal(t, 1.0, none.Speedup)
+	assert.Equal(t, 511, none.KVCellsEnd) // 504 prompt + 7 decoded tokens
+	require.NotNil(t, full.Budget)
+	assert.Equal(t, 1.0, *full.Budget)
+	assert.Equal(t, 1.0, *full.IdealSpeedup)
+	assert.Equal(t, 0, full.KVCellsPeak-none.KVCellsPeak) // the hook observes and keeps everything
+	require.NotNil(t, kf.Budget)
+	assert.Equal(t, 0.25, *kf.Budget)
+	w, kv := float64(m.Size()), 512*float64(generate.KVBytesPerCell(m))
+	assert.InDelta(t, (w+kv)/(w+0.25*kv), *kf.IdealSpeedup, 1e-3)
+	assert.Less(t, kf.KVBytes, full.KVBytes)
+	assert.Less(t, kf.KVCellsEnd, full.KVCellsEnd)
+	assert.LessOrEqual(t, kf.KVCellsPeak, 126+128) // budget + n_ubatch
+	assert.InDelta(t, full.DecodeMsPerToken/none.DecodeMsPerToken, rep.HookOverhead["512"], 1e-2)
+	assert.Contains(t, progress.String(), "keyformer 0.25 reads 504 prompt tokens")
+}
