@@ -90,9 +90,10 @@ func bench(args []string, out, progress io.Writer) error {
 	if *repeats < 1 {
 		return fmt.Errorf("bench: --repeats %d: must be at least 1", *repeats)
 	}
-	contexts, err := parseContexts(*contextList, *gen)
+	// The prompt is context - gen tokens: at least one.
+	contexts, err := parseCounts(*contextList, "context", *gen+1)
 	if err != nil {
-		return err
+		return fmt.Errorf("bench: %w", err)
 	}
 	configs, err := parseBudgets(*budgetList)
 	if err != nil {
@@ -172,44 +173,15 @@ type benchConfig struct {
 	budget float64           // the fraction of the prompt kept (0 for none)
 }
 
-// parseContexts reads --context: distinct context lengths, each above gen.
-func parseContexts(list string, gen int) ([]int, error) {
-	var cs []int
-	for s := range strings.SplitSeq(list, ",") {
-		c, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fmt.Errorf("bench: --context %q: %q is not a token count", list, s)
-		}
-		if c <= gen {
-			return nil, fmt.Errorf("bench: --context %d: must exceed --gen %d (the prompt is context - gen tokens)", c, gen)
-		}
-		if slices.Contains(cs, c) {
-			return nil, fmt.Errorf("bench: --context %q: %d twice", list, c)
-		}
-		cs = append(cs, c)
-	}
-	return cs, nil
-}
-
-// parseBudgets reads --budgets: distinct fractions in (0, 1] ("0.5" or "50%"), and returns the
-// configurations to measure: none first, then one per budget in the order given.
+// parseBudgets reads --budgets (see parseFractions) and returns the configurations to measure:
+// none first, then one per budget in the order given.
 func parseBudgets(list string) ([]benchConfig, error) {
+	budgets, err := parseFractions(list, "budgets")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	configs := []benchConfig{{name: "none"}}
-	var seen []float64
-	for s := range strings.SplitSeq(list, ",") {
-		s = strings.TrimSpace(s)
-		num, pct := strings.CutSuffix(s, "%")
-		b, err := strconv.ParseFloat(num, 64)
-		if pct {
-			b /= 100
-		}
-		if err != nil || !(b > 0 && b <= 1) {
-			return nil, fmt.Errorf("bench: --budgets %q: %q is not a fraction of the prompt in (0, 1]", list, s)
-		}
-		if slices.Contains(seen, b) {
-			return nil, fmt.Errorf("bench: --budgets %q: %g twice", list, b)
-		}
-		seen = append(seen, b)
+	for _, b := range budgets {
 		if b == 1 {
 			configs = append(configs, benchConfig{name: "full", policy: ptr(keyformer.PolicyFull), budget: 1})
 		} else {

@@ -97,7 +97,7 @@ func evalCmd(args []string, out io.Writer) error {
 	}
 	plan := evalPlan{policies: policies, window: window, keep: *keep}
 	if *cacheList != "" {
-		if plan.caches, err = parseInts(*cacheList, "cache", 64); err != nil {
+		if plan.caches, err = parseCounts(*cacheList, "cache", 64); err != nil {
 			return err
 		}
 	} else if plan.budgets, err = parseFractions(*budgetList, "budgets"); err != nil {
@@ -374,32 +374,6 @@ func parsePolicies(s string) ([]keyformer.Policy, error) {
 			return nil, errors.New("--policies: full always runs in quality mode; list evicting policies only")
 		}
 		out = append(out, p)
-	}
-	return out, nil
-}
-
-// parseFractions reads a comma-separated list of fractions in (0, 1].
-func parseFractions(s, name string) ([]float64, error) {
-	var out []float64
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || !(v > 0 && v <= 1) {
-			return nil, fmt.Errorf("--%s: %q is not a fraction in (0, 1]", name, f)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
-// parseInts reads a comma-separated list of integers of at least lo.
-func parseInts(s, name string, lo int) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || v < lo {
-			return nil, fmt.Errorf("--%s: %q is not a whole number of at least %d", name, f, lo)
-		}
-		out = append(out, v)
 	}
 	return out, nil
 }
