@@ -4,7 +4,7 @@ GO ?= go
 export GOFLAGS ?= -mod=readonly
 
 .PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench test-cuda
-.PHONY: lib ctest bench-abi pytest bench-llama
+.PHONY: lib ctest bench-abi pytest bench-llama eval
 
 ## run: the main job: a built-in document and question answered with the full cache and with
 ## Keyformer at half the cache, side by side (fetches the llama.cpp runtime and model first).
@@ -93,6 +93,17 @@ test-cuda:
 BENCHFLAGS ?=
 bench: deps
 	$(GO) run ./bindings/cmd/keyformer bench --context 1024,2048,4096,8192 --gen 256 --budgets 1.0,0.5,0.25 $(BENCHFLAGS)
+
+## eval: the quality sweeps of docs/RESULTS.md (resumable; outputs in build/eval/): the first 50
+## CNN/DailyMail and 50 XSum records with the full cache and five policies x five budgets, then the
+## GovReport documents through caches of 1024 and 2048 cells beside llama.cpp's context shift.
+## DATASETS is the folder of the JSONL files. About 1.5 hours on 2 cores.
+DATASETS ?= ../shared/datasets
+EVALFLAGS ?= --limit 50
+eval: deps
+	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/cnn_dailymail.dev.jsonl $(EVALFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/xsum.dev.jsonl $(EVALFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/gov_report.dev.jsonl --cache 1024,2048
 
 ## bench-llama: ns per ask through keyformer_llama_eval_callback, and decode ms/token of the C host
 ## with no callback, the callback unattached and keyformer (KEYFORMER_TEST_THREADS, default 1).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build/ensure-tools.sh: installs, from Debian's packages, the tools the C ABI build and its tests
 # need when they are missing (a fresh CI machine): cmake, ninja (ninja-build), pkg-config, gcc,
-# g++, and the ASan/UBSan runtimes (libasan8, libubsan1) for the sanitizer configuration.
+# g++, and the ASan/UBSan runtimes (libasan8, libubsan1) for the sanitizer configuration; and
+# python3-venv when python3 cannot create a virtual environment (build/venv.sh).
 # Does nothing when everything is there. `make lib`, `make ctest` and `make bench-abi` run it.
 set -euo pipefail
 
@@ -19,6 +20,11 @@ if command -v gcc >/dev/null 2>&1; then
   if ! gcc -fsanitize=address,undefined "$probe/t.c" -o "$probe/t" >/dev/null 2>&1; then
     missing+=(libasan8 libubsan1)
   fi
+fi
+
+# Python's venv and ensurepip (Debian splits them into python3-venv).
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=(python3-venv)
 fi
 
 if ((${#missing[@]} == 0)); then

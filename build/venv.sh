@@ -57,6 +57,7 @@ if [[ -e $VENV ]]; then
     log "rebuilding ${VENV#"$ROOT/"} (requirements or Python changed, an earlier run did not finish, or --force)"
     rm -rf "$VENV"
 fi
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || bash "$ROOT/build/ensure-tools.sh"
 log "creating ${VENV#"$ROOT/"} with $(command -v python3) ($(python3 -c 'import platform; print(platform.python_version())'))"
 python3 -m venv "$VENV" ||
     die "python3 -m venv failed (Debian: apt-get install python3-venv); nothing usable in ${VENV#"$ROOT/"}"

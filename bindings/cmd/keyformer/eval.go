@@ -37,8 +37,8 @@ type evalRun struct {
 	Cache  *int     `json:"cache"`
 }
 
-// key identifies the run within a record.
-func (r evalRun) key() string {
+// key identifies the run of record id.
+func (r evalRun) key(id string) string {
 	b, c := "-", "-"
 	if r.Budget != nil {
 		b = strconv.FormatFloat(*r.Budget, 'g', -1, 64)
@@ -46,7 +46,7 @@ func (r evalRun) key() string {
 	if r.Cache != nil {
 		c = strconv.Itoa(*r.Cache)
 	}
-	return r.Policy + "/" + b + "/" + c
+	return id + "|" + r.Policy + "/" + b + "/" + c
 }
 
 // evalGeneration is one line of DIR/generations.jsonl, what keyformer.evaluate scores.
@@ -128,9 +128,9 @@ func evalCmd(args []string, out io.Writer) error {
 		return err
 	}
 	e := &evaluation{f: &f, plan: plan, model: l.model, w: w, done: done,
-		progress: newProgress(os.Stderr, len(records)*len(plan.runs()))}
+		progress: newProgress(os.Stderr, records, plan.runs(), done)}
 	fmt.Fprintf(os.Stderr, "eval: %d records x %d runs from %s into %s (%d already done)\n",
-		len(records), len(plan.runs()), *data, dir, e.progress.skipped(records, done, plan.runs()))
+		len(records), len(plan.runs()), *data, dir, e.progress.done)
 	for i, r := range records {
 		if err := e.record(i, r); err != nil {
 			return fmt.Errorf("eval: record %s: %w", r.ID, err)
@@ -189,7 +189,7 @@ type evaluation struct {
 func (e *evaluation) record(i int, r evalRecord) error {
 	var missing []evalRun
 	for _, run := range e.plan.runs() {
-		if !e.done[r.ID+"|"+run.key()] {
+		if !e.done[run.key(r.ID)] {
 			missing = append(missing, run)
 		}
 	}
@@ -222,7 +222,7 @@ func (e *evaluation) record(i int, r evalRecord) error {
 			res, err = e.bounded(prompt, run, r)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", run.key(), err)
+			return fmt.Errorf("run %s: %w", run.key(r.ID), err)
 		}
 		g := evalGeneration{ID: r.ID, evalRun: run, PromptTokens: len(prompt), KVCells: res.PeakCells,
 			GeneratedTokens: len(res.Tokens), DecodeTokPerS: res.DecodeTokensPerSecond(),
@@ -336,7 +336,7 @@ func openGenerations(path string) (map[string]bool, *os.File, error) {
 		if err := json.Unmarshal(sc.Bytes(), &g); err != nil {
 			return nil, nil, fmt.Errorf("eval: %s:%d: %w (delete the file to start over)", path, n, err)
 		}
-		done[g.ID+"|"+g.key()] = true
+		done[g.key(g.ID)] = true
 	}
 	w, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err == nil {
@@ -392,22 +392,19 @@ type progress struct {
 	id       string
 }
 
-func newProgress(w *os.File, total int) *progress {
+// newProgress starts the progress of running runs for every record, some of them done already.
+func newProgress(w *os.File, records []evalRecord, runs []evalRun, done map[string]bool) *progress {
 	st, err := w.Stat()
-	return &progress{w: w, tty: err == nil && st.Mode()&os.ModeCharDevice != 0, total: total, start: time.Now()}
-}
-
-// skipped counts the runs already done among records and remembers how many records there are.
-func (p *progress) skipped(records []evalRecord, done map[string]bool, runs []evalRun) int {
-	p.records = len(records)
+	p := &progress{w: w, tty: err == nil && st.Mode()&os.ModeCharDevice != 0, total: len(records) * len(runs),
+		records: len(records), start: time.Now()}
 	for _, r := range records {
 		for _, run := range runs {
-			if done[r.ID+"|"+run.key()] {
+			if done[run.key(r.ID)] {
 				p.done++
 			}
 		}
 	}
-	return p.done
+	return p
 }
 
 // record notes that record i (id) starts.

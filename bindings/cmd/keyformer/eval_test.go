@@ -65,7 +65,7 @@ func TestEvalTwoRecordsTwoPolicies(t *testing.T) {
 	gens := readGenerations(t, dir)
 	require.Len(t, gens, 2*3)
 	for _, g := range gens {
-		assert.NotEmpty(t, g.Text, g.ID+" "+g.key())
+		assert.NotEmpty(t, g.Text, g.key(g.ID))
 		assert.Positive(t, g.GeneratedTokens)
 		assert.LessOrEqual(t, g.GeneratedTokens, 24)
 		assert.NotEmpty(t, g.Reference)
