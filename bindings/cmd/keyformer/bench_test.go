@@ -42,11 +42,7 @@ func TestBenchFlags(t *testing.T) {
 
 // TestBenchJSON runs the real model at one small context and checks the report.
 func TestBenchJSON(t *testing.T) {
-	for _, p := range []string{llama.DefaultLibDir(), llama.DefaultModelPath()} {
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("llama.cpp runtime or model not fetched (run make deps): %v", err)
-		}
-	}
+	needModel(t)
 	dir := t.TempDir()
 	var b, progress bytes.Buffer
 	require.NoError(t, bench([]string{"--context", "512", "--gen", "8", "--budgets", "1.0,0.25", "--ubatch", "128",

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyformer/keyformer/bindings/llama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,11 +17,7 @@ import (
 // needEvalDeps skips unless the runtime, the model and the scoring environment (make deps) are here.
 func needEvalDeps(t *testing.T) {
 	t.Helper()
-	for _, p := range []string{llama.DefaultLibDir(), llama.DefaultModelPath()} {
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("llama.cpp runtime or model not fetched (run make deps): %v", err)
-		}
-	}
+	needModel(t)
 	if err := exec.Command(pythonPath(), "-c", "import rouge_score, matplotlib").Run(); err != nil {
 		t.Skipf("%s cannot import rouge_score and matplotlib (run make deps): %v", pythonPath(), err)
 	}

@@ -43,13 +43,19 @@ func TestDemoShowsEveryPolicy(t *testing.T) {
 	assert.Error(t, demo([]string{"--prompt", "2"}, &b))
 }
 
-// TestGenerateJSON runs the real model with a small budget and checks the last line.
-func TestGenerateJSON(t *testing.T) {
+// needModel skips unless make deps fetched the llama.cpp runtime and the model.
+func needModel(t *testing.T) {
+	t.Helper()
 	for _, p := range []string{llama.DefaultLibDir(), llama.DefaultModelPath()} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("llama.cpp runtime or model not fetched (run make deps): %v", err)
 		}
 	}
+}
+
+// TestGenerateJSON runs the real model with a small budget and checks the last line.
+func TestGenerateJSON(t *testing.T) {
+	needModel(t)
 	var b bytes.Buffer
 	require.NoError(t, generateCmd([]string{"--budget", "256", "--ubatch", "128", "--max-new", "8", "--threads", "2", "--json"}, &b))
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
