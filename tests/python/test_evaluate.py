@@ -241,3 +241,18 @@ def test_bad_bench(tmp_path, content, message):
     with pytest.raises(evaluate.EvaluateError) as e:
         evaluate.read_bench(str(path))
     assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_compare_paired_differences(tmp_path):
+    write_jsonl(tmp_path, [line("a", "full", REFERENCE), line("a", "keyformer", REFERENCE, budget=0.5),
+                           line("b", "full", REFERENCE), line("b", "keyformer", NEAR, budget=0.5),
+                           line("c", "full", NEAR), line("c", "keyformer", NEAR, budget=0.5)])
+    score(tmp_path)
+    out = _Capture()
+    evaluate.compare_command(str(tmp_path), "keyformer", "full", out=out)
+    # Differences in ROUGE-L points: 0, 5/6 - 1, 0: mean -5.56, standard deviation 9.62, error 5.56.
+    assert "| 50% | 3 | -5.56 | 5.56 |" in "".join(out.parts)
+    bad = run_cli("compare", str(tmp_path), "h2o", "full")
+    assert bad.returncode == 1 and "no generations of policy 'h2o'" in bad.stderr
+    missing = run_cli("compare", str(tmp_path / "nowhere"), "keyformer", "full")
+    assert missing.returncode == 1 and "run `score` first" in missing.stderr

@@ -4,6 +4,7 @@ Usage (PYTHONPATH=bindings/python; the dependencies are in bindings/python/requi
 installed into build/deps/venv by build/venv.sh)::
 
     python -m keyformer.evaluate score DIR [--json]
+    python -m keyformer.evaluate compare DIR POLICY_A POLICY_B [--metric rougeL]
     python -m keyformer.evaluate plot-bench BENCH_JSON OUT_PNG
 
 ``score`` reads DIR/generations.jsonl, one JSON object per generation with the fields ``id``,
@@ -27,6 +28,9 @@ table. With ``--json`` the last line of stdout is one JSON object, scores as fra
 
 ``records`` is the number of distinct ids, ``n`` the number of ids a row averages over. Results
 are ordered by policy (keyformer, h2o, tova, streaming, window, context-shift), then budget/cache.
+
+``compare`` reads DIR/scores.jsonl and prints, per budget (or cache), the paired difference of
+two policies' scores over the records both have: its mean and standard error, in points.
 
 ``plot-bench`` reads the bench.json of ``keyformer bench`` and plots decode tokens/s against
 context (one line per budget, plain llama.cpp separate) and measured against ideal decode speedup.
@@ -437,6 +441,47 @@ def score_command(directory, as_json, out=None):
         out.write(json.dumps(summary_json(mode, records, full, rows)) + "\n")
 
 
+def compare_command(directory, policy_a, policy_b, metric="rougeL", out=None):
+    """``compare DIR A B``: the paired difference A - B of ``metric`` (from DIR/scores.jsonl, which
+    ``score`` writes) at every budget or cache size both policies have: its mean over the ids that
+    have both, in points, with its standard error. B may be ``full`` (one generation per id, paired
+    with A at every budget). Prints a Markdown table (to ``out``, default stdout)."""
+    out = out or sys.stdout
+    path = os.path.join(directory, "scores.jsonl")
+    by = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    row = json.loads(line)
+                    size = row.get("budget") if row.get("cache") is None else row["cache"]
+                    by[(row["policy"], size, row["id"])] = row[metric]
+                except (ValueError, KeyError, TypeError) as e:
+                    raise EvaluateError("%s:%d: %s" % (path, n, e)) from e
+    except OSError as e:
+        raise EvaluateError("cannot read %s (run `score` first): %s" % (path, e)) from e
+    sizes = sorted({size for (policy, size, _) in by if policy == policy_a and size is not None})
+    if not sizes:
+        raise EvaluateError("%s: no generations of policy %r" % (path, policy_a))
+    out.write("%s - %s, %s F1 in points: mean of the paired differences over records +- its standard error\n\n"
+              % (policy_a, policy_b, metric))
+    out.write("| budget or cache | n | mean difference | standard error |\n|---:|---:|---:|---:|\n")
+    for size in sizes:
+        diffs = []
+        for (policy, s, rid), value in by.items():
+            if policy != policy_a or s != size:
+                continue
+            other = by.get((policy_b, None if policy_b == FULL else size, rid))
+            if other is not None:
+                diffs.append(100 * (value - other))
+        if len(diffs) < 2:
+            raise EvaluateError("%s: fewer than 2 records with both %s and %s at %s" % (path, policy_a, policy_b, size))
+        mean = sum(diffs) / len(diffs)
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+        label = _budget_label(size) if isinstance(size, float) else "%d cells" % size
+        out.write("| %s | %d | %+.2f | %.2f |\n" % (label, len(diffs), mean, sd / math.sqrt(len(diffs))))
+
+
 def plot_bench_command(bench_path, png_path, out=None):
     """``plot-bench BENCH_JSON OUT_PNG``: plots bench.json into OUT_PNG and says so on ``out``
     (default stdout)."""
@@ -458,6 +503,11 @@ def main(argv=None):
     score = commands.add_parser("score", help="ROUGE of DIR/generations.jsonl: tables, plot, scores")
     score.add_argument("dir", metavar="DIR", help="the eval folder (holds generations.jsonl)")
     score.add_argument("--json", action="store_true", help="end stdout with one line of JSON: the results")
+    compare = commands.add_parser("compare", help="paired difference of two policies per budget (after score)")
+    compare.add_argument("dir", metavar="DIR", help="the eval folder (holds scores.jsonl)")
+    compare.add_argument("a", metavar="A", help="a policy")
+    compare.add_argument("b", metavar="B", help="the policy subtracted (full: the full cache)")
+    compare.add_argument("--metric", default="rougeL", choices=ROUGE_TYPES + tuple(t + "_vs_full" for t in ROUGE_TYPES))
     plot = commands.add_parser("plot-bench", help="plot bench.json (decode speed, speedup)")
     plot.add_argument("bench", metavar="BENCH_JSON", help="bench.json written by `keyformer bench`")
     plot.add_argument("png", metavar="OUT_PNG", help="the PNG to write")
@@ -465,6 +515,8 @@ def main(argv=None):
     try:
         if args.command == "score":
             score_command(args.dir, args.json)
+        elif args.command == "compare":
+            compare_command(args.dir, args.a, args.b, args.metric)
         else:
             plot_bench_command(args.bench, args.png)
     except EvaluateError as e:
