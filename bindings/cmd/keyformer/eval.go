@@ -212,7 +212,7 @@ func (e *evaluation) record(i int, r evalRecord) error {
 		var res generate.Result
 		if e.plan.caches == nil {
 			if prefix == nil {
-				so := generate.SessionOptions{NCtx: len(prompt) + r.MaxNewTokens, NUbatch: e.f.ubatch, Threads: e.f.threads, Poll: e.f.poll}
+				so := e.session(len(prompt)+r.MaxNewTokens, e.f.ubatch)
 				if prefix, err = generate.ReadPrefix(e.model, prompt, e.config(keyformer.PolicyFull, keyformer.Fraction(1), r), e.plan.policies, so); err != nil {
 					return err
 				}
@@ -235,6 +235,12 @@ func (e *evaluation) record(i int, r evalRecord) error {
 	return nil
 }
 
+// session returns the options of a session of nCtx cells and ubatch tokens per ubatch, with the
+// flags' threads and polling level (no eviction configured).
+func (e *evaluation) session(nCtx, ubatch int) generate.SessionOptions {
+	return generate.SessionOptions{NCtx: nCtx, NUbatch: ubatch, Threads: e.f.threads, Poll: e.f.poll}
+}
+
 // config is the eviction configuration of policy at budget for record r.
 func (e *evaluation) config(policy keyformer.Policy, budget keyformer.Size, r evalRecord) keyformer.Config {
 	return e.f.config(policy, budget, e.plan.window, r.MaxNewTokens)
@@ -242,7 +248,7 @@ func (e *evaluation) config(policy keyformer.Policy, budget keyformer.Size, r ev
 
 // fromPrefix generates run (quality mode) from the record's shared prompt reading.
 func (e *evaluation) fromPrefix(p *generate.Prefix, run evalRun, r evalRecord) (generate.Result, error) {
-	so := generate.SessionOptions{NCtx: p.Prompt + r.MaxNewTokens, NUbatch: e.f.ubatch, Threads: e.f.threads, Poll: e.f.poll}
+	so := e.session(p.Prompt+r.MaxNewTokens, e.f.ubatch)
 	if run.Policy != keyformer.PolicyFull.String() {
 		pol, err := keyformer.ParsePolicy(run.Policy)
 		if err != nil {
@@ -259,7 +265,7 @@ func (e *evaluation) fromPrefix(p *generate.Prefix, run evalRun, r evalRecord) (
 // makes room the way llama.cpp does.
 func (e *evaluation) bounded(prompt []int32, run evalRun, r evalRecord) (generate.Result, error) {
 	ubatch := min(e.f.ubatch, *run.Cache/4)
-	so := generate.SessionOptions{NCtx: *run.Cache, NUbatch: ubatch, Threads: e.f.threads, Poll: e.f.poll}
+	so := e.session(*run.Cache, ubatch)
 	so.Adapter.CompactPositions = true
 	o := generate.Options{MaxNew: r.MaxNewTokens, StopAtEOG: true}
 	if run.Policy == contextShift {
