@@ -303,6 +303,15 @@ func (s *Sequence) checkAttention(layer int, a *Attention) error {
 		return fmt.Errorf("layer outside [0, %d)", sh.Layers)
 	case a.Heads != sh.QueryHeads:
 		return fmt.Errorf("attention has %d heads, the model %d query heads", a.Heads, sh.QueryHeads)
+	}
+	return a.checkExtent()
+}
+
+// checkExtent validates a's rows, columns, strides and cell map against its data.
+func (a *Attention) checkExtent() error {
+	switch {
+	case a.Heads <= 0:
+		return fmt.Errorf("attention has %d heads", a.Heads)
 	case a.Rows <= 0 || a.Rows > maxCells:
 		return fmt.Errorf("attention rows %d outside [1, %d]", a.Rows, maxCells)
 	case a.Cols <= 0 || a.Cols > maxCells:

@@ -49,6 +49,14 @@ type Options struct {
 	// context; the host must then take the next position from llama_memory_seq_pos_max + 1. By
 	// default survivors keep their original positions (the paper's choice).
 	CompactPositions bool
+	// Probe, if set, also sees every attention tensor the adapter reads, whole (every row of the
+	// ubatch, whatever its sequence): measurements such as keyformer.Concentration.
+	Probe Probe
+}
+
+// Probe is something that measures attention beside the tracker.
+type Probe interface {
+	ObserveAttention(layer int, a keyformer.Attention) error
 }
 
 // Stats counts what an Adapter did.
@@ -269,6 +277,10 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 			RowStride: nKV, HeadStride: nKV * nTok,
 		})
 	})
+	if err == nil && a.opts.Probe != nil {
+		err = a.opts.Probe.ObserveAttention(layer, keyformer.Attention{
+			Data: data, Rows: nTok, Heads: nHead, Cols: nKV, RowStride: nKV, HeadStride: nKV * nTok})
+	}
 	a.stats.ObserveTime += time.Since(start)
 	return err
 }
