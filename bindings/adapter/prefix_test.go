@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/bindings/llama"
 	"github.com/keyformer/keyformer/keyformer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,4 +91,82 @@ func TestContextShiftKeepsTheFirstTokens(t *testing.T) {
 
 	_, err = newSession(t, m, nCtx, ubatch, nil).Run(prompt, generate.Options{MaxNew: gen})
 	assert.Error(t, err, "without the shift the prompt does not fit")
+}
+
+// TestForcedRunsFollowTheTeacher generates greedily with the full cache (the teacher), then
+// forces the same context and a policy's through the teacher's tokens: the full cache sees
+// exactly the teacher's logits again, the policy takes the teacher's tokens whatever its own
+// argmax, and the Logits hook sees every position, the first included.
+func TestForcedRunsFollowTheTeacher(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	const gen, ubatch = 16, 256
+	nCtx := len(prompt) + gen
+	so := generate.SessionOptions{NCtx: nCtx, NUbatch: ubatch, Threads: 2}
+	p, err := generate.ReadPrefix(m, prompt, *config(m, keyformer.PolicyFull, keyformer.Fraction(1)),
+		[]keyformer.Policy{keyformer.PolicyStreaming}, so)
+	require.NoError(t, err)
+	record := func(into *[][]float32) func(int, []float32) error {
+		return func(i int, logits []float32) error {
+			require.Len(t, *into, i, "positions in order")
+			*into = append(*into, append([]float32(nil), logits...))
+			return nil
+		}
+	}
+	var teacher, again, policy [][]float32
+	greedy, err := p.Generate(m, so, generate.Options{MaxNew: gen, Logits: record(&teacher)})
+	require.NoError(t, err)
+	require.Len(t, teacher, len(greedy.Tokens))
+
+	forced, err := p.Generate(m, so, generate.Options{Force: greedy.Tokens, MaxNew: 1, StopAtEOG: true, Logits: record(&again)})
+	require.NoError(t, err)
+	assert.Equal(t, greedy.Tokens, forced.Tokens, "Force sets the length, not MaxNew")
+	assert.Equal(t, teacher, again, "the same cache predicts the same distributions")
+
+	o := so
+	o.Config = config(m, keyformer.PolicyStreaming, keyformer.Fraction(0.1))
+	res, err := p.Generate(m, o, generate.Options{Force: greedy.Tokens, Logits: record(&policy)})
+	require.NoError(t, err)
+	assert.Equal(t, greedy.Tokens, res.Tokens, "forced through the teacher's tokens")
+	require.Len(t, policy, len(greedy.Tokens))
+	assert.Equal(t, teacher[0], policy[0], "the first token is predicted by the whole prompt")
+	differs := 0
+	for i := 1; i < len(policy); i++ {
+		if llama.Argmax(policy[i]) != greedy.Tokens[i] {
+			differs++
+		}
+	}
+	assert.Positive(t, differs, "a 10% streaming cache disagrees with the full cache somewhere")
+}
+
+// TestBoundedPrefixContinuesLikeARun reads a prompt bounded (chunks, evictions, positions
+// compacted) once and continues it: the continuation equals a run that reads the prompt and
+// generates in one go, and a continuation with a suffix keeps the cache bounded.
+func TestBoundedPrefixContinuesLikeARun(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	const gen, ubatch, cells = 12, 64, 384
+	so := generate.SessionOptions{NCtx: cells, NUbatch: ubatch, Threads: 2, Config: config(m, keyformer.PolicyKeyformer, keyformer.Tokens(cells-ubatch))}
+	so.Adapter.CompactPositions = true
+	s, err := generate.NewSession(m, so)
+	require.NoError(t, err)
+	want, err := s.Run(prompt, generate.Options{MaxNew: gen})
+	s.Close()
+	require.NoError(t, err)
+
+	p, err := generate.ReadBounded(m, prompt, so, generate.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, want.Tokens[0], p.First)
+	got, err := p.Generate(m, so, generate.Options{MaxNew: gen})
+	require.NoError(t, err)
+	assert.Equal(t, want.Tokens, got.Tokens)
+	assert.LessOrEqual(t, got.PeakCells, cells)
+
+	suffix, err := m.Tokenize("\n\nAnswer in one word.", false, false)
+	require.NoError(t, err)
+	again, err := p.Continue(m, so, suffix, generate.Options{MaxNew: gen})
+	require.NoError(t, err)
+	assert.NotEmpty(t, again.Tokens)
+	assert.LessOrEqual(t, again.PeakCells, cells, "the suffix is read inside the bounded cache")
+	assert.Positive(t, again.Evicted)
 }

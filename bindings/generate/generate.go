@@ -41,6 +41,13 @@ type Options struct {
 	// so the limit is given here.)
 	ContextShift int
 	ShiftKeep    int
+	// Force, when set, is teacher forcing: token i is Force[i] instead of the greedy pick, and
+	// generation runs for len(Force) tokens whatever MaxNew and StopAtEOG say, so that runs with
+	// different caches see the same tokens and their next-token distributions can be compared.
+	Force []int32
+	// Logits, if set, is called before token i is taken with the logits that predict it (valid
+	// only during the call).
+	Logits func(i int, logits []float32) error
 }
 
 // Result describes a run.
@@ -88,6 +95,11 @@ type Generation struct {
 	start time.Time
 	done  bool
 	first int32 // the token Next takes instead of the greedy pick, or -1
+	// firstLogits are the logits that picked first (a restored prefix has no logits of its own)
+	firstLogits []float32
+	// holdLast leaves the prompt's last chunk unevicted (ReadBounded: the prefix is saved before
+	// that eviction, see there)
+	holdLast bool
 }
 
 // Start decodes prompt into sequence o.Seq of c. With ad non-nil (the adapter c was created with),
@@ -95,7 +107,12 @@ type Generation struct {
 // next position is always llama_memory_seq_pos_max + 1, so that position compaction and holes are
 // handled alike.
 func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*Generation, error) {
-	g := &Generation{c: c, ad: ad, o: o, res: Result{PromptTokens: len(prompt)}, first: -1}
+	return start(&Generation{c: c, ad: ad, o: forcing(o), res: Result{PromptTokens: len(prompt)}, first: -1}, prompt)
+}
+
+// start is Start for a generation g set up by its caller.
+func start(g *Generation, prompt []int32) (*Generation, error) {
+	c, ad, o := g.c, g.ad, g.o
 	if len(prompt) == 0 {
 		return nil, errors.New("generate: empty prompt")
 	}
@@ -109,15 +126,8 @@ func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*G
 		}
 	}
 	start := time.Now()
-	chunk := c.NUbatch()
-	for done := 0; done < len(prompt); done += chunk {
-		end := min(done+chunk, len(prompt))
-		if err := g.decode(prompt[done:end], end == len(prompt)); err != nil {
-			return nil, fmt.Errorf("generate: prompt tokens %d..%d: %w", done, end, err)
-		}
-		if o.Progress != nil {
-			o.Progress(end, len(prompt))
-		}
+	if err := g.read(prompt); err != nil {
+		return nil, err
 	}
 	if o.Pack && ad != nil {
 		if err := pack(c, ad, o.Seq); err != nil {
@@ -127,6 +137,30 @@ func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*G
 	g.res.Prefill = time.Since(start)
 	g.start = time.Now()
 	return g, nil
+}
+
+// forcing returns o with MaxNew and StopAtEOG set for teacher forcing when o.Force is set.
+func forcing(o Options) Options {
+	if o.Force != nil {
+		o.MaxNew, o.StopAtEOG = len(o.Force), false
+	}
+	return o
+}
+
+// read decodes prompt tokens in ubatch-sized chunks (evicting after each, unless the prompt is
+// read whole), reporting progress.
+func (g *Generation) read(prompt []int32) error {
+	chunk := g.c.NUbatch()
+	for done := 0; done < len(prompt); done += chunk {
+		end := min(done+chunk, len(prompt))
+		if err := g.decode(prompt[done:end], end == len(prompt)); err != nil {
+			return fmt.Errorf("generate: prompt tokens %d..%d: %w", done, end, err)
+		}
+		if g.o.Progress != nil {
+			g.o.Progress(end, len(prompt))
+		}
+	}
+	return nil
 }
 
 // decode decodes tokens, then applies evictions (unless the prompt is read whole and this is
@@ -147,7 +181,7 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 			return err
 		}
 	}
-	if g.ad == nil || (g.o.Whole && !last) {
+	if g.ad == nil || (g.o.Whole && !last) || (g.holdLast && last) {
 		return nil
 	}
 	n, err := g.ad.Apply(g.o.Seq)
@@ -181,14 +215,24 @@ func (g *Generation) Next() (bool, error) {
 		g.done = true
 		return false, nil
 	}
-	tok := g.first
+	tok, logits := g.first, g.firstLogits
 	if g.first >= 0 {
-		g.first = -1
+		g.first, g.firstLogits = -1, nil
 	} else {
-		tok = llama.Argmax(g.c.Logits())
+		logits = g.c.Logits()
+		tok = llama.Argmax(logits)
 	}
 	if tok < 0 {
 		return false, errors.New("generate: the decode produced no logits")
+	}
+	i := len(g.res.Tokens)
+	if g.o.Logits != nil {
+		if err := g.o.Logits(i, logits); err != nil {
+			return false, fmt.Errorf("generate: token %d: %w", i, err)
+		}
+	}
+	if g.o.Force != nil {
+		tok = g.o.Force[i]
 	}
 	g.res.Tokens = append(g.res.Tokens, tok)
 	if len(g.res.Tokens) == g.o.MaxNew || g.o.StopAtEOG && g.c.Model().IsEOG(tok) {

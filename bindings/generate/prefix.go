@@ -4,6 +4,7 @@ package generate
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/keyformer/keyformer/bindings/adapter"
@@ -15,18 +16,25 @@ import (
 // start of generations that differ only in their policy and budget, in the paper's setting (the
 // whole prompt goes in, then the cache is brought down to the budget and generation begins).
 // Reading the prompt once instead of once per policy and budget is what makes a sweep affordable.
+//
+// A prefix can also be one policy's bounded reading (ReadBounded): the prompt read in chunks with
+// evictions, saved once, so that several continuations (questions about one document) start from
+// the same compressed cache.
 type Prefix struct {
-	Prompt  int           // prompt tokens
-	First   int32         // the greedy token after the prompt
-	Prefill time.Duration // time to read the prompt
-	state   []byte        // llama.cpp's state of the sequence
-	scores  map[keyformer.Policy][]byte
+	Prompt      int           // prompt tokens
+	First       int32         // the greedy token after the prompt
+	Prefill     time.Duration // time to read the prompt
+	firstLogits []float32     // the logits that picked First
+	cells       int           // cells the sequence holds in state
+	state       []byte        // llama.cpp's state of the sequence
+	scores      map[keyformer.Policy][]byte
 }
 
 // ReadPrefix reads prompt whole into a fresh session of m (so.NCtx cells must hold it; so.Config is
 // ignored), with a tracker of base's configuration under each of policies observing it, and keeps
 // llama.cpp's state and each tracker's state from before its first plan (so that the budget
-// resolves when a generation restores it).
+// resolves when a generation restores it); it is also scored for policy full (the hook observing,
+// nothing evicted).
 func ReadPrefix(m *llama.Model, prompt []int32, base keyformer.Config, policies []keyformer.Policy, so SessionOptions) (*Prefix, error) {
 	cfg := base
 	cfg.Policy = keyformer.PolicyFull
@@ -59,28 +67,74 @@ func ReadPrefix(m *llama.Model, prompt []int32, base keyformer.Config, policies 
 	if err != nil {
 		return nil, err
 	}
-	p := &Prefix{Prompt: len(prompt), First: llama.Argmax(s.Ctx.Logits()), Prefill: g.Result().Prefill,
-		scores: map[keyformer.Policy][]byte{}}
+	return save(s, g, append(observers, s.Adapter.Tracker()))
+}
+
+// ReadBounded reads prompt the way a generation in a session of m configured by so and o does
+// (in ubatch-sized chunks, evicting after each, or llama.cpp's context shift with o.ContextShift
+// and no so.Config) and keeps the result: the one policy's compressed cache, to be continued
+// several times. The state is kept before the last chunk's eviction, which each continuation
+// applies after restoring it: with positions compacted, an eviction leaves llama.cpp a pending
+// K-shift that it applies only at the next decode, and a sequence's saved state holds the new
+// positions with the K of the old ones.
+func ReadBounded(m *llama.Model, prompt []int32, so SessionOptions, o Options) (*Prefix, error) {
+	s, err := NewSession(m, so)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	o.Seq = adapter.DefaultSequence
+	g, err := start(&Generation{c: s.Ctx, ad: s.Adapter, o: forcing(o), res: Result{PromptTokens: len(prompt)},
+		first: -1, holdLast: true}, prompt)
+	if err != nil {
+		return nil, err
+	}
+	var trackers []*keyformer.Tracker
+	if s.Adapter != nil {
+		trackers = append(trackers, s.Adapter.Tracker())
+	}
+	return save(s, g, trackers)
+}
+
+// save keeps the session's sequence after the prompt g read: llama.cpp's state, the logits and
+// greedy token after the prompt, and the state of each tracker's sequence under its policy.
+func save(s *Session, g *Generation, trackers []*keyformer.Tracker) (*Prefix, error) {
+	logits := s.Ctx.Logits()
+	r := g.Result()
+	p := &Prefix{Prompt: r.PromptTokens, First: llama.Argmax(logits), Prefill: r.Prefill,
+		firstLogits: slices.Clone(logits), cells: g.held, scores: map[keyformer.Policy][]byte{}}
+	var err error
 	if p.state, err = s.Ctx.SeqState(adapter.DefaultSequence); err != nil {
 		return nil, fmt.Errorf("generate: prefix: %w", err)
 	}
-	for i, tr := range observers {
+	for _, tr := range trackers {
+		policy := tr.Config().Policy
 		seq, err := tr.Sequence(adapter.DefaultSequence)
 		if err == nil {
-			p.scores[policies[i]], err = seq.MarshalBinary()
+			p.cells = seq.Len()
+			p.scores[policy], err = seq.MarshalBinary()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("generate: prefix: policy %s: %w", policies[i], err)
+			return nil, fmt.Errorf("generate: prefix: policy %s: %w", policy, err)
 		}
 	}
 	return p, nil
 }
 
 // Generate continues the prefix in a fresh session of m configured by so: so.Config nil is the
-// full cache (plain llama.cpp), else its policy must be one ReadPrefix scored. It restores the
-// prompt's state, brings the cache to the configuration's budget, and generates greedily from
+// full cache (plain llama.cpp), else its policy must be one the prefix was scored for. It restores
+// the prompt's state, brings the cache to the configuration's budget, and generates greedily from
 // First (o.Seq is ignored). The result's PeakCells counts the cells held while generating.
 func (p *Prefix) Generate(m *llama.Model, so SessionOptions, o Options) (Result, error) {
+	return p.Continue(m, so, nil, o)
+}
+
+// Continue is Generate with more prompt after the prefix: it restores the prefix, brings the cache
+// to the budget, reads suffix (as Start reads a prompt: in chunks, evicting after each unless
+// o.Whole), then generates from the greedy token after it. The budget stays resolved against the
+// prefix's prompt length: the prefix is the document whose cache is compressed, the suffix a
+// question about it.
+func (p *Prefix) Continue(m *llama.Model, so SessionOptions, suffix []int32, o Options) (Result, error) {
 	var scores []byte
 	if so.Config != nil {
 		var ok bool
@@ -94,7 +148,8 @@ func (p *Prefix) Generate(m *llama.Model, so SessionOptions, o Options) (Result,
 	}
 	defer s.Close()
 	o.Seq = adapter.DefaultSequence
-	g := &Generation{c: s.Ctx, ad: s.Adapter, o: o, res: Result{PromptTokens: p.Prompt, Prefill: p.Prefill}, first: p.First}
+	g := &Generation{c: s.Ctx, ad: s.Adapter, o: forcing(o), res: Result{PromptTokens: p.Prompt, Prefill: p.Prefill},
+		first: p.First, firstLogits: p.firstLogits}
 	if err := s.Ctx.SetSeqState(o.Seq, p.state); err != nil {
 		return Result{}, fmt.Errorf("generate: prefix: %w", err)
 	}
@@ -105,8 +160,13 @@ func (p *Prefix) Generate(m *llama.Model, so SessionOptions, o Options) (Result,
 		if g.res.Evicted, err = s.Adapter.Apply(o.Seq); err != nil {
 			return Result{}, fmt.Errorf("generate: prefix: %w", err)
 		}
-	} else {
-		g.held = p.Prompt
+	}
+	g.held = p.cells
+	if len(suffix) > 0 {
+		g.first, g.firstLogits = -1, nil
+		if err := g.read(suffix); err != nil {
+			return g.Result(), err
+		}
 	}
 	g.start = time.Now()
 	return g.finish()
