@@ -2,7 +2,8 @@
 //
 //	keyformer compare [flags]   a document answered with the full cache and with Keyformer, side by side
 //	keyformer generate [flags]  generate with one policy and budget (--json for a machine-readable line)
-//	keyformer eval [flags]      ROUGE of every policy x budget on a dataset, with tables and a plot
+//	keyformer eval [flags]      ROUGE or teacher-forced fidelity of every policy x budget on a dataset, or question-set accuracy
+//	keyformer tune [flags]      the smallest budget per policy that keeps top-1 agreement with the full cache, and attention sparsity
 //	keyformer bench [flags]     prefill and decode speed, KV memory and hook overhead over contexts and budgets
 //	keyformer demo [flags]      synthetic attention: what each policy keeps
 package main
@@ -24,6 +25,8 @@ func main() {
 		err = generateCmd(os.Args[2:], os.Stdout)
 	case "eval":
 		err = evalCmd(os.Args[2:], os.Stdout)
+	case "tune":
+		err = tuneCmd(os.Args[2:], os.Stdout)
 	case "bench":
 		err = bench(os.Args[2:], os.Stdout, os.Stderr)
 	case "demo":
@@ -46,7 +49,10 @@ func usage() {
 commands:
   compare    answer a document's question with the full cache and with Keyformer, side by side
   generate   generate with one policy and budget (--json prints a machine-readable last line)
-  eval       ROUGE of every policy x budget on a JSONL dataset (or at fixed cache sizes, with --cache)
+  eval       ROUGE (--metric fidelity: teacher-forced agreement with the full cache) of every policy x budget
+             on a JSONL dataset (or at fixed cache sizes, with --cache); accuracy on a question set
+  tune       per policy, the smallest budget that keeps top-1 agreement with the full cache (--target),
+             and how concentrated the model's attention is on the given documents
   bench      prefill and decode speed, KV memory and hook overhead by context and budget, with a plot
   demo       run every policy on a synthetic attention stream and show what each keeps
 

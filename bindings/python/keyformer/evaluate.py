@@ -4,8 +4,16 @@ Usage (PYTHONPATH=bindings/python; the dependencies are in bindings/python/requi
 installed into build/deps/venv by build/venv.sh)::
 
     python -m keyformer.evaluate score DIR [--json]
-    python -m keyformer.evaluate compare DIR POLICY_A POLICY_B [--metric rougeL]
+    python -m keyformer.evaluate compare DIR POLICY_A POLICY_B [--metric rougeL|top1|kl|nll|ref_nll|...]
     python -m keyformer.evaluate plot-bench BENCH_JSON OUT_PNG
+    python -m keyformer.evaluate fidelity DIR [--json]
+    python -m keyformer.evaluate questions DIR [--json]
+    python -m keyformer.evaluate tune DIR [--target 0.99] [--json]
+
+This module is the one entry point; ``fidelity`` and ``tune`` are in keyformer/eval_fidelity.py
+and ``questions`` in keyformer/eval_questions.py, whose docstrings give their input schemas
+(fidelity.jsonl, sparsity.jsonl, answers.jsonl) and outputs. They share this module's reading,
+statistics, table, CSV and plotting helpers.
 
 ``score`` reads DIR/generations.jsonl, one JSON object per generation with the fields ``id``,
 ``policy``, ``budget``, ``cache``, ``text`` and ``reference`` (``prompt_tokens``, ``kv_cells`` and
@@ -29,8 +37,9 @@ table. With ``--json`` the last line of stdout is one JSON object, scores as fra
 ``records`` is the number of distinct ids, ``n`` the number of ids a row averages over. Results
 are ordered by policy (keyformer, h2o, tova, streaming, window, context-shift), then budget/cache.
 
-``compare`` reads DIR/scores.jsonl and prints, per budget (or cache), the paired difference of
-two policies' scores over the records both have: its mean and standard error, in points.
+``compare`` reads DIR/scores.jsonl (a ROUGE metric) or DIR/fidelity.jsonl (``--metric`` top1,
+kl, nll or ref_nll) and prints, per budget (or cache), the paired difference of two policies'
+scores over the records both have: its mean and standard error, in points (kl, nll, ref_nll in nats).
 
 ``plot-bench`` reads the bench.json of ``keyformer bench`` and plots decode tokens/s against
 context (one line per budget, plain llama.cpp separate) and measured against ideal decode speedup.
@@ -54,6 +63,8 @@ QUALITY = "quality"
 LONG = "long-document"
 
 GENERATION_FIELDS = ("id", "policy", "budget", "cache", "text", "reference")
+#: The per-record fidelity metrics ``compare --metric`` takes from fidelity.jsonl.
+FIDELITY_METRICS = ("top1", "kl", "nll", "ref_nll")
 BENCH_ROW_FIELDS = ("context", "budget", "decode_tok_per_s", "speedup", "ideal_speedup")
 
 #: One line of generations.jsonl.
@@ -67,61 +78,19 @@ class EvaluateError(Exception):
 # --- reading ------------------------------------------------------------------------------------
 
 def _is_number(value):
+    """Whether ``value`` is a finite JSON number (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _parse_generation(obj, where):
-    """Checks one decoded line of generations.jsonl and returns it as a :class:`Generation`."""
-    if not isinstance(obj, dict):
-        raise EvaluateError("%s: expected a JSON object, got %s" % (where, type(obj).__name__))
-    missing = [f for f in GENERATION_FIELDS if f not in obj]
-    if missing:
-        raise EvaluateError("%s: missing field%s %s" % (
-            where, "s" if len(missing) > 1 else "", ", ".join(repr(f) for f in missing)))
-    rid, policy, budget, cache = obj["id"], obj["policy"], obj["budget"], obj["cache"]
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-        raise EvaluateError("%s: 'id' must be a string or an integer, got %r" % (where, rid))
-    if policy != FULL and policy not in POLICY_ORDER:
-        raise EvaluateError("%s: unknown policy %r (known: %s)" % (
-            where, policy, ", ".join((FULL,) + POLICY_ORDER)))
-    for field in ("text", "reference"):
-        if not isinstance(obj[field], str):
-            raise EvaluateError("%s: %r must be a string, got %r" % (where, field, obj[field]))
-    if budget is not None and not (_is_number(budget) and budget > 0):
-        raise EvaluateError("%s: 'budget' must be a positive number or null, got %r" % (where, budget))
-    if cache is not None and not (isinstance(cache, int) and not isinstance(cache, bool) and cache > 0):
-        raise EvaluateError("%s: 'cache' must be a positive integer or null, got %r" % (where, cache))
-    if budget is not None and cache is not None:
-        raise EvaluateError("%s: a line has 'budget' (quality mode) or 'cache' (long-document mode), "
-                            "not both" % where)
-    return Generation(rid, policy, budget, cache, obj["text"], obj["reference"])
-
-
-def _line_mode(gen, where):
-    """The mode one line belongs to, after checking that its policy fits that mode."""
-    if gen.cache is not None:
-        if gen.policy == FULL:
-            raise EvaluateError("%s: policy 'full' with a 'cache': long-document mode has no full-cache line"
-                                % where)
-        return LONG
-    if gen.policy == FULL and gen.budget is not None:
-        raise EvaluateError("%s: policy 'full' must have 'budget' null, got %r" % (where, gen.budget))
-    if gen.policy != FULL and gen.budget is None:
-        raise EvaluateError("%s: policy %r needs a 'budget' (quality mode) or a 'cache' (long-document mode)"
-                            % (where, gen.policy))
-    return QUALITY
-
-
-def read_generations(path):
-    """Reads generations.jsonl: returns ``(mode, generations)``, the last line winning for each
-    (id, policy, budget or cache). Raises :class:`EvaluateError` naming the line on bad input."""
+def iter_jsonl(path):
+    """Yields ``(number, where, obj)`` for every non-blank line of the JSONL file at ``path``: its
+    1-based line number, ``"PATH:LINE"`` for messages, and the decoded JSON value. Raises
+    :class:`EvaluateError` when the file cannot be read or a line is not valid JSON (naming the line)."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise EvaluateError("cannot read %s: %s" % (path, e)) from e
-    mode, mode_line = None, 0
-    latest = {}
     for number, text in enumerate(lines, 1):
         if not text.strip():
             continue
@@ -130,23 +99,107 @@ def read_generations(path):
             obj = json.loads(text)
         except ValueError as e:
             raise EvaluateError("%s: not valid JSON: %s" % (where, e)) from e
-        gen = _parse_generation(obj, where)
-        line_mode = _line_mode(gen, where)
-        if mode is None:
+        yield number, where, obj
+
+
+def require_fields(obj, fields, where):
+    """Checks that ``obj`` is a JSON object holding every name in ``fields`` (the message names the
+    missing ones, in the order given)."""
+    if not isinstance(obj, dict):
+        raise EvaluateError("%s: expected a JSON object, got %s" % (where, type(obj).__name__))
+    missing = [f for f in fields if f not in obj]
+    if missing:
+        raise EvaluateError("%s: missing field%s %s" % (
+            where, "s" if len(missing) > 1 else "", ", ".join(repr(f) for f in missing)))
+
+
+def check_run_key(obj, where):
+    """Checks the fields that name a run in every eval JSONL file: ``id`` (a string or an integer),
+    ``policy`` (``full`` or one of :data:`POLICY_ORDER`), ``budget`` (a positive number or null) and
+    ``cache`` (a positive integer or null, never both set). Returns ``(id, policy, budget, cache)``."""
+    rid, policy, budget, cache = obj["id"], obj["policy"], obj["budget"], obj["cache"]
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise EvaluateError("%s: 'id' must be a string or an integer, got %r" % (where, rid))
+    if policy != FULL and policy not in POLICY_ORDER:
+        raise EvaluateError("%s: unknown policy %r (known: %s)" % (
+            where, policy, ", ".join((FULL,) + POLICY_ORDER)))
+    if budget is not None and not (_is_number(budget) and budget > 0):
+        raise EvaluateError("%s: 'budget' must be a positive number or null, got %r" % (where, budget))
+    if cache is not None and not (isinstance(cache, int) and not isinstance(cache, bool) and cache > 0):
+        raise EvaluateError("%s: 'cache' must be a positive integer or null, got %r" % (where, cache))
+    if budget is not None and cache is not None:
+        raise EvaluateError("%s: a line has 'budget' (quality mode) or 'cache' (long-document mode), "
+                            "not both" % where)
+    return rid, policy, budget, cache
+
+
+def _parse_generation(obj, where):
+    """Checks one decoded line of generations.jsonl and returns it as a :class:`Generation`."""
+    require_fields(obj, GENERATION_FIELDS, where)
+    rid, policy, budget, cache = check_run_key(obj, where)
+    for field in ("text", "reference"):
+        if not isinstance(obj[field], str):
+            raise EvaluateError("%s: %r must be a string, got %r" % (where, field, obj[field]))
+    return Generation(rid, policy, budget, cache, obj["text"], obj["reference"])
+
+
+def _line_mode(run, where, full_in_long=False):
+    """The mode one line belongs to (QUALITY or LONG), after checking that its policy fits that
+    mode. With ``full_in_long`` a full-cache line (``budget`` and ``cache`` null) fits either mode
+    and gets None; without it a full line is a quality-mode line."""
+    if run.policy == FULL and run.cache is not None:
+        if full_in_long:
+            raise EvaluateError("%s: policy 'full' must have 'budget' and 'cache' null, got cache %r"
+                                % (where, run.cache))
+        raise EvaluateError("%s: policy 'full' with a 'cache': long-document mode has no full-cache line"
+                            % where)
+    if run.cache is not None:
+        return LONG
+    if run.policy == FULL and run.budget is not None:
+        raise EvaluateError("%s: policy 'full' must have 'budget' null, got %r" % (where, run.budget))
+    if run.policy != FULL and run.budget is None:
+        raise EvaluateError("%s: policy %r needs a 'budget' (quality mode) or a 'cache' (long-document mode)"
+                            % (where, run.policy))
+    return None if run.policy == FULL and full_in_long else QUALITY
+
+
+def read_runs(path, parse, what, full_in_long=False, key=None):
+    """Reads an eval JSONL file of runs: ``parse(obj, where)`` checks one decoded line and returns
+    a record with the attributes ``id``, ``policy``, ``budget`` and ``cache``. Checks that all lines
+    are in one mode (see :func:`_line_mode`; ``full_in_long`` allows full-cache lines in
+    long-document mode) and keeps the last line for each ``key(record)`` (default: id, policy,
+    budget, cache). Returns ``(mode, records)``; ``what`` names the records in the message for an
+    empty file. Raises :class:`EvaluateError` naming the file and line on bad input."""
+    key = key or (lambda r: (r.id, r.policy, r.budget, r.cache))
+    mode, mode_line = None, 0
+    latest = {}
+    for number, where, obj in iter_jsonl(path):
+        run = parse(obj, where)
+        line_mode = _line_mode(run, where, full_in_long)
+        if line_mode is None:
+            pass
+        elif mode is None:
             mode, mode_line = line_mode, number
         elif line_mode != mode:
             raise EvaluateError("%s: a %s-mode line in a %s-mode file (line %d sets the mode: "
                                 "quality lines have 'budget', long-document lines have 'cache')"
                                 % (where, line_mode, mode, mode_line))
-        latest[(gen.id, gen.policy, gen.budget, gen.cache)] = gen
+        latest[key(run)] = run
     if not latest:
-        raise EvaluateError("%s: no generations (the file is empty)" % path)
-    return mode, list(latest.values())
+        raise EvaluateError("%s: no %s (the file is empty)" % (path, what))
+    return mode or QUALITY, list(latest.values())
+
+
+def read_generations(path):
+    """Reads generations.jsonl: returns ``(mode, generations)``, the last line winning for each
+    (id, policy, budget or cache). Raises :class:`EvaluateError` naming the line on bad input."""
+    return read_runs(path, _parse_generation, "generations")
 
 
 # --- scoring ------------------------------------------------------------------------------------
 
 def _rouge_scorer():
+    """Google's ROUGE scorer (ROUGE-1, -2, -L, Porter stemmer); an EvaluateError when it is not installed."""
     try:
         from rouge_score import rouge_scorer
     except ImportError as e:
@@ -181,8 +234,40 @@ def score_generations(mode, generations, warn=None):
 
 
 def _mean(values):
+    """The mean of the non-null values (None when there are none)."""
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
+
+
+def mean_se(values):
+    """``(n, mean, se)`` over the non-null values: ``se`` is the sample standard deviation (n - 1 in
+    the denominator) over the square root of n. ``mean`` is None when n is 0, ``se`` when n < 2."""
+    values = [v for v in values if v is not None]
+    n = len(values)
+    if n == 0:
+        return 0, None, None
+    mean = sum(values) / n
+    if n < 2:
+        return n, mean, None
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return n, mean, sd / math.sqrt(n)
+
+
+def paired_differences(a, b):
+    """``a[k] - b[k]`` for every key of the dict ``a`` that the dict ``b`` also has, where neither
+    value is None (in ``a``'s order): the paired differences over the records both have."""
+    return [a[k] - b[k] for k in a if k in b and a[k] is not None and b[k] is not None]
+
+
+def setting_key(mode):
+    """The field that sizes the cache in ``mode``: ``budget`` (quality) or ``cache`` (long-document)."""
+    return "budget" if mode == QUALITY else "cache"
+
+
+def sort_rows(rows, setting):
+    """The non-full rows in the report's order: by policy (:data:`POLICY_ORDER`), then ``setting``."""
+    return sorted((r for r in rows if r["policy"] != FULL),
+                  key=lambda r: (POLICY_ORDER.index(r["policy"]), r[setting]))
 
 
 def aggregate(mode, scores):
@@ -201,13 +286,25 @@ def aggregate(mode, scores):
             row["rougeL_vs_full"] = _mean(s["rougeL_vs_full"] for s in members)
         rows.append(row)
     full = next((r for r in rows if r["policy"] == FULL), None)
-    rows = sorted((r for r in rows if r["policy"] != FULL),
-                  key=lambda r: (POLICY_ORDER.index(r["policy"]), r[setting]))
-    return full, rows
+    return full, sort_rows(rows, setting)
 
 
-def _round(value):
-    return None if value is None else round(value, 4)
+def _round(value, digits=4):
+    """``value`` rounded to ``digits`` decimals (None stays None)."""
+    return None if value is None else round(value, digits)
+
+
+def round_cell(column, value, digits=6):
+    """A float ``value`` rounded to ``digits`` decimals, unless its ``column`` is ``budget`` (a
+    setting, kept as given); other values as they are."""
+    return _round(value, digits) if isinstance(value, float) and column != "budget" else value
+
+
+def round_row(row, keys=None, digits=6):
+    """``row`` restricted to ``keys`` (default: all of it), each cell through :func:`round_cell`
+    (a nested dict likewise): a JSON result row."""
+    return {k: round_row(row[k], digits=digits) if isinstance(row[k], dict) else round_cell(k, row[k], digits)
+            for k in (keys or row)}
 
 
 def summary_json(mode, records, full, rows):
@@ -226,11 +323,45 @@ def summary_json(mode, records, full, rows):
 # --- tables -------------------------------------------------------------------------------------
 
 def _percent(value):
+    """A fraction as a percent with 2 decimals; None as a dash."""
     return "—" if value is None else "%.2f" % (100 * value)
 
 
 def _budget_label(budget):
+    """A budget fraction as a percent label (0.5: ``50%``)."""
     return "%g%%" % (100 * budget)
+
+
+def plus_minus(mean, se, scale=1, digits=4, signed=False):
+    """``mean ± se``, both times ``scale`` with ``digits`` decimals (``mean`` with its sign when
+    ``signed``); only the mean when ``se`` is None; a dash when ``mean`` is None."""
+    if mean is None:
+        return "—"
+    text = ("%+.*f" if signed else "%.*f") % (digits, scale * mean)
+    return text if se is None else "%s ± %.*f" % (text, digits, scale * se)
+
+
+def setting_label(row):
+    """The budget or cache column of a table row: a dash for the full cache, ``50%`` for a
+    budget, the number of cells for a cache."""
+    if row["policy"] == FULL:
+        return "—"
+    if row.get("budget") is not None:
+        return _budget_label(row["budget"])
+    return str(row["cache"])
+
+
+def render_table(caption, header, body, notes=()):
+    """A Markdown report: the caption line, a blank line, the table (first column left-aligned,
+    the others right-aligned; ``body`` a list of rows of cell strings) and then each of ``notes``
+    as a line of its own after a blank line."""
+    lines = [caption, "", "| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    if notes:
+        lines.append("")
+        lines += list(notes)
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(mode, records, full, rows):
@@ -245,30 +376,29 @@ def markdown_table(mode, records, full, rows):
         header = ["policy", "cache", "n", "ROUGE-1 %", "ROUGE-2 %", "ROUGE-L %"]
     body = []
     for r in ([full] if full else []) + rows:
-        if mode == QUALITY:
-            setting = "—" if r["policy"] == FULL else _budget_label(r["budget"])
-        else:
-            setting = str(r["cache"])
-        cells = [r["policy"], setting, str(r["n"])] + [_percent(r[t]) for t in ROUGE_TYPES]
+        cells = [r["policy"], setting_label(r), str(r["n"])] + [_percent(r[t]) for t in ROUGE_TYPES]
         if mode == QUALITY:
             cells.append(_percent(r.get("rougeL_vs_full")))
         body.append(cells)
-    lines = [caption, "", "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines) + "\n"
+    return render_table(caption, header, body)
+
+
+def write_table_csv(path, columns, rows, value=None):
+    """Writes ``rows`` (dicts) to the CSV file ``path``: a header of ``columns``, then a line per
+    row; ``value(column, v)`` formats a cell (default: as is), a missing or None cell is empty."""
+    value = value or (lambda column, v: v)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else value(c, r[c]) for c in columns])
 
 
 def write_csv(path, mode, full, rows):
     """results.csv: the Markdown table's columns, ROUGE as fractions 0..1 (4 decimals)."""
-    setting = "budget" if mode == QUALITY else "cache"
-    columns = ["policy", setting, "n"] + list(ROUGE_TYPES) + (["rougeL_vs_full"] if mode == QUALITY else [])
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        for r in ([full] if full else []) + rows:
-            w.writerow(["" if r.get(c) is None else _round(r[c]) if c in ROUGE_TYPES or c.endswith("_vs_full")
-                        else r[c] for c in columns])
+    columns = ["policy", setting_key(mode), "n"] + list(ROUGE_TYPES) + (["rougeL_vs_full"] if mode == QUALITY else [])
+    write_table_csv(path, columns, ([full] if full else []) + rows,
+                    lambda c, v: _round(v) if c in ROUGE_TYPES or c.endswith("_vs_full") else v)
 
 
 # --- plots --------------------------------------------------------------------------------------
@@ -287,10 +417,28 @@ def _figure(width, height, ncols=1):
 
 
 def _by_policy(rows):
+    """The rows grouped by policy (a dict in the rows' order)."""
     policies = {}
     for r in rows:
         policies.setdefault(r["policy"], []).append(r)
     return policies
+
+
+def plot_policy_lines(ax, mode, rows, metric, scale=1):
+    """Draws ``metric`` (times ``scale``) of ``rows`` against the budget (percent) or the cache
+    (cells) on ``ax``, a line per policy with error bars of ±1 SE (``metric + "_se"``; none where
+    it is None); labels the x axis. Returns ``{policy: colour}``."""
+    setting = setting_key(mode)
+    xscale = 100 if mode == QUALITY else 1
+    colours = {}
+    for policy, prows in _by_policy(rows).items():
+        drawn = ax.errorbar([xscale * r[setting] for r in prows],
+                            [float("nan") if r[metric] is None else scale * r[metric] for r in prows],
+                            yerr=[scale * (r[metric + "_se"] or 0) for r in prows], marker="o", capsize=3,
+                            label=policy)
+        colours[policy] = drawn.lines[0].get_color()
+    ax.set_xlabel("KV cache budget (% of the prompt)" if mode == QUALITY else "KV cache (cells)")
+    return colours
 
 
 def plot_rouge(path, mode, records, full, rows):
@@ -317,6 +465,7 @@ def plot_rouge(path, mode, records, full, rows):
 
 
 def _bench_label(budget):
+    """The legend label of one budget of bench.json."""
     if budget is None:
         return "no hook (plain llama.cpp)"
     if budget >= 1:
@@ -403,7 +552,34 @@ def plot_bench(bench, path):
 # --- commands -----------------------------------------------------------------------------------
 
 def _warn(message):
+    """Prints a warning line to stderr."""
     print("keyformer.evaluate: warning: %s" % message, file=sys.stderr)
+
+
+def write_output(directory, name, write):
+    """Calls ``write(path)`` for the report DIR/name and returns the path; an OSError becomes an
+    :class:`EvaluateError` naming the file."""
+    path = os.path.join(directory, name)
+    try:
+        write(path)
+    except OSError as e:
+        raise EvaluateError("cannot write %s: %s" % (path, e)) from e
+    return path
+
+
+def write_text(path, text):
+    """Writes ``text`` to the file ``path`` (UTF-8)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def finish_report(out, text, written, summary=None):
+    """Prints a command's Markdown ``text``, the files it wrote and, when ``summary`` is given (the
+    ``--json`` object), that object as the last line."""
+    out.write(text)
+    out.write("\nwrote %s\n" % ", ".join(written))
+    if summary is not None:
+        out.write(json.dumps(summary) + "\n")
 
 
 def score_command(directory, as_json, out=None):
@@ -415,39 +591,53 @@ def score_command(directory, as_json, out=None):
     records = len({g.id for g in generations})
     full, rows = aggregate(mode, scores)
     table = markdown_table(mode, records, full, rows)
-    written = []
-    target = None
-    try:
-        target = os.path.join(directory, "scores.jsonl")
-        with open(target, "w", encoding="utf-8") as f:
-            for s in scores:
-                f.write(json.dumps({k: _round(v) if k.startswith("rouge") else v for k, v in s.items()}) + "\n")
-        written.append(target)
-        target = os.path.join(directory, "results.md")
-        with open(target, "w", encoding="utf-8") as f:
-            f.write(table)
-        written.append(target)
-        target = os.path.join(directory, "results.csv")
-        write_csv(target, mode, full, rows)
-        written.append(target)
-        target = os.path.join(directory, "rougeL.png")
-        plot_rouge(target, mode, records, full, rows)
-        written.append(target)
-    except OSError as e:
-        raise EvaluateError("cannot write %s: %s" % (target, e)) from e
-    out.write(table)
-    out.write("\nwrote %s\n" % ", ".join(written))
-    if as_json:
-        out.write(json.dumps(summary_json(mode, records, full, rows)) + "\n")
+    lines = "".join(json.dumps({k: _round(v) if k.startswith("rouge") else v for k, v in s.items()}) + "\n"
+                    for s in scores)
+    written = [write_output(directory, "scores.jsonl", lambda p: write_text(p, lines)),
+               write_output(directory, "results.md", lambda p: write_text(p, table)),
+               write_output(directory, "results.csv", lambda p: write_csv(p, mode, full, rows)),
+               write_output(directory, "rougeL.png", lambda p: plot_rouge(p, mode, records, full, rows))]
+    finish_report(out, table, written, summary_json(mode, records, full, rows) if as_json else None)
 
 
 def compare_command(directory, policy_a, policy_b, metric="rougeL", out=None):
-    """``compare DIR A B``: the paired difference A - B of ``metric`` (from DIR/scores.jsonl, which
-    ``score`` writes) at every budget or cache size both policies have: its mean over the ids that
-    have both, in points, with its standard error. B may be ``full`` (one generation per id, paired
-    with A at every budget). Prints a Markdown table (to ``out``, default stdout)."""
+    """``compare DIR A B``: the paired difference A - B of ``metric`` at every budget or cache size
+    both policies have: its mean over the ids that have both, with its standard error. B may be
+    ``full`` (one line per id, paired with A at every budget). A ROUGE metric comes from
+    DIR/scores.jsonl (which ``score`` writes), in points; a fidelity metric (top1 in percentage
+    points; kl, nll, ref_nll in nats) from DIR/fidelity.jsonl. Prints a Markdown table (to ``out``,
+    default stdout)."""
     out = out or sys.stdout
-    path = os.path.join(directory, "scores.jsonl")
+    if metric in FIDELITY_METRICS:
+        from . import eval_fidelity
+        path = os.path.join(directory, eval_fidelity.FIDELITY_FILE)
+        by = eval_fidelity.metric_by_run(path, metric)
+        scale, unit, fmt = (100, "percentage points", "%+.2f | %.2f") if metric == "top1" else \
+            (1, "nats", "%+.4f | %.4f")
+    else:
+        path = os.path.join(directory, "scores.jsonl")
+        by = _read_scores(path, metric)
+        scale, unit, fmt = 100, "F1 in points", "%+.2f | %.2f"
+    sizes = sorted({size for (policy, size, _) in by if policy == policy_a and size is not None})
+    if not sizes:
+        raise EvaluateError("%s: no %s of policy %r" % (
+            path, "lines" if metric in FIDELITY_METRICS else "generations", policy_a))
+    out.write("%s - %s, %s in %s: mean of the paired differences over records +- its standard error\n\n"
+              % (policy_a, policy_b, metric, unit))
+    out.write("| budget or cache | n | mean difference | standard error |\n|---:|---:|---:|---:|\n")
+    for size in sizes:
+        a = {rid: v for (policy, s, rid), v in by.items() if policy == policy_a and s == size}
+        b = {rid: v for (policy, s, rid), v in by.items()
+             if policy == policy_b and s == (None if policy_b == FULL else size)}
+        n, mean, se = mean_se([scale * d for d in paired_differences(a, b)])
+        if n < 2:
+            raise EvaluateError("%s: fewer than 2 records with both %s and %s at %s" % (path, policy_a, policy_b, size))
+        label = _budget_label(size) if isinstance(size, float) else "%d cells" % size
+        out.write(("| %s | %d | " + fmt + " |\n") % (label, n, mean, se))
+
+
+def _read_scores(path, metric):
+    """``{(policy, budget or cache, id): value}`` of ``metric`` from scores.jsonl."""
     by = {}
     try:
         with open(path, encoding="utf-8") as f:
@@ -460,26 +650,7 @@ def compare_command(directory, policy_a, policy_b, metric="rougeL", out=None):
                     raise EvaluateError("%s:%d: %s" % (path, n, e)) from e
     except OSError as e:
         raise EvaluateError("cannot read %s (run `score` first): %s" % (path, e)) from e
-    sizes = sorted({size for (policy, size, _) in by if policy == policy_a and size is not None})
-    if not sizes:
-        raise EvaluateError("%s: no generations of policy %r" % (path, policy_a))
-    out.write("%s - %s, %s F1 in points: mean of the paired differences over records +- its standard error\n\n"
-              % (policy_a, policy_b, metric))
-    out.write("| budget or cache | n | mean difference | standard error |\n|---:|---:|---:|---:|\n")
-    for size in sizes:
-        diffs = []
-        for (policy, s, rid), value in by.items():
-            if policy != policy_a or s != size:
-                continue
-            other = by.get((policy_b, None if policy_b == FULL else size, rid))
-            if other is not None:
-                diffs.append(100 * (value - other))
-        if len(diffs) < 2:
-            raise EvaluateError("%s: fewer than 2 records with both %s and %s at %s" % (path, policy_a, policy_b, size))
-        mean = sum(diffs) / len(diffs)
-        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
-        label = _budget_label(size) if isinstance(size, float) else "%d cells" % size
-        out.write("| %s | %d | %+.2f | %.2f |\n" % (label, len(diffs), mean, sd / math.sqrt(len(diffs))))
+    return by
 
 
 def plot_bench_command(bench_path, png_path, out=None):
@@ -507,16 +678,40 @@ def main(argv=None):
     compare.add_argument("dir", metavar="DIR", help="the eval folder (holds scores.jsonl)")
     compare.add_argument("a", metavar="A", help="a policy")
     compare.add_argument("b", metavar="B", help="the policy subtracted (full: the full cache)")
-    compare.add_argument("--metric", default="rougeL", choices=ROUGE_TYPES + tuple(t + "_vs_full" for t in ROUGE_TYPES))
+    compare.add_argument("--metric", default="rougeL",
+                         choices=ROUGE_TYPES + tuple(t + "_vs_full" for t in ROUGE_TYPES) + FIDELITY_METRICS,
+                         help="a ROUGE score (from scores.jsonl) or a fidelity metric (from fidelity.jsonl)")
     plot = commands.add_parser("plot-bench", help="plot bench.json (decode speed, speedup)")
     plot.add_argument("bench", metavar="BENCH_JSON", help="bench.json written by `keyformer bench`")
     plot.add_argument("png", metavar="OUT_PNG", help="the PNG to write")
+    fidelity = commands.add_parser("fidelity", help="top-1 agreement, KL and NLL against the full cache "
+                                   "(DIR/fidelity.jsonl): tables, plot")
+    fidelity.add_argument("dir", metavar="DIR", help="the eval folder (holds fidelity.jsonl)")
+    fidelity.add_argument("--json", action="store_true", help="end stdout with one line of JSON: the results")
+    questions = commands.add_parser("questions", help="accuracy on a question set (DIR/answers.jsonl): "
+                                    "tables, plot")
+    questions.add_argument("dir", metavar="DIR", help="the eval folder (holds answers.jsonl)")
+    questions.add_argument("--json", action="store_true", help="end stdout with one line of JSON: the results")
+    tune = commands.add_parser("tune", help="smallest budget reaching a top-1 target, attention sparsity per "
+                               "layer (DIR/fidelity.jsonl, DIR/sparsity.jsonl)")
+    tune.add_argument("dir", metavar="DIR", help="the eval folder (holds fidelity.jsonl and sparsity.jsonl)")
+    tune.add_argument("--target", type=float, default=0.99, help="the mean top-1 agreement to reach (default 0.99)")
+    tune.add_argument("--json", action="store_true", help="end stdout with one line of JSON: the advice")
     args = parser.parse_args(argv)
     try:
         if args.command == "score":
             score_command(args.dir, args.json)
         elif args.command == "compare":
             compare_command(args.dir, args.a, args.b, args.metric)
+        elif args.command == "fidelity":
+            from .eval_fidelity import fidelity_command
+            fidelity_command(args.dir, args.json)
+        elif args.command == "questions":
+            from .eval_questions import questions_command
+            questions_command(args.dir, args.json)
+        elif args.command == "tune":
+            from .eval_fidelity import tune_command
+            tune_command(args.dir, args.target, args.json, warn=_warn)
         else:
             plot_bench_command(args.bench, args.png)
     except EvaluateError as e:
@@ -526,4 +721,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the copy imported as keyformer.evaluate, the one eval_fidelity and eval_questions import:
+    # one EvaluateError class for main to catch.
+    from keyformer.evaluate import main as _main
+    sys.exit(_main())

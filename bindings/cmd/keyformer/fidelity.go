@@ -1,0 +1,188 @@
+package main
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/keyformer"
+)
+
+// maxReferenceTokens caps the reference text forced through each run.
+const maxReferenceTokens = 256
+
+// fidelityLine is one line of DIR/fidelity.jsonl: how closely one run follows the full cache on
+// one record, teacher-forced (keyformer.evaluate fidelity reads it). The means are null when
+// there was nothing to average.
+type fidelityLine struct {
+	ID string `json:"id"`
+	evalRun
+	PromptTokens int      `json:"prompt_tokens"`
+	KVCells      int      `json:"kv_cells"`
+	Positions    int      `json:"positions"` // teacher tokens forced
+	Top1         *float64 `json:"top1"`      // share of positions whose argmax is the teacher's token
+	KL           *float64 `json:"kl"`        // mean KL(full || run) of the next-token distributions, nats
+	NLL          *float64 `json:"nll"`       // mean negative log-likelihood of the teacher's tokens, nats
+	RefTokens    int      `json:"ref_tokens"`
+	RefNLL       *float64 `json:"ref_nll"` // mean negative log-likelihood of the reference's tokens, nats
+}
+
+// forcedScore accumulates, position by position, a forced run's agreement with a teacher.
+type forcedScore struct {
+	n             int
+	top1, kl, nll float64
+	withTeacher   bool
+}
+
+// add scores one position: lp are the run's log-probabilities, tok the forced token, and teacher
+// the full cache's log-probabilities at the same position (nil: only the NLL of tok counts).
+func (s *forcedScore) add(lp []float32, tok int32, teacher []float32) error {
+	if int(tok) >= len(lp) || tok < 0 {
+		return fmt.Errorf("token %d outside the vocabulary of %d", tok, len(lp))
+	}
+	s.n++
+	s.nll -= float64(lp[tok])
+	if teacher == nil {
+		return nil
+	}
+	s.withTeacher = true
+	if argmax(lp) == int(tok) {
+		s.top1++
+	}
+	s.kl += klDivergence(teacher, lp)
+	return nil
+}
+
+// means returns the mean top-1 agreement, KL and NLL (nil where nothing was scored; top-1 and KL
+// only with a teacher).
+func (s *forcedScore) means() (top1, kl, nll *float64) {
+	if s.n == 0 {
+		return nil, nil, nil
+	}
+	mean := func(v float64) *float64 { m := v / float64(s.n); return &m }
+	if s.withTeacher {
+		top1, kl = mean(s.top1), mean(s.kl)
+	}
+	return top1, kl, mean(s.nll)
+}
+
+// logSoftmax writes the log-probabilities of logits into dst (resized) and returns it.
+func logSoftmax(dst, logits []float32) []float32 {
+	dst = append(dst[:0], logits...)
+	hi := float32(math.Inf(-1))
+	for _, x := range logits {
+		hi = max(hi, x)
+	}
+	var sum float64
+	for _, x := range logits {
+		sum += math.Exp(float64(x - hi))
+	}
+	lse := float32(float64(hi) + math.Log(sum))
+	for i := range dst {
+		dst[i] -= lse
+	}
+	return dst
+}
+
+// klDivergence returns KL(p || q) for log-probabilities p and q of one vocabulary, in nats.
+func klDivergence(p, q []float32) float64 {
+	var kl float64
+	for i, lp := range p {
+		if pi := math.Exp(float64(lp)); pi > 0 {
+			kl += pi * float64(lp-q[i])
+		}
+	}
+	return max(kl, 0)
+}
+
+// argmax returns the index of the largest value.
+func argmax(v []float32) int {
+	bi := 0
+	for i, x := range v {
+		if x > v[bi] {
+			bi = i
+		}
+	}
+	return bi
+}
+
+// fidelity runs the record's missing teacher-forced runs: the full cache generates greedily
+// (the teacher, recomputed whenever a run is missing: it is deterministic), then every run is
+// forced through the teacher's tokens and, separately, through the reference's, and its
+// next-token distributions are compared with the teacher's at every position.
+func (e *evaluation) fidelity(r evalRecord) error {
+	runs := e.missing(r)
+	if len(runs) == 0 {
+		return nil
+	}
+	prompt, err := generate.ChatPrompt(e.model, r.Document, r.Instruction)
+	if err != nil {
+		return err
+	}
+	ref, err := e.model.Tokenize(r.Reference, false, false)
+	if err != nil {
+		return err
+	}
+	ref = ref[:min(len(ref), maxReferenceTokens)]
+	if !e.fits(r, len(prompt)+max(r.MaxNewTokens, len(ref)), runs) {
+		return nil
+	}
+	rd := e.reading(prompt, max(r.MaxNewTokens, len(ref)), r.MaxNewTokens)
+	full := evalRun{Policy: keyformer.PolicyFull.String()}
+	var teacher [][]float32
+	o := generate.Options{MaxNew: r.MaxNewTokens, StopAtEOG: true, Logits: func(_ int, logits []float32) error {
+		teacher = append(teacher, logSoftmax(nil, logits))
+		return nil
+	}}
+	if e.probe != nil {
+		rd.probe = e.probe
+	}
+	res, err := rd.continuation(full, nil, o)
+	rd.probe = nil
+	if err != nil {
+		return fmt.Errorf("teacher: %w", err)
+	}
+	if e.probe != nil {
+		if err := e.writeSparsity(r.ID); err != nil {
+			return err
+		}
+	}
+	tokens := res.Tokens
+	for _, run := range runs {
+		line := fidelityLine{ID: r.ID, evalRun: run, PromptTokens: len(prompt), Positions: len(tokens), RefTokens: len(ref)}
+		var s forcedScore
+		var lp []float32
+		if run.full() { // forced through its own tokens, the full cache is the teacher
+			for i, tok := range tokens {
+				if err := s.add(teacher[i], tok, teacher[i]); err != nil {
+					return err
+				}
+			}
+			line.KVCells = res.PeakCells
+		} else {
+			o := generate.Options{Force: tokens, Logits: func(i int, logits []float32) error {
+				lp = logSoftmax(lp, logits)
+				return s.add(lp, tokens[i], teacher[i])
+			}}
+			res, err := rd.continuation(run, nil, o)
+			if err != nil {
+				return fmt.Errorf("run %s: %w", run.key(r.ID), err)
+			}
+			line.KVCells = res.PeakCells
+		}
+		line.Top1, line.KL, line.NLL = s.means()
+		var rs forcedScore
+		o := generate.Options{Force: ref, Logits: func(i int, logits []float32) error {
+			lp = logSoftmax(lp, logits)
+			return rs.add(lp, ref[i], nil)
+		}}
+		if _, err := rd.continuation(run, nil, o); err != nil {
+			return fmt.Errorf("run %s, reference: %w", run.key(r.ID), err)
+		}
+		_, _, line.RefNLL = rs.means()
+		if err := e.write(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/bindings/llama"
+)
+
+// Question sets: a document is read once per run (compressed to the run's budget before any
+// question is seen) and every question is then asked from that same compressed cache.
+
+// choiceHint follows a multiple-choice question, so that the answer starts with the letter.
+const choiceHint = "\n\nAnswer with the letter (A, B, C or D) of the correct option."
+
+// recallTokens is the most tokens generated for an open (recall) answer.
+const recallTokens = 32
+
+// choiceLetters are the options of a multiple-choice question.
+var choiceLetters = []string{"A", "B", "C", "D"}
+
+// evalAnswer is one line of DIR/answers.jsonl: one run's answer to one question
+// (keyformer.evaluate questions scores it).
+type evalAnswer struct {
+	ID       string `json:"id"`       // the question's id
+	Document string `json:"document"` // the record's id
+	Set      string `json:"set"`      // the dataset's name
+	evalRun
+	Kind         string             `json:"kind"` // "choice" (an answer letter is known) or "recall"
+	PromptTokens int                `json:"prompt_tokens"`
+	KVCells      int                `json:"kv_cells"`
+	Answer       string             `json:"answer"` // the letter with the highest log-probability, or the generated text
+	Gold         *string            `json:"gold"`
+	Logprobs     map[string]float64 `json:"logprobs"` // choice: each letter's log-probability as the answer's first token
+	Text         *string            `json:"text"`     // recall: the generated answer
+	Reference    string             `json:"reference"`
+}
+
+// questionPrompt is a question-set record tokenized: the document's part of the chat prompt,
+// then each question's part (the rest of the user turn and the assistant turn's opening).
+type questionPrompt struct {
+	document  []int32
+	questions [][]int32
+	letters   []int32 // the tokens of choiceLetters
+}
+
+// newQuestionPrompt formats each question of r with the model's chat template, as one user turn
+// holding the document, a blank line and the question, and splits it where the document ends.
+func newQuestionPrompt(m *llama.Model, r evalRecord) (*questionPrompt, error) {
+	qp := &questionPrompt{}
+	for _, q := range r.Questions {
+		text := r.Document + "\n\n" + q.Instruction
+		if q.Answer != "" {
+			text += choiceHint
+		}
+		full, err := m.ApplyChatTemplate("", []llama.ChatMessage{{Role: "user", Content: text}}, true)
+		if err != nil {
+			return nil, err
+		}
+		at := strings.Index(full, r.Document)
+		if at < 0 {
+			return nil, errors.New("the chat template does not keep the document verbatim")
+		}
+		at += len(r.Document)
+		if qp.document == nil {
+			if qp.document, err = m.Tokenize(full[:at], true, true); err != nil {
+				return nil, err
+			}
+		}
+		tail, err := m.Tokenize(full[at:], false, true)
+		if err != nil {
+			return nil, err
+		}
+		qp.questions = append(qp.questions, tail)
+	}
+	for _, l := range choiceLetters {
+		t, err := m.Tokenize(l, false, false)
+		if err != nil {
+			return nil, err
+		}
+		if len(t) != 1 {
+			return nil, fmt.Errorf("the answer letter %q is %d tokens for this model, not one", l, len(t))
+		}
+		qp.letters = append(qp.letters, t[0])
+	}
+	return qp, nil
+}
+
+// questions runs the record's missing runs: for each, the document is read (the compressed cache),
+// then every question not yet answered under that run is continued from it.
+func (e *evaluation) questions(r evalRecord) error {
+	runs := e.missing(r)
+	if len(runs) == 0 {
+		return nil
+	}
+	qp, err := newQuestionPrompt(e.model, r)
+	if err != nil {
+		return err
+	}
+	room := 0
+	for _, q := range qp.questions {
+		room = max(room, len(q)+recallTokens)
+	}
+	rd := e.reading(qp.document, room, recallTokens)
+	for _, run := range runs {
+		if run.Cache == nil && !e.fits(r, len(qp.document)+room, []evalRun{run}) {
+			continue
+		}
+		for i, q := range r.Questions {
+			if e.done[run.key(q.ID)] {
+				continue
+			}
+			a, err := e.answer(rd, run, qp, i, q)
+			if err != nil {
+				return fmt.Errorf("run %s: %w", run.key(q.ID), err)
+			}
+			a.Document, a.Set = r.ID, e.set
+			if err := e.write(a); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// answer asks question i under run: a multiple-choice question is answered by the letter with
+// the highest log-probability as the first token of the answer; an open one by a greedy answer.
+func (e *evaluation) answer(rd *reading, run evalRun, qp *questionPrompt, i int, q evalQuestion) (evalAnswer, error) {
+	a := evalAnswer{ID: q.ID, evalRun: run, PromptTokens: len(qp.document), Reference: q.Reference}
+	if q.Answer == "" {
+		a.Kind = "recall"
+		res, err := rd.continuation(run, qp.questions[i], generate.Options{MaxNew: recallTokens, StopAtEOG: true})
+		if err != nil {
+			return a, err
+		}
+		text := strings.TrimSpace(e.model.Detokenize(res.Tokens, true, false))
+		a.KVCells, a.Answer, a.Text = res.PeakCells, text, &text
+		return a, nil
+	}
+	a.Kind, a.Gold, a.Logprobs = "choice", &q.Answer, map[string]float64{}
+	o := generate.Options{MaxNew: 1, Logits: func(_ int, logits []float32) error {
+		lp := logSoftmax(nil, logits)
+		best := float32(0)
+		for j, tok := range qp.letters {
+			a.Logprobs[choiceLetters[j]] = float64(lp[tok])
+			if j == 0 || lp[tok] > best {
+				a.Answer, best = choiceLetters[j], lp[tok]
+			}
+		}
+		return nil
+	}}
+	res, err := rd.continuation(run, qp.questions[i], o)
+	a.KVCells = res.PeakCells
+	return a, err
+}

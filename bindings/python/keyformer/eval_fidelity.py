@@ -1,0 +1,428 @@
+"""Fidelity to the full cache, and budget advice, for ``keyformer eval --metric fidelity`` (pure Python).
+
+Usage (through the one entry point, keyformer/evaluate.py)::
+
+    python -m keyformer.evaluate fidelity DIR [--json]
+    python -m keyformer.evaluate tune DIR [--target 0.99] [--json]
+    python -m keyformer.evaluate compare DIR POLICY_A POLICY_B --metric top1   (or kl, nll, ref_nll)
+
+Input DIR/fidelity.jsonl
+------------------------
+One JSON object per line, one line per (record, run). For each record the full cache generates
+greedily once; its tokens are the *teacher*. Every policy and budget (or cache size) is then forced
+through the teacher's tokens, and separately through the reference text's tokens::
+
+    {"id": "cnndm-0000", "policy": "keyformer", "budget": 0.5, "cache": null,
+     "prompt_tokens": 812, "kv_cells": 418, "positions": 87,
+     "top1": 0.954, "kl": 0.0213, "nll": 0.61, "ref_tokens": 54, "ref_nll": 2.93}
+
+- ``id``: the record, a string or an integer.
+- ``policy``: ``full`` or one of keyformer, h2o, tova, streaming, window, context-shift.
+- ``budget`` / ``cache``: quality mode: ``budget`` the KV cache as a fraction of the prompt (a
+  positive number) and ``cache`` null, with one line of policy ``full`` per id (``budget`` and
+  ``cache`` null). Long-document mode: ``cache`` the KV cache in cells (a positive integer) and
+  ``budget`` null; the full line (``budget`` and ``cache`` null) is there when the document fit
+  the model, or not; policy ``context-shift`` may appear. All non-full lines of a file are in one mode.
+- ``positions``: the number of teacher tokens scored (an integer >= 0).
+- ``top1``: the share of those positions where the policy's argmax is the teacher token (0..1).
+- ``kl``: the mean KL(full || policy) in nats per position.
+- ``nll``: the mean negative log-likelihood (nats) of the teacher tokens under the policy (for the
+  full line: of its own greedy tokens).
+- ``ref_tokens``: the number of reference tokens scored (an integer >= 0).
+- ``ref_nll``: the mean negative log-likelihood (nats) of the reference tokens under the policy.
+- ``prompt_tokens`` and ``kv_cells`` (and any other field) are allowed and not used.
+
+When ``positions`` is 0, ``top1``, ``kl`` and ``nll`` are null (any value there is ignored) and the
+record is left out of their means; likewise ``ref_nll`` when ``ref_tokens`` is 0. The full line's
+``top1`` is 1.0 and its ``kl`` 0.0 by definition. A repeated (id, policy, budget, cache) line
+replaces the earlier one (a resumed run: the last one wins).
+
+Input DIR/sparsity.jsonl (``tune`` only; optional)
+--------------------------------------------------
+One JSON object per (record, layer), measured on the full cache::
+
+    {"id": "cnndm-0000", "layer": 3, "rows": 1152, "cells": 812.4, "share90": 0.231}
+
+- ``layer``: the layer (an integer >= 0); ``rows``: the attention rows (heads x query tokens) that
+  were measured (an integer >= 0); ``cells``: the mean number of live cells (a number >= 0);
+  ``share90``: over those rows, the mean share (0..1) of the live cells needed to hold 90% of a
+  row's attention mass, null when ``rows`` is 0 (then the line is left out). The last line wins
+  for a repeated (id, layer).
+
+Statistics
+----------
+Per (policy, budget or cache): ``n`` the records (distinct ids), the means of top1, kl, nll and
+ref_nll over the records that have them, and their standard errors. The standard error (SE) is the
+sample standard deviation (n - 1 in the denominator) of the per-record values over sqrt(n); null
+when n < 2. top1 and kl are already paired against the full cache (1.0 and 0.0 on every record).
+For nll and ref_nll, ``nll_vs_full`` and ``ref_nll_vs_full`` are the mean paired differences
+policy - full over the records that have both, with their SEs. ``pairs``: for every two policies
+at the same budget (A before B in the policy order, so keyformer is always A), the mean paired
+differences A - B of top1 and kl over the records both have, with SEs.
+
+Outputs
+-------
+``fidelity`` writes DIR/fidelity.md (the table of the results and the table of the pairs; printed
+too), DIR/fidelity.csv (a row per policy x budget with all the fields of the JSON results, the
+full cache first) and DIR/fidelity-top1.png (top-1 agreement against the budget, a line per
+policy with error bars of +-1 SE; KL in a second panel). With ``--json`` the last line of stdout
+is (numbers rounded to 6 decimals, results ordered by policy then budget or cache, like ``score``)::
+
+    {"metric": "fidelity", "records": N, "full": {"nll", "ref_nll"} or null,
+     "results": [{"policy", "budget", "cache", "n", "top1", "top1_se", "kl", "kl_se", "nll", "nll_se",
+                  "ref_nll", "ref_nll_se", "nll_vs_full", "nll_vs_full_se", "ref_nll_vs_full",
+                  "ref_nll_vs_full_se"}, ...],
+     "pairs": [{"a", "b", "budget", "cache", "n", "top1_diff", "top1_diff_se", "kl_diff", "kl_diff_se"}, ...]}
+
+``tune`` reads both files and prints, per policy, the smallest budget (or cache) whose mean top-1
+agreement is at least the target (default 0.99) with its top1 +- SE, or says that none of the
+budgets tried reaches it and gives the best one; and a per-layer table of share90 (mean over the
+records +- SE) with the mean live cells. It writes DIR/tune.md (printed too), DIR/tune-top1.png
+(the fidelity plot with a dashed line at the target) and DIR/sparsity.png (share90 per layer).
+With ``--json`` the last line of stdout is::
+
+    {"metric": "tune", "target": 0.99, "records": N,
+     "advice": [{"policy", "budget", "cache", "top1", "top1_se", "best"}, ...],
+     "sparsity": [{"layer", "n", "share90", "share90_se", "cells"}, ...]}
+
+where an advice's ``budget`` (quality mode) or ``cache`` (long-document mode) is the smallest
+setting that reaches the target, with ``top1``/``top1_se`` there and ``best`` null; when none
+reaches it, ``budget``, ``cache``, ``top1`` and ``top1_se`` are null and ``best`` is
+``{"budget", "cache", "top1", "top1_se"}`` of the setting with the highest top1.
+
+Bad input exits with status 1 and a one-line message naming the file (and line).
+"""
+
+import os
+import sys
+from collections import namedtuple
+
+from .evaluate import (FULL, QUALITY, EvaluateError, _by_policy, _figure, _is_number, _round, check_run_key,
+                       finish_report, iter_jsonl, mean_se, paired_differences, plot_policy_lines, read_runs,
+                       plus_minus, render_table, require_fields, round_cell, round_row, setting_key, setting_label, sort_rows,
+                       write_output, write_table_csv, write_text)
+
+FIDELITY_FILE = "fidelity.jsonl"
+SPARSITY_FILE = "sparsity.jsonl"
+FIDELITY_FIELDS = ("id", "policy", "budget", "cache", "positions", "top1", "kl", "nll", "ref_tokens", "ref_nll")
+SPARSITY_FIELDS = ("id", "layer", "rows", "cells", "share90")
+METRICS = ("top1", "kl", "nll", "ref_nll")
+#: The keys of one ``results`` entry of the JSON summary (and the columns of fidelity.csv).
+RESULT_KEYS = ("policy", "budget", "cache", "n", "top1", "top1_se", "kl", "kl_se", "nll", "nll_se",
+               "ref_nll", "ref_nll_se", "nll_vs_full", "nll_vs_full_se", "ref_nll_vs_full", "ref_nll_vs_full_se")
+PAIR_KEYS = ("a", "b", "budget", "cache", "n", "top1_diff", "top1_diff_se", "kl_diff", "kl_diff_se")
+DIGITS = 6
+
+#: One line of fidelity.jsonl (the metrics None where their count is 0).
+Fidelity = namedtuple("Fidelity", "id policy budget cache positions top1 kl nll ref_tokens ref_nll")
+#: One line of sparsity.jsonl.
+Sparsity = namedtuple("Sparsity", "id layer rows cells share90")
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def _count(obj, field, where):
+    """The non-negative integer ``obj[field]``."""
+    value = obj[field]
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        raise EvaluateError("%s: %r must be an integer >= 0, got %r" % (where, field, value))
+    return value
+
+
+def _metric(obj, field, count, where, low=None, high=None):
+    """``obj[field]``, a number (within [low, high] where given) when ``count`` > 0; None (whatever
+    is there, a number or null) when ``count`` is 0."""
+    value = obj[field]
+    if count == 0:
+        if value is not None and not _is_number(value):
+            raise EvaluateError("%s: %r must be a number or null, got %r" % (where, field, value))
+        return None
+    if not _is_number(value):
+        raise EvaluateError("%s: %r must be a number, got %r" % (where, field, value))
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise EvaluateError("%s: %r must be between %g and %g, got %r" % (where, field, low, high, value))
+    return float(value)
+
+
+def _parse_fidelity(obj, where):
+    """Checks one decoded line of fidelity.jsonl and returns it as a :class:`Fidelity`."""
+    require_fields(obj, FIDELITY_FIELDS, where)
+    rid, policy, budget, cache = check_run_key(obj, where)
+    positions = _count(obj, "positions", where)
+    ref_tokens = _count(obj, "ref_tokens", where)
+    return Fidelity(rid, policy, budget, cache, positions,
+                    _metric(obj, "top1", positions, where, 0, 1), _metric(obj, "kl", positions, where),
+                    _metric(obj, "nll", positions, where), ref_tokens, _metric(obj, "ref_nll", ref_tokens, where))
+
+
+def read_fidelity(path):
+    """Reads fidelity.jsonl: returns ``(mode, records)``, the last line winning for each (id,
+    policy, budget, cache). Raises :class:`EvaluateError` naming the line on bad input."""
+    return read_runs(path, _parse_fidelity, "fidelity lines", full_in_long=True)
+
+
+def metric_by_run(path, metric):
+    """``{(policy, budget or cache, id): value}`` of one metric of fidelity.jsonl (for ``compare``;
+    the full cache's budget/cache is None)."""
+    _, records = read_fidelity(path)
+    return {(r.policy, r.budget if r.cache is None else r.cache, r.id): getattr(r, metric) for r in records}
+
+
+def _parse_sparsity(obj, where):
+    """Checks one decoded line of sparsity.jsonl and returns it as a :class:`Sparsity`."""
+    require_fields(obj, SPARSITY_FIELDS, where)
+    rid = obj["id"]
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise EvaluateError("%s: 'id' must be a string or an integer, got %r" % (where, rid))
+    layer = _count(obj, "layer", where)
+    rows = _count(obj, "rows", where)
+    if not (_is_number(obj["cells"]) and obj["cells"] >= 0):
+        raise EvaluateError("%s: 'cells' must be a number >= 0, got %r" % (where, obj["cells"]))
+    return Sparsity(rid, layer, rows, float(obj["cells"]), _metric(obj, "share90", rows, where, 0, 1))
+
+
+def read_sparsity(path):
+    """Reads sparsity.jsonl: returns its lines as :class:`Sparsity` records, the last line winning
+    for each (id, layer). Raises :class:`EvaluateError` naming the line on bad input."""
+    latest = {}
+    for _, where, obj in iter_jsonl(path):
+        s = _parse_sparsity(obj, where)
+        latest[(s.id, s.layer)] = s
+    if not latest:
+        raise EvaluateError("%s: no sparsity lines (the file is empty)" % path)
+    return list(latest.values())
+
+
+# --- aggregation --------------------------------------------------------------------------------
+
+def _stats(row, name, values):
+    """Sets ``row[name]`` and ``row[name + "_se"]`` to the mean and SE of ``values``."""
+    _, row[name], row[name + "_se"] = mean_se(values)
+
+
+def aggregate_fidelity(mode, records):
+    """The fidelity statistics (see the module docstring). Returns a dict: ``records`` (distinct
+    ids), ``full`` (the full cache's row, None without full lines), ``rows`` (one per policy x
+    budget, in the report's order, with the keys of :data:`RESULT_KEYS`) and ``pairs`` (with the
+    keys of :data:`PAIR_KEYS`, by budget, then policy A, then B)."""
+    setting = setting_key(mode)
+    groups = {}
+    for r in records:
+        groups.setdefault((r.policy, r.budget, r.cache), {})[r.id] = r
+    full_by_id = next((g for (policy, _, _), g in groups.items() if policy == FULL), {})
+    full = None
+    rows = []
+    for (policy, budget, cache), members in groups.items():
+        row = {"policy": policy, "budget": budget, "cache": cache, "n": len(members)}
+        for m in METRICS:
+            _stats(row, m, [getattr(r, m) for r in members.values()])
+        for m in ("nll", "ref_nll"):
+            if policy == FULL or not full_by_id:
+                row[m + "_vs_full"] = row[m + "_vs_full_se"] = None
+                continue
+            _stats(row, m + "_vs_full", paired_differences(
+                {rid: getattr(r, m) for rid, r in members.items()},
+                {rid: getattr(r, m) for rid, r in full_by_id.items()}))
+        if policy == FULL:
+            full = row
+        else:
+            rows.append(row)
+    rows = sort_rows(rows, setting)
+    pairs = []
+    for size in sorted({r[setting] for r in rows}):
+        budget, cache = (size, None) if setting == "budget" else (None, size)
+        present = [r["policy"] for r in rows if r[setting] == size]
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                ga, gb = groups[(a, budget, cache)], groups[(b, budget, cache)]
+                pair = {"a": a, "b": b, "budget": budget, "cache": cache}
+                top1 = paired_differences({k: v.top1 for k, v in ga.items()}, {k: v.top1 for k, v in gb.items()})
+                pair["n"] = len(top1)
+                _stats(pair, "top1_diff", top1)
+                _stats(pair, "kl_diff", paired_differences({k: v.kl for k, v in ga.items()},
+                                                           {k: v.kl for k, v in gb.items()}))
+                pairs.append(pair)
+    return {"mode": mode, "records": len({r.id for r in records}), "full": full, "rows": rows, "pairs": pairs}
+
+
+def fidelity_json(agg):
+    """The ``fidelity --json`` object (see the module docstring)."""
+    full = agg["full"]
+    return {"metric": "fidelity", "records": agg["records"],
+            "full": None if full is None else {"nll": _round(full["nll"], DIGITS),
+                                               "ref_nll": _round(full["ref_nll"], DIGITS)},
+            "results": [round_row(r, RESULT_KEYS) for r in agg["rows"]],
+            "pairs": [round_row(p, PAIR_KEYS) for p in agg["pairs"]]}
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+def fidelity_markdown(agg):
+    """The fidelity report: the results table (top-1 in percent) and the table of the pairs."""
+    mode = agg["mode"]
+    caption = ("Fidelity to the full cache over %d records (mean ± standard error across records). top-1 %%: "
+               "how often the policy's argmax is the full cache's greedy (teacher) token; KL(full‖policy) in "
+               "nats per token; NLL of the teacher tokens and ref NLL of the reference tokens in nats per token; "
+               "− full: the paired difference against the full cache on the records both have. %s"
+               % (agg["records"], "Budget = KV cache as a share of the prompt." if mode == QUALITY
+                  else "Long documents, cache = KV cells."))
+    header = ["policy", setting_key(mode), "n", "top-1 %", "KL", "NLL", "NLL − full", "ref NLL", "ref NLL − full"]
+    body = []
+    for r in ([agg["full"]] if agg["full"] else []) + agg["rows"]:
+        body.append([r["policy"], setting_label(r), str(r["n"]), plus_minus(r["top1"], r["top1_se"], 100, 2),
+                     plus_minus(r["kl"], r["kl_se"]), plus_minus(r["nll"], r["nll_se"]),
+                     plus_minus(r["nll_vs_full"], r["nll_vs_full_se"], signed=True),
+                     plus_minus(r["ref_nll"], r["ref_nll_se"]),
+                     plus_minus(r["ref_nll_vs_full"], r["ref_nll_vs_full_se"], signed=True)])
+    text = render_table(caption, header, body)
+    if agg["pairs"]:
+        caption = ("Policy against policy at the same %s: mean paired difference A − B over the records both "
+                   "have ± standard error (top-1 in percentage points, KL in nats)." % setting_key(mode))
+        header = ["A", "B", setting_key(mode), "n", "top-1 diff (points)", "KL diff"]
+        body = [[p["a"], p["b"], setting_label(dict(p, policy=p["a"])), str(p["n"]),
+                 plus_minus(p["top1_diff"], p["top1_diff_se"], 100, 2, signed=True),
+                 plus_minus(p["kl_diff"], p["kl_diff_se"], signed=True)] for p in agg["pairs"]]
+        text += "\n" + render_table(caption, header, body)
+    return text
+
+
+def plot_fidelity(path, agg, target=None):
+    """Two panels against the budget (percent) or cache (cells), a line per policy with error bars
+    of ±1 SE: top-1 agreement (percent; a dashed line at ``target`` when given) and KL(full‖policy)."""
+    fig, (top1, kl) = _figure(12, 4.5, ncols=2)
+    plot_policy_lines(top1, agg["mode"], agg["rows"], "top1", 100)
+    plot_policy_lines(kl, agg["mode"], agg["rows"], "kl")
+    if target is not None:
+        top1.axhline(100 * target, linestyle="--", color="black", label="target %g%%" % (100 * target))
+    top1.set_title("top-1 agreement with the full cache (%d records)" % agg["records"])
+    top1.set_ylabel("top-1 agreement (%)")
+    kl.set_title("KL(full ‖ policy)")
+    kl.set_ylabel("KL (nats per token)")
+    for ax in (top1, kl):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def fidelity_command(directory, as_json, out=None):
+    """``fidelity DIR [--json]``: aggregates DIR/fidelity.jsonl, writes fidelity.md, fidelity.csv
+    and fidelity-top1.png, prints the Markdown (to ``out``, default stdout) and, with ``as_json``,
+    ends with the JSON summary line."""
+    out = out or sys.stdout
+    mode, records = read_fidelity(os.path.join(directory, FIDELITY_FILE))
+    agg = aggregate_fidelity(mode, records)
+    text = fidelity_markdown(agg)
+    written = [write_output(directory, "fidelity.md", lambda p: write_text(p, text)),
+               write_output(directory, "fidelity.csv", lambda p: write_table_csv(
+                   p, RESULT_KEYS, ([agg["full"]] if agg["full"] else []) + agg["rows"],
+                   round_cell)),
+               write_output(directory, "fidelity-top1.png", lambda p: plot_fidelity(p, agg))]
+    finish_report(out, text, written, fidelity_json(agg) if as_json else None)
+
+
+# --- tune ---------------------------------------------------------------------------------------
+
+def advise(agg, target):
+    """Per policy (in the policy order): the smallest budget or cache whose mean top1 is >= target,
+    or, when none is, the best one. Returns dicts with policy, budget, cache, top1, top1_se, best
+    (see the module docstring)."""
+    advice = []
+    for policy, prows in _by_policy(agg["rows"]).items():
+        reached = next((r for r in prows if r["top1"] is not None and r["top1"] >= target), None)
+        if reached is not None:
+            advice.append({"policy": policy, "budget": reached["budget"], "cache": reached["cache"],
+                           "top1": reached["top1"], "top1_se": reached["top1_se"], "best": None})
+            continue
+        scored = [r for r in prows if r["top1"] is not None]
+        best = max(scored, key=lambda r: r["top1"]) if scored else None
+        advice.append({"policy": policy, "budget": None, "cache": None, "top1": None, "top1_se": None,
+                       "best": None if best is None else {k: best[k] for k in ("budget", "cache", "top1", "top1_se")}})
+    return advice
+
+
+def aggregate_sparsity(lines):
+    """Per layer (ascending): n (records with a share90), the mean share90 over records and its SE,
+    and the mean live cells."""
+    layers = {}
+    for s in lines:
+        layers.setdefault(s.layer, []).append(s)
+    out = []
+    for layer in sorted(layers):
+        row = {"layer": layer}
+        row["n"], row["share90"], row["share90_se"] = mean_se([s.share90 for s in layers[layer]])
+        _, row["cells"], _ = mean_se([s.cells for s in layers[layer] if s.share90 is not None])
+        out.append(row)
+    return out
+
+
+def _size_text(row):
+    """A budget or cache of an advice row, in words."""
+    return "budget %s" % setting_label(dict(row, policy="")) if row["budget"] is not None \
+        else "%s cells" % row["cache"]
+
+
+def tune_markdown(agg, target, advice, sparsity):
+    """The tune report: the advice table and the per-layer attention sparsity table."""
+    caption = ("Smallest KV cache with a mean top-1 agreement with the full cache >= %g%% (%d records; "
+               "top-1 %% ± standard error across records)." % (100 * target, agg["records"]))
+    body = []
+    for a in advice:
+        if a["best"] is None:
+            body.append([a["policy"], setting_label(dict(a, policy="")), plus_minus(a["top1"], a["top1_se"], 100, 2)])
+        else:
+            b = a["best"]
+            body.append([a["policy"], "none of the budgets tried reach it (best: %s)" % _size_text(b),
+                         plus_minus(b["top1"], b["top1_se"], 100, 2)])
+    text = render_table(caption, ["policy", setting_key(agg["mode"]), "top-1 %"], body)
+    if sparsity:
+        caption = ("Attention sparsity of the full cache per layer: share90 = share of the live cells that hold "
+                   "90% of a row's attention mass, mean over records ± standard error; cells = mean live cells.")
+        body = [[str(s["layer"]), str(s["n"]), plus_minus(s["share90"], s["share90_se"], 100, 2),
+                 "—" if s["cells"] is None else "%.1f" % s["cells"]] for s in sparsity]
+        text += "\n" + render_table(caption, ["layer", "n", "share90 %", "cells"], body)
+    return text
+
+
+def plot_sparsity(path, sparsity):
+    """share90 (percent, ±1 SE) per layer as bars."""
+    fig, ax = _figure(7, 4.5)
+    rows = [s for s in sparsity if s["share90"] is not None]
+    ax.bar([s["layer"] for s in rows], [100 * s["share90"] for s in rows],
+           yerr=[100 * (s["share90_se"] or 0) for s in rows], capsize=2)
+    ax.set_title("cells holding 90% of the attention, per layer")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("share of the live cells (%)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def tune_command(directory, target=0.99, as_json=False, out=None, warn=None):
+    """``tune DIR [--target T] [--json]``: budget advice from DIR/fidelity.jsonl and the attention
+    sparsity from DIR/sparsity.jsonl (left out, with a warning to ``warn``, when that file is not
+    there). Writes tune.md, tune-top1.png and sparsity.png, prints the Markdown (to ``out``, default
+    stdout) and, with ``as_json``, ends with the JSON summary line."""
+    out = out or sys.stdout
+    if not (0 < target <= 1):
+        raise EvaluateError("--target must be in (0, 1], got %g" % target)
+    mode, records = read_fidelity(os.path.join(directory, FIDELITY_FILE))
+    agg = aggregate_fidelity(mode, records)
+    advice = advise(agg, target)
+    sparsity_path = os.path.join(directory, SPARSITY_FILE)
+    if os.path.exists(sparsity_path):
+        sparsity = aggregate_sparsity(read_sparsity(sparsity_path))
+    else:
+        sparsity = []
+        if warn is not None:
+            warn("%s is not there: no per-layer sparsity" % sparsity_path)
+    text = tune_markdown(agg, target, advice, sparsity)
+    written = [write_output(directory, "tune.md", lambda p: write_text(p, text)),
+               write_output(directory, "tune-top1.png", lambda p: plot_fidelity(p, agg, target))]
+    if sparsity:
+        written.append(write_output(directory, "sparsity.png", lambda p: plot_sparsity(p, sparsity)))
+    summary = {"metric": "tune", "target": target, "records": agg["records"],
+               "advice": [round_row(a, ("policy", "budget", "cache", "top1", "top1_se", "best")) for a in advice],
+               "sparsity": [round_row(s, ("layer", "n", "share90", "share90_se", "cells")) for s in sparsity]}
+    finish_report(out, text, written, summary if as_json else None)
