@@ -4,7 +4,7 @@ GO ?= go
 export GOFLAGS ?= -mod=readonly
 
 .PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench test-cuda
-.PHONY: lib ctest bench-abi pytest bench-llama eval
+.PHONY: lib ctest bench-abi pytest bench-llama eval eval-rouge eval-fidelity eval-questions
 
 ## run: the main job: a built-in document and question answered with the full cache and with
 ## Keyformer at half the cache, side by side (fetches the llama.cpp runtime and model first).
@@ -101,16 +101,41 @@ BENCHFLAGS ?=
 bench: deps
 	$(GO) run ./bindings/cmd/keyformer bench --context 1024,2048,4096,8192 --gen 256 --budgets 1.0,0.5,0.25 $(BENCHFLAGS)
 
-## eval: the quality sweeps of docs/RESULTS.md (resumable; outputs in build/eval/): the first 50
-## CNN/DailyMail and 50 XSum records with the full cache and five policies x five budgets, then the
-## GovReport documents through caches of 1024 and 2048 cells beside llama.cpp's context shift.
-## DATASETS is the folder of the JSONL files. About 1.5 hours on 2 cores.
+## eval: the sweeps of docs/RESULTS.md (resumable; outputs in build/eval/<model>/): eval-rouge,
+## eval-fidelity and eval-questions. DATASETS is the folder of the JSONL files. Many hours on 2 cores:
+## each target resumes where it stopped.
 DATASETS ?= ../shared/datasets
 EVALFLAGS ?= --limit 50
-eval: deps
+QWEN := qwen2.5-coder-1.5b
+QWENFLAGS ?= --limit 30 --budgets 0.3,0.5
+eval: eval-rouge eval-fidelity eval-questions
+
+## eval-rouge: ROUGE of greedy summaries on SmolLM2: the first 50 CNN/DailyMail and XSum records,
+## the full cache and five policies x five budgets, then the GovReport documents through caches of
+## 1024 and 2048 cells beside llama.cpp's context shift (about 1.5 hours).
+eval-rouge: deps
 	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/cnn_dailymail.dev.jsonl $(EVALFLAGS)
 	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/xsum.dev.jsonl $(EVALFLAGS)
 	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/gov_report.dev.jsonl --cache 1024,2048
+
+## eval-fidelity: teacher-forced fidelity on CNN/DailyMail and XSum: SmolLM2 (50 records, five
+## budgets) and the 1.5B model (fetched on first use; 30 records at budgets 0.3 and 0.5).
+eval-fidelity: deps
+	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --data $(DATASETS)/cnn_dailymail.dev.jsonl $(EVALFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --data $(DATASETS)/xsum.dev.jsonl $(EVALFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(QWENFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/xsum.dev.jsonl $(QWENFLAGS)
+
+## eval-questions: the question sets at budgets 0.3 and 0.5 on both models; topic retrieval, longer
+## than SmolLM2's context, through 2048 cells beside llama.cpp's context shift on SmolLM2.
+QFLAGS ?= --budgets 0.3,0.5
+eval-questions: deps
+	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/quality.dev.jsonl $(QFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/tpo.dev.jsonl $(QFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/topic_retrieval.dev.jsonl --cache 2048 --limit 10
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/quality.dev.jsonl $(QFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/tpo.dev.jsonl $(QFLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/topic_retrieval.dev.jsonl $(QFLAGS) --limit 10
 
 ## bench-llama: ns per ask through keyformer_llama_eval_callback, and decode ms/token of the C host
 ## with no callback, the callback unattached and keyformer (KEYFORMER_TEST_THREADS, default 1).

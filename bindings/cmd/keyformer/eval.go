@@ -153,7 +153,7 @@ func (o *evalOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.budgets, "budgets", "0.2,0.3,0.5,0.7,0.9", "KV budgets, fractions of the prompt (quality mode)")
 	fs.StringVar(&o.caches, "cache", "", "KV cache sizes in cells, e.g. 1024,2048: long-document mode (llama.cpp's context shift as a baseline)")
 	fs.IntVar(&o.limit, "limit", 0, "evaluate the first N records only (0: all)")
-	fs.StringVar(&o.outDir, "out", "", "output folder (default build/eval/<dataset name>[-fidelity][-cache])")
+	fs.StringVar(&o.outDir, "out", "", "output folder (default build/eval/<model>/<dataset name>[-fidelity][-cache])")
 	fs.IntVar(&o.keep, "keep", 4, "tokens llama.cpp's context shift keeps at the start (--cache mode)")
 }
 
@@ -174,6 +174,14 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	plan := evalPlan{policies: policies, window: window, keep: o.keep}
+	if o.caches != "" {
+		if plan.caches, err = parseCounts(o.caches, "cache", 64); err != nil {
+			return "", err
+		}
+	} else if plan.budgets, err = parseFractions(o.budgets, "budgets"); err != nil {
+		return "", err
+	}
 	records, err := readRecords(o.data, o.limit)
 	if err != nil {
 		return "", err
@@ -186,14 +194,7 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 		metric = metricQuestions
 	}
 	o.metric = metric
-	plan := evalPlan{policies: policies, window: window, keep: o.keep, fullInCache: metric != metricROUGE}
-	if o.caches != "" {
-		if plan.caches, err = parseCounts(o.caches, "cache", 64); err != nil {
-			return "", err
-		}
-	} else if plan.budgets, err = parseFractions(o.budgets, "budgets"); err != nil {
-		return "", err
-	}
+	plan.fullInCache = metric != metricROUGE
 	dir := o.outDir
 	if dir == "" {
 		name := strings.TrimSuffix(filepath.Base(o.data), ".jsonl")
@@ -203,7 +204,8 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 		if plan.caches != nil {
 			name += "-cache"
 		}
-		dir = filepath.Join(llama.RepoRoot(), "build", "eval", name)
+		model := strings.TrimSuffix(filepath.Base(o.f.model), ".gguf")
+		dir = filepath.Join(llama.RepoRoot(), "build", "eval", model, name)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err

@@ -50,7 +50,8 @@ func tuneCmd(args []string, out io.Writer) error {
 	}
 	o.metric = metricFidelity
 	if o.outDir == "" {
-		o.outDir = filepath.Join(llama.RepoRoot(), "build", "tune", strings.TrimSuffix(filepath.Base(o.data), ".jsonl"))
+		o.outDir = filepath.Join(llama.RepoRoot(), "build", "tune", strings.TrimSuffix(filepath.Base(o.f.model), ".gguf"),
+			strings.TrimSuffix(filepath.Base(o.data), ".jsonl"))
 	}
 	probe, err := keyformer.NewConcentration(concentrationMass)
 	if err != nil {
