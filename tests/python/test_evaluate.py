@@ -4,21 +4,18 @@ Needs rouge-score and matplotlib (bindings/python/requirements-eval.txt, in buil
 tests skip without them. None of them loads libkeyformer.
 """
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 pytest.importorskip("rouge_score", reason="rouge-score is not installed (build/venv.sh)")
 pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
 
+import eval_helpers  # noqa: E402
+from eval_helpers import PNG_MAGIC, run_cli  # noqa: E402
 from keyformer import evaluate  # noqa: E402
 
 pytestmark = pytest.mark.nolib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Hand-computed: 6 tokens each, 5 unigrams shared (the x2, cat, on, mat), 3 of 5 bigrams shared
 # (the cat, on the, the mat), longest common subsequence 5 (the cat on the mat).
@@ -32,16 +29,7 @@ def line(rid, policy, text, reference=REFERENCE, budget=None, cache=None):
 
 
 def write_jsonl(directory, lines):
-    path = directory / "generations.jsonl"
-    path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
-    return path
-
-
-def run_cli(*args):
-    """Runs `python -m keyformer.evaluate ARGS` the way the Go command does (PYTHONPATH)."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bindings", "python"), KEYFORMER_LIB="/nonexistent")
-    return subprocess.run([sys.executable, "-m", "keyformer.evaluate"] + list(args), capture_output=True,
-                          text=True, env=env, cwd=ROOT)
+    return eval_helpers.write_jsonl(directory / "generations.jsonl", lines)
 
 
 def score(directory):

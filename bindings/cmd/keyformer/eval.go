@@ -323,14 +323,21 @@ func (e *evaluation) fits(r evalRecord, n int, runs []evalRun) bool {
 	return false
 }
 
-// rouge runs the record's missing greedy generations and appends them.
-func (e *evaluation) rouge(r evalRecord) error {
+// summaryPrompt returns the runs of summary record r that are missing and, if any are, its chat
+// prompt.
+func (e *evaluation) summaryPrompt(r evalRecord) ([]evalRun, []int32, error) {
 	runs := e.missing(r)
 	if len(runs) == 0 {
-		return nil
+		return nil, nil, nil
 	}
 	prompt, err := generate.ChatPrompt(e.model, r.Document, r.Instruction)
-	if err != nil {
+	return runs, prompt, err
+}
+
+// rouge runs the record's missing greedy generations and appends them.
+func (e *evaluation) rouge(r evalRecord) error {
+	runs, prompt, err := e.summaryPrompt(r)
+	if len(runs) == 0 || err != nil {
 		return err
 	}
 	if e.plan.caches == nil && !e.fits(r, len(prompt)+r.MaxNewTokens, runs) {

@@ -38,6 +38,15 @@ func readGenerations(t *testing.T, dir string) []evalGeneration {
 	return out
 }
 
+// cutLastLine cuts the last line of path in half, as an interrupted run leaves it.
+func cutLastLine(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lastStart := bytes.LastIndexByte(b[:len(b)-1], '\n') + 1
+	require.NoError(t, os.WriteFile(path, b[:lastStart+(len(b)-lastStart)/2], 0o644))
+}
+
 // lastJSON decodes the last line of out.
 func lastJSON(t *testing.T, out string) map[string]any {
 	t.Helper()
@@ -94,11 +103,7 @@ func TestEvalTwoRecordsTwoPolicies(t *testing.T) {
 	}
 
 	// An interrupted run: the last line cut in half. The rerun redoes exactly that generation.
-	path := filepath.Join(dir, "generations.jsonl")
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	lastStart := bytes.LastIndexByte(b[:len(b)-1], '\n') + 1
-	require.NoError(t, os.WriteFile(path, b[:lastStart+(len(b)-lastStart)/2], 0o644))
+	cutLastLine(t, filepath.Join(dir, "generations.jsonl"))
 	out.Reset()
 	require.NoError(t, evalCmd(args, &out))
 	again := readGenerations(t, dir)

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/bindings/llama"
 	"github.com/keyformer/keyformer/keyformer"
 )
 
@@ -46,7 +47,7 @@ func (s *forcedScore) add(lp []float32, tok int32, teacher []float32) error {
 		return nil
 	}
 	s.withTeacher = true
-	if argmax(lp) == int(tok) {
+	if llama.Argmax(lp) == tok {
 		s.top1++
 	}
 	s.kl += klDivergence(teacher, lp)
@@ -95,28 +96,13 @@ func klDivergence(p, q []float32) float64 {
 	return max(kl, 0)
 }
 
-// argmax returns the index of the largest value.
-func argmax(v []float32) int {
-	bi := 0
-	for i, x := range v {
-		if x > v[bi] {
-			bi = i
-		}
-	}
-	return bi
-}
-
 // fidelity runs the record's missing teacher-forced runs: the full cache generates greedily
 // (the teacher, recomputed whenever a run is missing: it is deterministic), then every run is
 // forced through the teacher's tokens and, separately, through the reference's, and its
 // next-token distributions are compared with the teacher's at every position.
 func (e *evaluation) fidelity(r evalRecord) error {
-	runs := e.missing(r)
-	if len(runs) == 0 {
-		return nil
-	}
-	prompt, err := generate.ChatPrompt(e.model, r.Document, r.Instruction)
-	if err != nil {
+	runs, prompt, err := e.summaryPrompt(r)
+	if len(runs) == 0 || err != nil {
 		return err
 	}
 	ref, err := e.model.Tokenize(r.Reference, false, false)
