@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,17 +193,29 @@ func TestStateWithHolesRestoresIdentically(t *testing.T) {
 	holes := int(a.Ctx.SeqPosMax(0)-a.Ctx.SeqPosMin(0)) + 1 - seq.Len()
 	require.Greater(t, holes, 100, "the saved sequence has holes")
 
-	continueFrom := func(s *generate.Session) []int32 {
+	// Both continue through the same tokens (a's greedy picks): the restored cache evicts the same
+	// positions and predicts the same distributions up to rounding. Restoring packs the cells, and
+	// ggml's kernels then sum attention over another number of cells in another order: on some
+	// CPUs (AVX-512 Xeons, not AVX2 EPYCs) logits move by up to ~0.7 on this model, enough to
+	// tip a near-tie between two tokens, so the tokens are forced rather than compared.
+	continueFrom := func(s *generate.Session, force []int32) ([]int32, [][]float32, [][]int32) {
 		var out []int32
+		var logits [][]float32
+		var kept [][]int32
 		tok := llama.Argmax(s.Ctx.Logits())
-		for range 12 {
+		for i := range 12 {
+			if force != nil {
+				tok = force[i]
+			}
 			require.NoError(t, s.Ctx.Decode(0, []int32{tok}, s.Ctx.SeqPosMax(0)+1))
 			_, err := s.Adapter.Apply(0)
 			require.NoError(t, err)
+			logits = append(logits, append([]float32(nil), s.Ctx.Logits()...))
+			kept = append(kept, positions(s))
 			tok = llama.Argmax(s.Ctx.Logits())
 			out = append(out, tok)
 		}
-		return out
+		return out, logits, kept
 	}
 	// Restored into a fresh context, with the first continuation token's logits recomputed by
 	// decoding the same token in both.
@@ -215,11 +228,37 @@ func TestStateWithHolesRestoresIdentically(t *testing.T) {
 		_, err := s.Adapter.Apply(0)
 		require.NoError(t, err)
 	}
-	want, got := continueFrom(a), continueFrom(b)
-	assert.Equal(t, want, got)
-	sa, _ := a.Adapter.Tracker().Sequence(0)
-	sb, _ := b.Adapter.Tracker().Sequence(0)
-	assert.Equal(t, len(sa.Tokens()), len(sb.Tokens()))
+	next := llama.Argmax(a.Ctx.Logits())
+	want, wantLogits, wantKept := continueFrom(a, nil)
+	got, gotLogits, gotKept := continueFrom(b, append([]int32{next}, want[:len(want)-1]...))
+	assert.Equal(t, wantKept, gotKept, "the same evictions, step by step")
+	agree := 0
+	for i := range want {
+		if got[i] == want[i] {
+			agree++
+		}
+		assert.Less(t, maxAbsDiff(wantLogits[i], gotLogits[i]), 1.5, "step %d: logits equal up to rounding", i)
+	}
+	assert.GreaterOrEqual(t, agree, len(want)-1, "the same greedy picks but at most one near-tie")
+}
+
+// positions returns the positions sequence 0 of the session's tracker holds.
+func positions(s *generate.Session) []int32 {
+	seq, _ := s.Adapter.Tracker().Sequence(0)
+	var out []int32
+	for _, tok := range seq.Tokens() {
+		out = append(out, tok.Pos)
+	}
+	return out
+}
+
+// maxAbsDiff returns the largest |a[i] - b[i]|.
+func maxAbsDiff(a, b []float32) float64 {
+	d := 0.0
+	for i := range a {
+		d = max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
 }
 
 // TestLongDocumentThroughSmallCache runs a GovReport document longer than the model's trained
@@ -338,10 +377,17 @@ func TestPackMovesKeptCellsToTheBottom(t *testing.T) {
 	m := model(t)
 	prompt := samplePrompt(t, m)[:900]
 	const budget, ubatch, gen = 256, 128, 16
-	var outs [][]int32
-	for _, pack := range []bool{false, true} {
+	var tokens []int32 // the unpacked run's greedy tokens, which the packed run is forced through
+	var logits [2][][]float32
+	var kept [2][]int32
+	var evicted [2]int
+	for i, pack := range []bool{false, true} {
 		s := newSession(t, m, budget+ubatch, ubatch, config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget)))
-		g, err := generate.Start(s.Ctx, s.Adapter, prompt, generate.Options{MaxNew: gen, Pack: pack})
+		o := generate.Options{MaxNew: gen, Pack: pack, Force: tokens, Logits: func(_ int, l []float32) error {
+			logits[i] = append(logits[i], append([]float32(nil), l...))
+			return nil
+		}}
+		g, err := generate.Start(s.Ctx, s.Adapter, prompt, o)
 		require.NoError(t, err)
 		seq, _ := s.Adapter.Tracker().Sequence(0)
 		top := int32(0)
@@ -357,9 +403,21 @@ func TestPackMovesKeptCellsToTheBottom(t *testing.T) {
 			more, err = g.Next()
 			require.NoError(t, err)
 		}
-		outs = append(outs, g.Result().Tokens)
+		tokens = g.Result().Tokens
+		kept[i], evicted[i] = positions(s), g.Result().Evicted
 	}
-	assert.Equal(t, outs[0], outs[1])
+	// Equal up to rounding (see TestStateWithHolesRestoresIdentically): the same evictions, the
+	// same greedy picks but at most one near-tie.
+	assert.Equal(t, kept[0], kept[1])
+	assert.Equal(t, evicted[0], evicted[1])
+	agree := 0
+	for i := range logits[0] {
+		if llama.Argmax(logits[1][i]) == tokens[i] {
+			agree++
+		}
+		assert.Less(t, maxAbsDiff(logits[0][i], logits[1][i]), 1.5, "step %d", i)
+	}
+	assert.GreaterOrEqual(t, agree, gen-1)
 }
 
 // TestRefusedRemovalIsUnsupported stands in for a model whose memory cannot remove single
