@@ -107,7 +107,12 @@ type Generation struct {
 // next position is always llama_memory_seq_pos_max + 1, so that position compaction and holes are
 // handled alike.
 func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*Generation, error) {
-	return start(&Generation{c: c, ad: ad, o: forcing(o), res: Result{PromptTokens: len(prompt)}, first: -1}, prompt)
+	return start(newGeneration(c, ad, prompt, o), prompt)
+}
+
+// newGeneration returns a generation of prompt in c that has not started.
+func newGeneration(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) *Generation {
+	return &Generation{c: c, ad: ad, o: forcing(o), res: Result{PromptTokens: len(prompt)}, first: -1}
 }
 
 // start is Start for a generation g set up by its caller.

@@ -84,8 +84,9 @@ func ReadBounded(m *llama.Model, prompt []int32, so SessionOptions, o Options) (
 	}
 	defer s.Close()
 	o.Seq = adapter.DefaultSequence
-	g, err := start(&Generation{c: s.Ctx, ad: s.Adapter, o: forcing(o), res: Result{PromptTokens: len(prompt)},
-		first: -1, holdLast: true}, prompt)
+	g := newGeneration(s.Ctx, s.Adapter, prompt, o)
+	g.holdLast = true
+	g, err = start(g, prompt)
 	if err != nil {
 		return nil, err
 	}

@@ -405,8 +405,7 @@ func (rd *reading) prefix(run evalRun, so generate.SessionOptions, o generate.Op
 			if rd.e.plan.caches == nil {
 				observers = rd.e.plan.policies
 			}
-			full := rd.e.f.config(keyformer.PolicyFull, keyformer.Fraction(1), rd.e.plan.window, rd.newTokens)
-			rd.whole, err = generate.ReadPrefix(rd.e.model, rd.prompt, full, observers,
+			rd.whole, err = generate.ReadPrefix(rd.e.model, rd.prompt, rd.fullConfig(), observers,
 				rd.e.session(len(rd.prompt)+rd.room, rd.e.f.ubatch))
 		}
 		return rd.whole, err
@@ -440,7 +439,7 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 	}
 	if run.full() {
 		if rd.probe != nil {
-			cfg := rd.e.f.config(keyformer.PolicyFull, keyformer.Fraction(1), rd.e.plan.window, rd.newTokens)
+			cfg := rd.fullConfig()
 			so.Config, so.Adapter.Probe = &cfg, rd.probe
 		}
 		return so, o, nil
@@ -452,6 +451,12 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 	cfg := rd.e.f.config(pol, budget, rd.e.plan.window, rd.newTokens)
 	so.Config = &cfg
 	return so, o, nil
+}
+
+// fullConfig is the configuration of policy full (the hook observing, nothing evicted) for the
+// prompt's continuations.
+func (rd *reading) fullConfig() keyformer.Config {
+	return rd.e.f.config(keyformer.PolicyFull, keyformer.Fraction(1), rd.e.plan.window, rd.newTokens)
 }
 
 // session returns the options of a session of nCtx cells and ubatch tokens per ubatch, with the

@@ -110,10 +110,11 @@ func (e *evaluation) fidelity(r evalRecord) error {
 		return err
 	}
 	ref = ref[:min(len(ref), maxReferenceTokens)]
-	if !e.fits(r, len(prompt)+max(r.MaxNewTokens, len(ref)), runs) {
+	room := max(r.MaxNewTokens, len(ref))
+	if !e.fits(r, len(prompt)+room, runs) {
 		return nil
 	}
-	rd := e.reading(prompt, max(r.MaxNewTokens, len(ref)), r.MaxNewTokens)
+	rd := e.reading(prompt, room, r.MaxNewTokens)
 	full := evalRun{Policy: keyformer.PolicyFull.String()}
 	var teacher [][]float32
 	o := generate.Options{MaxNew: r.MaxNewTokens, StopAtEOG: true, Logits: func(_ int, logits []float32) error {
@@ -137,7 +138,6 @@ func (e *evaluation) fidelity(r evalRecord) error {
 	for _, run := range runs {
 		line := fidelityLine{ID: r.ID, evalRun: run, PromptTokens: len(prompt), Positions: len(tokens), RefTokens: len(ref)}
 		var s forcedScore
-		var lp []float32
 		if run.full() { // forced through its own tokens, the full cache is the teacher
 			for i, tok := range tokens {
 				if err := s.add(teacher[i], tok, teacher[i]); err != nil {
@@ -146,23 +146,15 @@ func (e *evaluation) fidelity(r evalRecord) error {
 			}
 			line.KVCells = res.PeakCells
 		} else {
-			o := generate.Options{Force: tokens, Logits: func(i int, logits []float32) error {
-				lp = logSoftmax(lp, logits)
-				return s.add(lp, tokens[i], teacher[i])
-			}}
-			res, err := rd.continuation(run, nil, o)
-			if err != nil {
+			var got generate.Result
+			if s, got, err = rd.forced(run, tokens, teacher); err != nil {
 				return fmt.Errorf("run %s: %w", run.key(r.ID), err)
 			}
-			line.KVCells = res.PeakCells
+			line.KVCells = got.PeakCells
 		}
 		line.Top1, line.KL, line.NLL = s.means()
-		var rs forcedScore
-		o := generate.Options{Force: ref, Logits: func(i int, logits []float32) error {
-			lp = logSoftmax(lp, logits)
-			return rs.add(lp, ref[i], nil)
-		}}
-		if _, err := rd.continuation(run, nil, o); err != nil {
+		rs, _, err := rd.forced(run, ref, nil)
+		if err != nil {
 			return fmt.Errorf("run %s, reference: %w", run.key(r.ID), err)
 		}
 		_, _, line.RefNLL = rs.means()
@@ -171,4 +163,20 @@ func (e *evaluation) fidelity(r evalRecord) error {
 		}
 	}
 	return nil
+}
+
+// forced continues the prompt under run forced through tokens and scores every position against
+// teacher, the full cache's log-probabilities at the same positions (nil: the NLL of tokens only).
+func (rd *reading) forced(run evalRun, tokens []int32, teacher [][]float32) (forcedScore, generate.Result, error) {
+	var s forcedScore
+	var lp []float32
+	res, err := rd.continuation(run, nil, generate.Options{Force: tokens, Logits: func(i int, logits []float32) error {
+		lp = logSoftmax(lp, logits)
+		var t []float32
+		if teacher != nil {
+			t = teacher[i]
+		}
+		return s.add(lp, tokens[i], t)
+	}})
+	return s, res, err
 }
