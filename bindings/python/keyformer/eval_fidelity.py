@@ -97,7 +97,7 @@ import os
 import sys
 from collections import namedtuple
 
-from .evaluate import (FULL, QUALITY, EvaluateError, _by_policy, _figure, _is_number, _round, check_run_key,
+from .evaluate import (FULL, QUALITY, EvaluateError, _by_policy, _figure, _is_number, _round, _save_figure, check_run_key,
                        finish_report, iter_jsonl, mean_se, paired_differences, plot_policy_lines, read_runs,
                        plus_minus, render_table, require_fields, round_cell, round_row, setting_key, setting_label, sort_rows,
                        write_output, write_table_csv, write_text)
@@ -300,10 +300,7 @@ def plot_fidelity(path, agg, target=None):
     kl.set_ylabel("KL (nats per token)")
     for ax in (top1, kl):
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_figure(fig, (top1, kl), path)
 
 
 def fidelity_command(directory, as_json, out=None):

@@ -70,7 +70,7 @@ import string
 import sys
 from collections import namedtuple
 
-from .evaluate import (FULL, QUALITY, EvaluateError, _figure, _round, check_run_key, finish_report, mean_se,
+from .evaluate import (FULL, QUALITY, EvaluateError, _figure, _round, _save_figure, check_run_key, finish_report, mean_se,
                        paired_differences, plot_policy_lines, plus_minus, read_runs, render_table, require_fields,
                        round_cell, round_row, setting_key, setting_label, sort_rows, write_output, write_table_csv,
                        write_text)
@@ -247,10 +247,7 @@ def plot_questions(path, agg):
     ax.set_title("%s: accuracy from the compressed cache (%d questions)" % (agg["set"], agg["questions"]))
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_figure(fig, (ax,), path)
 
 
 def questions_command(directory, as_json, out=None):

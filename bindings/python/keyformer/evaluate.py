@@ -416,6 +416,16 @@ def _figure(width, height, ncols=1):
     return fig, fig.subplots(1, ncols)
 
 
+def _save_figure(fig, axes, path):
+    """Adds a legend to each of ``axes`` that has labelled lines, lays ``fig`` out and writes it
+    to ``path`` (PNG, 120 dpi)."""
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def _by_policy(rows):
     """The rows grouped by policy (a dict in the rows' order)."""
     policies = {}
@@ -542,11 +552,8 @@ def plot_bench(bench, path):
         ax.minorticks_off()
         ax.set_xlabel("context (tokens)")
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
     fig.suptitle("%s on %s, %s generated tokens" % (bench["model"], bench["machine"], bench["gen"]))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save_figure(fig, (tps, speed), path)
 
 
 # --- commands -----------------------------------------------------------------------------------
