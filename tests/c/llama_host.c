@@ -155,9 +155,7 @@ static llama_token *tokenize(const struct llama_model *model, int reps, int32_t 
     return toks;
 }
 
-llama_token readme_argmax(struct llama_context *lctx) {
-    const float *logits = llama_get_logits_ith(lctx, -1);
-    int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(lctx)));
+static llama_token argmax_of(const float *logits, int32_t n_vocab) {
     llama_token best = 0;
     for (llama_token t = 1; t < n_vocab; t++) {
         if (logits[t] > logits[best]) {
@@ -165,6 +163,11 @@ llama_token readme_argmax(struct llama_context *lctx) {
         }
     }
     return best;
+}
+
+llama_token readme_argmax(struct llama_context *lctx) {
+    int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(lctx)));
+    return argmax_of(llama_get_logits_ith(lctx, -1), n_vocab);
 }
 
 static int32_t seq_length(keyformer_context *kf) {
@@ -285,7 +288,12 @@ static int mode_generate(struct llama_model *model) {
         maxdiff = d > maxdiff ? d : maxdiff;
     }
     printf("llama_host: restore: %zu + %zu state bytes, max logit difference %.2g\n", lsize, written, maxdiff);
-    CHECK(maxdiff < 1e-2, "logits after restore differ by %g", maxdiff);
+    /* The restored sequence sits packed in other cells, so attention sums its columns in another
+     * order; ggml's CPU matmuls quantise activations (q8), which turns those last-bit differences
+     * into up to ~0.5 on a 28-layer model. A wrong restore (cells or positions mixed up) moves the
+     * logits by several units and the choice with them. */
+    CHECK(readme_argmax(lctx) == argmax_of(ref, n_vocab) && maxdiff < 1,
+          "logits after restore differ by %g (or choose another token)", maxdiff);
     /* A state that does not match llama.cpp's: an error, never a crash. */
     CHECK(keyformer_llama_restore(kf, 0, kstate, written / 2) == KEYFORMER_ERR_INVALID_STATE, "truncated state");
 
