@@ -11,6 +11,7 @@ package keyformer
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -152,6 +153,41 @@ type Config struct {
 	Noise bool
 	// Seed makes the noise reproducible; each sequence draws its own stream from it.
 	Seed uint64
+	// Observe says which attention the engine shows and how often a sequence evicts.
+	Observe Schedule
+}
+
+// Schedule trades a little fidelity for cheaper observing: an engine that reads fewer layers, or
+// the attention of fewer generated tokens, asks its runtime for fewer tensors; a sequence that
+// evicts in batches plans and frees cells less often. The zero Schedule reads everything and
+// evicts at every Plan.
+type Schedule struct {
+	// LayerStride reads layers 0, k, 2k, ...; 0 or 1 reads every layer.
+	LayerStride int
+	// Layers, when not empty, lists the layers read, in any order (it overrides LayerStride).
+	Layers []int
+	// DecodeStride reads the attention of every k-th generated token; 0 or 1 reads every one. A
+	// ubatch that adds more than one token to a sequence (a prompt chunk) is always read.
+	DecodeStride int
+	// Slack lets a sequence hold up to Slack cells more than its budget before Plan evicts; Plan
+	// then brings it back to the budget at once.
+	Slack int
+}
+
+// ReadsAttention reports whether the policy ranks tokens by attention (full, keyformer, h2o,
+// tova); streaming and window need only where tokens landed.
+func (p Policy) ReadsAttention() bool { return p.scores() }
+
+// ObservesLayer reports whether the engine should show layer's attention: the policy reads
+// attention and the schedule includes the layer.
+func (c *Config) ObservesLayer(layer int) bool {
+	if !c.Policy.scores() || layer < 0 || layer >= c.Shape.Layers {
+		return false
+	}
+	if len(c.Observe.Layers) > 0 {
+		return slices.Contains(c.Observe.Layers, layer)
+	}
+	return c.Observe.LayerStride <= 1 || layer%c.Observe.LayerStride == 0
 }
 
 // DefaultConfig returns the paper's defaults for a model of the given shape: Keyformer, shared
@@ -232,8 +268,34 @@ func (c *Config) Validate() error {
 	if c.NewTokens <= 0 {
 		return fmt.Errorf("new_tokens: %d is not positive", c.NewTokens)
 	}
+	return c.Observe.validate(c.Shape.Layers)
+}
+
+// validate checks the schedule against a model of the given number of layers.
+func (o *Schedule) validate(layers int) error {
+	switch {
+	case o.LayerStride < 0 || o.LayerStride > layers:
+		return fmt.Errorf("observe.layer_stride: %d outside [0, %d]", o.LayerStride, layers)
+	case len(o.Layers) > layers:
+		return fmt.Errorf("observe.layers: %d layers listed, the model has %d", len(o.Layers), layers)
+	case o.DecodeStride < 0 || o.DecodeStride > maxDecodeStride:
+		return fmt.Errorf("observe.decode_stride: %d outside [0, %d]", o.DecodeStride, maxDecodeStride)
+	case o.Slack < 0 || o.Slack > maxCells:
+		return fmt.Errorf("observe.slack: %d outside [0, %d]", o.Slack, maxCells)
+	}
+	for i, l := range o.Layers {
+		if l < 0 || l >= layers {
+			return fmt.Errorf("observe.layers[%d]: layer %d outside [0, %d)", i, l, layers)
+		}
+		if slices.Contains(o.Layers[:i], l) {
+			return fmt.Errorf("observe.layers[%d]: layer %d listed twice", i, l)
+		}
+	}
 	return nil
 }
+
+// maxDecodeStride bounds Schedule.DecodeStride (beyond it a sequence would hardly ever be read).
+const maxDecodeStride = 1 << 16
 
 // resolve returns the budget and window in tokens for a prompt of n tokens.
 func (c *Config) resolve(prompt int) (budget, window int, err error) {

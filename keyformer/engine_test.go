@@ -91,6 +91,12 @@ func (e *testEngine) attention(pos []int32, cols int) Attention {
 func (e *testEngine) evict() []Eviction {
 	evs, err := e.seq.Plan(nil)
 	require.NoError(e.t, err)
+	e.forget(evs)
+	return evs
+}
+
+// forget frees the planned cells and forgets them.
+func (e *testEngine) forget(evs []Eviction) {
 	for _, ev := range evs {
 		if ev.Layer == -1 {
 			delete(e.used, ev.Cell)
@@ -100,7 +106,6 @@ func (e *testEngine) evict() []Eviction {
 	if e.seq.cfg.Granularity == PerHead {
 		e.syncCells()
 	}
-	return evs
 }
 
 // syncCells frees the engine cells the sequence no longer holds (PerHead granularity).

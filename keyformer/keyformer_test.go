@@ -41,6 +41,13 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"tau_end", func(c *Config) { c.TauEnd = math.Inf(1) }},
 		{"tau_end", func(c *Config) { c.TauEnd = math.NaN() }},
 		{"new_tokens", func(c *Config) { c.NewTokens = 0 }},
+		{"observe.layer_stride", func(c *Config) { c.Observe.LayerStride = 3 }},
+		{"observe.layer_stride", func(c *Config) { c.Observe.LayerStride = -1 }},
+		{"observe.layers", func(c *Config) { c.Observe.Layers = []int{0, 1, 1} }},
+		{"observe.layers[1]", func(c *Config) { c.Observe.Layers = []int{1, 2} }},
+		{"observe.layers[1]", func(c *Config) { c.Observe.Layers = []int{1, 1} }},
+		{"observe.decode_stride", func(c *Config) { c.Observe.DecodeStride = -2 }},
+		{"observe.slack", func(c *Config) { c.Observe.Slack = -1 }},
 	} {
 		cfg := DefaultConfig(Shape{Layers: 2, QueryHeads: 4, KVHeads: 2})
 		tc.edit(&cfg)

@@ -225,6 +225,20 @@ func (s *Sequence) step() int {
 	return s.added - s.prompt
 }
 
+// WantsAttention reports whether the engine should show the attention of the ubatch that just
+// added rows tokens to the sequence (call it after AddCells): never for a policy that reads no
+// attention, always for a prompt chunk (more than one token) or while the prompt is not over, and
+// for one generated token when its number is a multiple of the schedule's DecodeStride.
+func (s *Sequence) WantsAttention(rows int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.cfg.Policy.scores() {
+		return false
+	}
+	k := s.cfg.Observe.DecodeStride
+	return rows > 1 || k <= 1 || s.step()%k == 0
+}
+
 // ObserveAttention scores the cells of the sequence with layer's attention for one ubatch and adds
 // the scores to their accumulators. The rows must be this sequence's query tokens. Invalid
 // attention (NaN, +Inf, negative or >1 probabilities) is an error and changes nothing.
@@ -334,8 +348,8 @@ var ErrInvalidAttention = errors.New("invalid attention value (NaN, +Inf, or a p
 
 // Plan appends to dst the evictions that bring the sequence back to its budget, lowest scores
 // first among the candidates (every token but the recent window, and the sinks for StreamingLLM),
-// and returns it. It changes nothing but resolves the budget on its first call; free the cells,
-// then Forget them.
+// and returns it; nothing while the sequence is within the schedule's Slack of its budget. It
+// changes nothing but resolves the budget on its first call; free the cells, then Forget them.
 func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -350,10 +364,14 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 		s.budget, s.window = budget, window
 	}
 	n := len(s.cells)
+	slack := s.cfg.Observe.Slack
 	switch s.cfg.Policy {
 	case PolicyFull:
 		return dst, nil
 	case PolicyWindow, PolicyStreaming:
+		if n <= s.budget+slack {
+			return dst, nil
+		}
 		lo := 0
 		if s.cfg.Policy == PolicyStreaming {
 			lo = s.cfg.Sinks
@@ -365,7 +383,7 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 	}
 	for h, sc := range s.scores {
 		m := s.live[h] - s.budget
-		if m <= 0 {
+		if m <= slack {
 			continue
 		}
 		ev := Eviction{Layer: -1, Head: -1}

@@ -22,11 +22,16 @@ func NewTracker(cfg Config) (*Tracker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	cfg.Observe.Layers = slices.Clone(cfg.Observe.Layers)
 	return &Tracker{cfg: cfg, seqs: map[int32]*Sequence{}}, nil
 }
 
-// Config returns the tracker's configuration.
-func (t *Tracker) Config() Config { return t.cfg }
+// Config returns a copy of the tracker's configuration.
+func (t *Tracker) Config() Config {
+	c := t.cfg
+	c.Observe.Layers = slices.Clone(c.Observe.Layers)
+	return c
+}
 
 // Sequence returns sequence id, creating it empty on first use. Ids are in [0, 65536).
 func (t *Tracker) Sequence(id int32) (*Sequence, error) {

@@ -1,0 +1,104 @@
+package keyformer
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestObservesLayerFollowsTheSchedule(t *testing.T) {
+	observed := func(cfg Config) []int {
+		var out []int
+		for l := -1; l <= cfg.Shape.Layers; l++ {
+			if cfg.ObservesLayer(l) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	cfg := DefaultConfig(Shape{Layers: 7, QueryHeads: 4, KVHeads: 2})
+	assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6}, observed(cfg))
+	cfg.Observe.LayerStride = 3
+	assert.Equal(t, []int{0, 3, 6}, observed(cfg))
+	cfg.Observe.Layers = []int{5, 1}
+	assert.Equal(t, []int{1, 5}, observed(cfg), "a list overrides the stride")
+	for _, p := range []Policy{PolicyStreaming, PolicyWindow} {
+		cfg.Policy = p
+		assert.Empty(t, observed(cfg), p)
+		assert.False(t, p.ReadsAttention())
+	}
+}
+
+func TestTrackerKeepsItsOwnLayerList(t *testing.T) {
+	cfg := testConfig(10, 3)
+	cfg.Observe.Layers = []int{1}
+	tr, err := NewTracker(cfg)
+	require.NoError(t, err)
+	cfg.Observe.Layers[0] = 0
+	got := tr.Config()
+	got.Observe.Layers[0] = 0
+	assert.Equal(t, []int{1}, tr.Config().Observe.Layers)
+}
+
+func TestWantsAttentionEveryKthGeneratedToken(t *testing.T) {
+	cfg := testConfig(100, 3)
+	cfg.Observe.DecodeStride = 4
+	s := newTestSequence(t, cfg, 0)
+	require.NoError(t, s.SetPromptLength(6))
+	e := newTestEngine(t, s, 1)
+	var wants []bool
+	for _, n := range []int{1, 1, 3, 1} { // the prompt: read whatever the chunking
+		e.decode(n)
+		wants = append(wants, s.WantsAttention(n))
+	}
+	assert.Equal(t, []bool{true, true, true, true}, wants)
+	wants = wants[:0]
+	for range 9 { // generated tokens 1..9
+		e.decode(1)
+		wants = append(wants, s.WantsAttention(1))
+	}
+	assert.Equal(t, []bool{false, false, false, true, false, false, false, true, false}, wants)
+	assert.True(t, s.WantsAttention(2), "a chunk of generated tokens is read")
+
+	cfg.Policy = PolicyStreaming
+	assert.False(t, newTestSequence(t, cfg, 0).WantsAttention(5), "streaming reads no attention")
+}
+
+// A sequence with slack grows past its budget until it is slack cells over, then evicts back to the
+// budget in one plan; the choice among the candidates is the one Plan makes without slack.
+func TestSlackEvictsInBatches(t *testing.T) {
+	for _, tc := range []struct {
+		policy Policy
+		g      Granularity
+	}{{PolicyKeyformer, Shared}, {PolicyH2O, PerHead}, {PolicyTOVA, Shared}, {PolicyStreaming, Shared}, {PolicyWindow, Shared}} {
+		t.Run(tc.policy.String()+"/"+tc.g.String(), func(t *testing.T) {
+			cfg := testConfig(10, 3)
+			cfg.Policy, cfg.Granularity, cfg.Observe.Slack = tc.policy, tc.g, 4
+			s := newTestSequence(t, cfg, 0)
+			e := newTestEngine(t, s, 2)
+			require.Empty(t, e.run(10, 10, 0))
+			var sizes []int
+			for range 11 {
+				e.decode(1)
+				evs, err := s.Plan(nil)
+				require.NoError(t, err)
+				if len(evs) > 0 {
+					// Without slack the same plan, from the same state.
+					saved, err := s.MarshalBinary()
+					require.NoError(t, err)
+					strict := cfg
+					strict.Observe.Slack = 0
+					twin := newTestSequence(t, strict, 0)
+					require.NoError(t, twin.UnmarshalBinary(saved))
+					want, err := twin.Plan(nil)
+					require.NoError(t, err)
+					assert.ElementsMatch(t, want, evs)
+				}
+				e.forget(evs)
+				sizes = append(sizes, s.Len())
+			}
+			assert.Equal(t, []int{11, 12, 13, 14, 10, 11, 12, 13, 14, 10, 11}, sizes)
+		})
+	}
+}
