@@ -17,9 +17,12 @@ import (
 
 // The smallest `size` each params struct may declare: its size in API version 1. Larger sizes
 // (from newer headers) are accepted and the fields this library does not know are ignored; sizes
-// above maxStructSize are taken for an uninitialised field.
+// above maxStructSize are taken for an uninitialised field. paramsSizeV2 is keyformer_params'
+// size in version 2 (the observation schedule): a smaller size leaves those fields at their
+// defaults.
 const (
-	paramsSizeV1    = C.sizeof_keyformer_params
+	paramsSizeV1    = unsafe.Offsetof(C.keyformer_params{}.observe_layer_stride)
+	paramsSizeV2    = C.sizeof_keyformer_params
 	attentionSizeV1 = C.sizeof_keyformer_attention
 	maxStructSize   = 1 << 16
 )
@@ -67,7 +70,7 @@ func kfgo_default_params(p *C.keyformer_params) (st C.keyformer_status) {
 		return report(nil, name, err)
 	}
 	d := keyformer.DefaultConfig(keyformer.Shape{})
-	*p = C.keyformer_params{ // fields of later versions, past sizeof, are left alone
+	def := C.keyformer_params{
 		size:            p.size,
 		policy:          C.keyformer_policy(d.Policy),
 		granularity:     C.keyformer_granularity(d.Granularity),
@@ -80,6 +83,14 @@ func kfgo_default_params(p *C.keyformer_params) (st C.keyformer_status) {
 		noise:           boolInt(d.Noise),
 		seed:            C.uint64_t(d.Seed),
 	}
+	if uintptr(p.size) < paramsSizeV2 { // a version 1 host: its struct ends before the schedule
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(p)), paramsSizeV1), unsafe.Slice((*byte)(unsafe.Pointer(&def)), paramsSizeV1))
+		return statusOK
+	}
+	def.observe_layer_stride = C.int32_t(max(d.Observe.LayerStride, 1))
+	def.observe_decode_stride = C.int32_t(max(d.Observe.DecodeStride, 1))
+	def.evict_slack = C.int32_t(d.Observe.Slack)
+	*p = def // fields of later versions, past sizeof, are left alone
 	return statusOK
 }
 
@@ -114,6 +125,10 @@ var configFields = strings.NewReplacer(
 	"config: tau_end:", "tau_end:",
 	"config: policy:", "policy:",
 	"config: granularity:", "granularity:",
+	"config: observe.layer_stride:", "observe_layer_stride:",
+	"config: observe.layers", "observe_layers",
+	"config: observe.decode_stride:", "observe_decode_stride:",
+	"config: observe.slack:", "evict_slack:",
 )
 
 // config translates keyformer_params into a keyformer.Config (validated by keyformer.NewTracker).
@@ -145,8 +160,29 @@ func config(p *C.keyformer_params) (keyformer.Config, error) {
 	} else {
 		cfg.Window = keyformer.Fraction(float64From32(p.window_fraction))
 	}
+	if uintptr(p.size) < paramsSizeV2 {
+		cfg.Observe = keyformer.DefaultConfig(cfg.Shape).Observe
+		return cfg, nil
+	}
+	switch {
+	case p.n_observe_layers < 0 || p.n_observe_layers > maxLayers:
+		return keyformer.Config{}, invalid("n_observe_layers: %d outside [0, %d]", p.n_observe_layers, maxLayers)
+	case p.n_observe_layers > 0 && p.observe_layers == nil:
+		return keyformer.Config{}, invalid("observe_layers is NULL but n_observe_layers is %d", p.n_observe_layers)
+	}
+	cfg.Observe = keyformer.Schedule{
+		LayerStride:  int(p.observe_layer_stride),
+		DecodeStride: int(p.observe_decode_stride),
+		Slack:        int(p.evict_slack),
+	}
+	for _, l := range int32s(p.observe_layers, p.n_observe_layers) {
+		cfg.Observe.Layers = append(cfg.Observe.Layers, int(l))
+	}
 	return cfg, nil
 }
+
+// maxLayers bounds n_observe_layers (keyformer.Config allows at most 4096 layers).
+const maxLayers = 1 << 12
 
 //export kfgo_context_new
 func kfgo_context_new(p *C.keyformer_params, out *C.uintptr_t) (st C.keyformer_status) {
@@ -211,6 +247,28 @@ func kfgo_add_cells(h C.uintptr_t, seq C.int32_t, cells, positions *C.int32_t, n
 			return err
 		}
 		return s.AddCells(int32s(cells, n), int32s(positions, n))
+	})
+}
+
+//export kfgo_wants_attention
+func kfgo_wants_attention(h C.uintptr_t, seq, layer, nNew C.int32_t, wanted *C.int32_t) C.keyformer_status {
+	return call("keyformer_wants_attention", uintptr(h), func(c *context) error {
+		switch {
+		case wanted == nil:
+			return invalid("wanted is NULL")
+		case nNew <= 0:
+			return invalid("n_new is %d, not positive", nNew)
+		}
+		cfg := c.tracker.Config()
+		if layer < 0 || int(layer) >= cfg.Shape.Layers {
+			return invalid("layer %d outside [0, %d)", layer, cfg.Shape.Layers)
+		}
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		*wanted = boolInt(cfg.ObservesLayer(int(layer)) && s.WantsAttention(int(nNew)))
+		return nil
 	})
 }
 

@@ -2,8 +2,9 @@
  *
  * keyformer_llama_eval_callback answers llama.cpp's asks in C: about 1100 per llama_decode on a
  * 30-layer model, so an ask must cost a few ns. It calls into Go (kfgo_llama_eval) only for the two
- * nodes whose inputs give the ubatch's positions and cells (one each per ubatch) and for each
- * computed attention tensor (one per layer per ubatch). Struct fields are read by name with ggml.h
+ * nodes whose inputs give the ubatch's positions and cells (one each per ubatch), for the ask about
+ * each attention tensor (the schedule decides: one per layer per ubatch) and for each computed
+ * attention tensor it asked for. Struct fields are read by name with ggml.h
  * of the pinned llama.cpp (build/deps/llama/include, fetched by build/deps.sh).
  *
  * Per-context state on the C side, in a registry keyed by handle: whether the context is attached
@@ -58,6 +59,7 @@ struct kf_thread {
     kf_eval_cb chain;
     void *chain_ud;
     const struct ggml_tensor *asked; /* last tensor asked about */
+    bool kf_wants;                   /* keyformer wanted it (an attention tensor the schedule reads) */
     bool host_wants;                 /* the chained callback wanted it */
 };
 static __thread struct kf_thread kf_tls;
@@ -157,23 +159,23 @@ bool keyformer_llama_eval_callback(struct ggml_tensor *t, bool ask, void *user_d
         bool want = false;
         if (th->attached) {
             if (kf_is_attention(t)) {
-                want = true;
+                want = kfgo_llama_eval(h, t, 1) != 0;
             } else if ((t->op == GGML_OP_ROPE && memcmp(t->name, kf_positions_node, sizeof kf_positions_node) == 0) ||
                        (t->op == GGML_OP_SET_ROWS && memcmp(t->name, kf_cells_node, sizeof kf_cells_node) == 0)) {
                 kfgo_llama_eval(h, t, 1); /* reads the node's input; always "no" */
             }
         }
-        if (th->chain == NULL) {
-            return want;
-        }
-        bool host = th->chain(t, true, th->chain_ud);
+        bool host = th->chain != NULL && th->chain(t, true, th->chain_ud);
         th->asked = t;
+        th->kf_wants = want;
         th->host_wants = host;
         return want || host;
     }
-    bool host = th->chain != NULL && th->host_wants && th->asked == t;
+    bool mine = th->asked == t;
+    bool host = mine && th->host_wants && th->chain != NULL;
+    bool ours = mine && th->kf_wants;
     th->asked = NULL;
-    if (th->attached && kf_is_attention(t)) {
+    if (ours && th->attached) {
         kfgo_llama_eval(h, t, 0); /* may detach the context (a recovered panic): refresh below */
         if (th->gen != atomic_load_explicit(&kf_reg_gen, memory_order_acquire)) {
             kf_refresh(th, h);

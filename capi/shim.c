@@ -65,6 +65,11 @@ keyformer_status keyformer_add_cells(keyformer_context *ctx, int32_t seq, const 
     return kfgo_add_cells(kf_handle(ctx), seq, (int32_t *)cells, (int32_t *)positions, n);
 }
 
+keyformer_status keyformer_wants_attention(keyformer_context *ctx, int32_t seq, int32_t layer, int32_t n_new,
+                                          int32_t *wanted) {
+    return kfgo_wants_attention(kf_handle(ctx), seq, layer, n_new, wanted);
+}
+
 keyformer_status keyformer_observe(keyformer_context *ctx, int32_t seq, int32_t layer,
                                    const keyformer_attention *attention) {
     return kfgo_observe(kf_handle(ctx), seq, layer, (keyformer_attention *)attention);

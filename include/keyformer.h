@@ -43,9 +43,11 @@
 extern "C" {
 #endif
 
-/* The API this header describes. A host checks keyformer_api_version() == KEYFORMER_API_VERSION
- * at start-up; the version string is informational. */
-#define KEYFORMER_API_VERSION 1
+/* The API this header describes. A host checks keyformer_api_version() >= KEYFORMER_API_VERSION
+ * at start-up (later versions only append: struct fields, guarded by `size`, and functions); the
+ * version string is informational. Version 2 added the observation schedule (keyformer_params'
+ * observe_* and evict_slack fields, keyformer_wants_attention). */
+#define KEYFORMER_API_VERSION 2
 #define KEYFORMER_VERSION_MAJOR 0
 #define KEYFORMER_VERSION_MINOR 1
 #define KEYFORMER_VERSION_PATCH 0
@@ -97,6 +99,15 @@ typedef struct keyformer_params {
     int32_t n_new_tokens;              /* planned generation length T; default 256 */
     int32_t noise;                     /* 1: Gumbel noise (Keyformer); 0: none; default 1 */
     uint64_t seed;                     /* noise seed; default 0 */
+    /* Since API version 2 (a host built against version 1 passes a smaller size and gets these
+     * defaults): the observation schedule. Reading fewer layers, or fewer generated tokens, makes
+     * observing cheaper; keyformer_wants_attention says what to show. */
+    int32_t observe_layer_stride;  /* read layers 0, k, 2k, ...; 0 or 1: every layer; default 1 */
+    int32_t n_observe_layers;      /* entries of observe_layers; 0: use the stride */
+    const int32_t *observe_layers; /* the layers read, each once (copied by keyformer_context_new) */
+    int32_t observe_decode_stride; /* read every k-th generated token; prompt chunks always; default 1 */
+    int32_t evict_slack;           /* cells a sequence may hold past its budget before the plan
+                                      brings it back to the budget at once; default 0 */
 } keyformer_params;
 
 /* One layer's attention for one ubatch of one sequence: n_rows query tokens x n_heads query heads x
@@ -161,6 +172,13 @@ KEYFORMER_API keyformer_status keyformer_set_prompt_length(keyformer_context *ct
  * Add a ubatch's cells before observing its attention. Sequence ids are in [0, 65536). */
 KEYFORMER_API keyformer_status keyformer_add_cells(keyformer_context *ctx, int32_t seq, const int32_t *cells,
                                                    const int32_t *positions, int32_t n);
+
+/* Sets *wanted to 1 if the schedule reads layer's attention for the ubatch that just added n_new
+ * tokens to sequence seq (call after keyformer_add_cells), else to 0: a host that shows only what
+ * is wanted skips reading (and, where it can, materialising) the rest. Always 0 for the streaming
+ * and window policies, which read no attention. */
+KEYFORMER_API keyformer_status keyformer_wants_attention(keyformer_context *ctx, int32_t seq, int32_t layer,
+                                                         int32_t n_new, int32_t *wanted);
 
 /* Scores sequence seq's cells with layer's attention for one ubatch and accumulates the scores.
  * Invalid values (NaN, +Inf, probabilities outside [0, 1], with 1/64 of tolerance above 1 for

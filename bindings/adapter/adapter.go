@@ -1,9 +1,11 @@
 //go:build linux || darwin
 
 // Package adapter connects a keyformer.Tracker to a llama.cpp context: from llama.cpp's eval
-// callback it reads where each new token landed (attn_inp_k_idxs, inp_pos) and every layer's
-// attention probabilities (kq_soft_max-<layer>), feeds them to the tracker per layer and ubatch,
-// and after each llama_decode frees the planned cells with llama_memory_seq_rm.
+// callback it reads where each new token landed (attn_inp_k_idxs, inp_pos) and the attention
+// probabilities (kq_soft_max-<layer>) of the layers and ubatches the tracker's schedule reads,
+// feeds them to the tracker per layer and ubatch, and after each llama_decode frees the planned
+// cells with llama_memory_seq_rm. A ubatch whose attention is not read asks llama.cpp for no
+// tensor at all: the graph then runs as without the callback.
 //
 // It serves Go programs (through bindings/llama's purego eval callback) and C hosts (through the
 // C ABI's eval callback in capi/) alike. It needs a unified KV cache (one stream), flash attention
@@ -74,6 +76,7 @@ type Adapter struct {
 	tracker   *keyformer.Tracker
 	observers []*keyformer.Tracker // see SetObservers
 	opts      Options
+	layers    []bool  // the layers whose attention the tracker's schedule reads
 	mem       uintptr // the attached context's llama_memory_t
 
 	mu        sync.Mutex
@@ -82,7 +85,10 @@ type Adapter struct {
 	positions []int32 // the current ubatch's positions, set at its Kcur-0 ask
 	cells     []int32 // the current ubatch's cells, set at its cache_k_l0 ask
 	rowSeq    []int32 // sequence of each row of the current ubatch, once its cells are added
-	unseen    int     // ubatches since the last Apply whose inputs were read but attention never seen
+	read      bool    // the current ubatch's attention is read (some sequence's schedule wants it)
+	fresh     bool    // cells were read since layer 0's attention was last asked about
+	pending   bool    // the current ubatch's attention is read but was not seen yet
+	unseen    int     // ubatches since the last Apply whose attention was wanted but never seen
 	err       error   // first error inside the callback since the last Apply
 	buf       []float32
 	evictions []keyformer.Eviction
@@ -92,10 +98,15 @@ type Adapter struct {
 // New returns an adapter feeding tracker (which must use Shared granularity: llama.cpp frees
 // whole cells) from the llama.cpp runtime lib.
 func New(lib *llama.Lib, tracker *keyformer.Tracker, opts Options) (*Adapter, error) {
-	if g := tracker.Config().Granularity; g != keyformer.Shared {
-		return nil, fmt.Errorf("adapter: granularity %s: llama.cpp frees whole cells, use shared", g)
+	cfg := tracker.Config()
+	if cfg.Granularity != keyformer.Shared {
+		return nil, fmt.Errorf("adapter: granularity %s: llama.cpp frees whole cells, use shared", cfg.Granularity)
 	}
-	return &Adapter{lib: lib, tracker: tracker, opts: opts}, nil
+	layers := make([]bool, cfg.Shape.Layers)
+	for l := range layers {
+		layers[l] = cfg.ObservesLayer(l)
+	}
+	return &Adapter{lib: lib, tracker: tracker, opts: opts, layers: layers}, nil
 }
 
 // Attach binds the adapter to the llama_context ctx (created with the adapter's eval callback).
@@ -115,15 +126,22 @@ func (a *Adapter) Attach(ctx uintptr) error {
 // Tracker returns the tracker the adapter feeds.
 func (a *Adapter) Tracker() *keyformer.Tracker { return a.tracker }
 
-// SetObservers makes trackers see every cell and attention the adapter's tracker sees from now on,
-// without their plans ever being applied: several policies score one reading of a prompt (each
-// observer's Sequence state can then be restored into an adapter of its own). Observers must
-// have the tracker's shape, and they only stay consistent while nothing is evicted: use them
-// under a tracker of policy full, or while a prompt is read whole. No trackers removes them.
+// SetObservers makes trackers see every cell the adapter's tracker sees from now on, and the
+// attention their own schedules want of what the adapter reads, without their plans ever being
+// applied: several policies score one reading of a prompt (each observer's Sequence state can
+// then be restored into an adapter of its own). Observers must have the tracker's shape and read
+// no layer the tracker does not, and they only stay consistent while nothing is evicted: use
+// them under a tracker of policy full, or while a prompt is read whole. No trackers removes them.
 func (a *Adapter) SetObservers(trackers ...*keyformer.Tracker) error {
 	for i, t := range trackers {
-		if got, want := t.Config().Shape, a.tracker.Config().Shape; got != want {
+		cfg := t.Config()
+		if got, want := cfg.Shape, a.tracker.Config().Shape; got != want {
 			return fmt.Errorf("adapter: observer %d has shape %+v, the tracker %+v", i, got, want)
+		}
+		for l, read := range a.layers {
+			if cfg.ObservesLayer(l) && !read {
+				return fmt.Errorf("adapter: observer %d reads layer %d, which the tracker's schedule skips", i, l)
+			}
 		}
 	}
 	a.mu.Lock()
@@ -157,21 +175,33 @@ func (a *Adapter) SetBatch(seqs []int32) error {
 	return nil
 }
 
-// wants reports whether the eval callback should answer true for t (see Eval).
-func wants(t llama.Tensor) bool {
-	_, ok := t.NameLayer(nodeAttention)
-	return ok
+// wants reports whether the eval callback should answer true for layer's attention tensor: a
+// layer the schedule reads, in a ubatch whose attention is read. Every ubatch must have shown its
+// inputs by layer 0's attention; if not, the graph's layout is not the one the adapter knows.
+func (a *Adapter) wants(layer int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if layer == 0 {
+		if !a.fresh {
+			a.fail(fmt.Errorf("adapter: layer 0's attention came before the ubatch's positions (%s) and cells (%s) were read (graph layout changed?)",
+				nodePositions, nodeCells))
+		}
+		a.fresh = false
+	}
+	return a.read && layer < len(a.layers) && a.layers[layer]
 }
 
 // Eval is the body of the eval callback (ggml_backend_sched_eval_callback) for this adapter.
-// Asked about a node, it reads the ubatch's positions and cells from their nodes' inputs and
-// answers true for the attention tensors only; called again with a computed attention tensor, it
-// scores it. It never returns false for a computed tensor, and keeps the first error for Apply.
+// Asked about a node, it reads the ubatch's positions and cells from their nodes' inputs (adding
+// the cells to their sequences) and answers true only for the attention tensors the schedule
+// reads; called again with a computed attention tensor, it scores it. It never returns false for
+// a computed tensor, and keeps the first error for Apply.
 func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
+	layer, attention := t.NameLayer(nodeAttention)
 	if ask {
 		switch {
-		case wants(t):
-			return true
+		case attention:
+			return a.wants(layer)
 		case t.Op() == llama.OpRope && t.NameIs(nodePositions):
 			a.readUbatchInput(t, true)
 		case t.Op() == llama.OpSetRows && t.NameIs(nodeCells): // a VIEW node has the same name
@@ -179,9 +209,12 @@ func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 		}
 		return false
 	}
-	if layer, ok := t.NameLayer(nodeAttention); ok {
+	if attention {
 		a.mu.Lock()
 		defer a.mu.Unlock()
+		if !a.read || layer >= len(a.layers) || !a.layers[layer] {
+			return true // a tensor only a chained host callback asked for
+		}
 		if err := a.observe(layer, t); err != nil {
 			a.fail(fmt.Errorf("adapter: layer %d: %w", layer, err))
 		}
@@ -190,17 +223,34 @@ func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 }
 
 // readUbatchInput reads the positions (at Kcur-0, which starts a ubatch) or the cells (at
-// cache_k_l0) of the ubatch's tokens from the node's src[1].
+// cache_k_l0, which follows it) of the ubatch's tokens from the node's src[1]; with the cells it
+// adds the ubatch to its sequences and decides whether its attention is read.
 func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if positions {
 		a.positions = a.readInput(t.Src(1), a.positions[:0], "positions (inp_pos)")
-		a.rowSeq = a.rowSeq[:0]
-		a.unseen++
+		a.rowSeq, a.read, a.pending = a.rowSeq[:0], false, false
 		return
 	}
 	a.cells = a.readInput(t.Src(1), a.cells[:0], "cells (attn_inp_k_idxs)")
+	a.fresh = true
+	if err := a.addUbatch(len(a.cells)); err != nil {
+		a.fail(fmt.Errorf("adapter: %w", err))
+		return
+	}
+	err := a.forEachRun(func(seq *keyformer.Sequence, r0, r1 int) error {
+		a.read = a.read || seq.WantsAttention(r1-r0)
+		return nil
+	})
+	if err != nil {
+		a.fail(fmt.Errorf("adapter: %w", err))
+		return
+	}
+	a.pending = a.read
+	if a.read {
+		a.unseen++
+	}
 }
 
 // readInput appends the integer input tensor's values (int32 positions or int64 cell indices) to
@@ -241,8 +291,8 @@ func (a *Adapter) fail(err error) {
 	}
 }
 
-// observe adds the ubatch's new cells to their sequences on the first layer, then scores the
-// attention of layer for every run of rows that belong to one sequence (a.mu held).
+// observe scores the attention of layer for every run of rows that belong to one sequence whose
+// schedule wants it (a.mu held).
 func (a *Adapter) observe(layer int, t llama.Tensor) error {
 	start := time.Now()
 	nKV, nTok, nHead, nStream := int(t.Ne(0)), int(t.Ne(1)), int(t.Ne(2)), int(t.Ne(3))
@@ -252,10 +302,8 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 	if t.Type() != llama.TypeF32 || !t.IsContiguous() {
 		return fmt.Errorf("attention tensor is not contiguous f32")
 	}
-	if len(a.rowSeq) == 0 {
-		if err := a.addUbatch(nTok); err != nil {
-			return err
-		}
+	if a.pending {
+		a.pending = false
 		a.unseen--
 	}
 	if len(a.rowSeq) != nTok {
@@ -271,6 +319,9 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 		a.lib.TensorRead(t, unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), 4*n), 0)
 	}
 	err := a.forEachRun(func(seq *keyformer.Sequence, r0, r1 int) error {
+		if !seq.WantsAttention(r1 - r0) {
+			return nil
+		}
 		a.stats.Observations++
 		return seq.ObserveAttention(layer, keyformer.Attention{
 			Data: data[r0*nKV:], Rows: r1 - r0, Heads: nHead, Cols: nKV,
@@ -339,9 +390,10 @@ func (a *Adapter) addUbatch(n int) error {
 }
 
 // Apply finishes a llama_decode for sequence seq: it reports an error the callback met, or a
-// ubatch whose attention was never shown (flash attention on), then frees the cells the
-// tracker plans to evict (llama_memory_seq_rm) and forgets them. It returns the number of cells
-// freed. Call it after every llama_decode, for every sequence the decode touched.
+// ubatch whose attention was wanted but never shown (flash attention on), then frees the cells
+// the tracker plans to evict, one llama_memory_seq_rm per run of consecutive positions, and
+// forgets them. It returns the number of cells freed. Call it after every llama_decode, for every
+// sequence the decode touched.
 func (a *Adapter) Apply(seq int32) (int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -366,25 +418,55 @@ func (a *Adapter) Apply(seq int32) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("adapter: sequence %d: %w", seq, err)
 	}
-	for i, e := range a.evictions {
-		p, _ := s.Position(e.Cell)
-		if !a.lib.MemorySeqRm(a.mem, seq, p, p+1) {
-			if ferr := s.Forget(a.evictions[:i]); ferr != nil {
-				return i, fmt.Errorf("adapter: sequence %d: %w (and %w)", seq, ErrUnsupportedMemory, ferr)
-			}
-			return i, fmt.Errorf("adapter: sequence %d: %w", seq, ErrUnsupportedMemory)
+	if len(a.evictions) == 0 {
+		return 0, nil
+	}
+	if freed, err := a.free(seq, s); err != nil {
+		if ferr := s.Forget(freed); ferr != nil {
+			return len(freed), fmt.Errorf("adapter: sequence %d: %w (and %w)", seq, err, ferr)
 		}
+		return len(freed), fmt.Errorf("adapter: sequence %d: %w", seq, err)
 	}
 	if err := s.Forget(a.evictions); err != nil {
 		return 0, fmt.Errorf("adapter: sequence %d: %w", seq, err)
 	}
 	a.stats.Evicted += len(a.evictions)
-	if a.opts.CompactPositions && len(a.evictions) > 0 {
+	if a.opts.CompactPositions {
 		if err := a.compact(seq, s); err != nil {
 			return len(a.evictions), err
 		}
 	}
 	return len(a.evictions), nil
+}
+
+// free removes a.evictions from llama.cpp's memory: one llama_memory_seq_rm per run of tokens,
+// consecutive in the sequence, that are all evicted. On a refusal it returns the evictions freed
+// so far (a.mu held).
+func (a *Adapter) free(id int32, s *keyformer.Sequence) ([]keyformer.Eviction, error) {
+	evicted := make(map[int32]bool, len(a.evictions))
+	for _, e := range a.evictions {
+		evicted[e.Cell] = true
+	}
+	var freed []keyformer.Eviction
+	toks := s.Tokens()
+	for i := 0; i < len(toks); {
+		if !evicted[toks[i].Cell] {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(toks) && evicted[toks[j].Cell] {
+			j++
+		}
+		if !a.lib.MemorySeqRm(a.mem, id, toks[i].Pos, toks[j-1].Pos+1) {
+			return freed, ErrUnsupportedMemory
+		}
+		for _, t := range toks[i:j] {
+			freed = append(freed, keyformer.Eviction{Cell: t.Cell, Layer: -1, Head: -1})
+		}
+		i = j
+	}
+	return freed, nil
 }
 
 // compact renumbers the sequence's tokens 0..n-1, shifting each run of consecutive positions

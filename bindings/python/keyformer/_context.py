@@ -170,6 +170,12 @@ class Context:
         seed: noise seed (a uint64).
         granularity: "shared" (one token set per sequence; whole cells) or "per_head" (one per
             layer and KV head), or a :class:`Granularity`.
+        observe_layers: the layers whose attention is read: an int k reads layers 0, k, 2k, ...; a
+            sequence of ints lists them. None: the library's default (every layer).
+        observe_decode_stride: read the attention of every k-th generated token (prompt chunks
+            always). None: the library's default (every one).
+        evict_slack: cells a sequence may hold past its budget before a plan brings it back to the
+            budget at once. None: the library's default (0).
 
     Raises:
         KeyformerError: the library rejects the configuration (the message names the field).
@@ -182,7 +188,7 @@ class Context:
 
     def __init__(self, policy="keyformer", *, n_layer, n_head, n_head_kv=None, budget=0.5, window=None,
                  sinks=None, tau_init=None, tau_end=None, new_tokens=None, noise=None, seed=0,
-                 granularity="shared"):
+                 granularity="shared", observe_layers=None, observe_decode_stride=None, evict_slack=None):
         lib = _lib.load()
         self._lib = lib
         self._ctx = None
@@ -213,10 +219,23 @@ class Context:
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 1 << 64:
             raise ValueError("seed must be an integer in [0, 2**64), got %r" % (seed,))
         p.seed = int(seed)
+        layers = None  # kept alive until keyformer_context_new has copied it
+        if isinstance(observe_layers, numbers.Integral) and not isinstance(observe_layers, bool):
+            p.observe_layer_stride = _int32("observe_layers", observe_layers)
+        elif observe_layers is not None:
+            layers = _int32_array("observe_layers", observe_layers)
+            p.n_observe_layers = layers.shape[0]
+            p.observe_layers = layers.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        if observe_decode_stride is not None:
+            p.observe_decode_stride = _int32("observe_decode_stride", observe_decode_stride)
+        if evict_slack is not None:
+            p.evict_slack = _int32("evict_slack", evict_slack)
         out = ctypes.c_void_p()
         self._check_global(lib.keyformer_context_new(ctypes.byref(p), ctypes.byref(out)), "keyformer_context_new")
         self._ctx = out
         self._params = p
+        self._observe_layers = None if layers is None else [int(v) for v in layers]
+        p.observe_layers = None
         self._fn_observe = lib.keyformer_observe
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -259,8 +278,11 @@ class Context:
 
     @property
     def params(self):
-        """The configuration passed to ``keyformer_context_new`` (defaults filled in), as a dict."""
-        return {name: getattr(self._params, name) for name, _ in _lib.KeyformerParams._fields_ if name != "size"}
+        """The configuration passed to ``keyformer_context_new`` (defaults filled in), as a dict;
+        ``observe_layers`` is the list of layers given, or None."""
+        d = {name: getattr(self._params, name) for name, _ in _lib.KeyformerParams._fields_ if name != "size"}
+        d["observe_layers"] = self._observe_layers
+        return d
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -307,6 +329,18 @@ class Context:
         st = self._lib.keyformer_add_cells(ctx, seq, c.ctypes.data, p.ctypes.data, c.shape[0])
         if st:
             self._raise(st, "keyformer_add_cells", ctx)
+
+    def wants_attention(self, seq, layer, n_new):
+        """Whether the schedule reads ``layer``'s attention for the ubatch that just added ``n_new``
+        tokens to sequence ``seq`` (keyformer_wants_attention; call it after :meth:`add_cells`).
+        Always False for the streaming and window policies."""
+        ctx = self._handle()
+        wanted = ctypes.c_int32()
+        st = self._lib.keyformer_wants_attention(ctx, _int32("seq", seq), _int32("layer", layer),
+                                                 _int32("n_new", n_new), ctypes.byref(wanted))
+        if st:
+            self._raise(st, "keyformer_wants_attention", ctx)
+        return wanted.value == 1
 
     def observe(self, seq, layer, attention, cells=None, logits=False, layout="hrc"):
         """Scores sequence ``seq``'s cells with ``layer``'s attention for one ubatch

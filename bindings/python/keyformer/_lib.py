@@ -11,7 +11,7 @@ import os
 import threading
 
 #: The API version these bindings were written against (KEYFORMER_API_VERSION in keyformer.h).
-API_VERSION = 1
+API_VERSION = 2
 
 #: The environment variable that names the shared library to load (a path to the .so file).
 ENV_VAR = "KEYFORMER_LIB"
@@ -49,6 +49,12 @@ class KeyformerParams(ctypes.Structure):
         ("n_new_tokens", ctypes.c_int32),
         ("noise", ctypes.c_int32),
         ("seed", ctypes.c_uint64),
+        # API version 2: the observation schedule.
+        ("observe_layer_stride", ctypes.c_int32),
+        ("n_observe_layers", ctypes.c_int32),
+        ("observe_layers", ctypes.POINTER(ctypes.c_int32)),
+        ("observe_decode_stride", ctypes.c_int32),
+        ("evict_slack", ctypes.c_int32),
     ]
 
 
@@ -98,6 +104,7 @@ PROTOTYPES = {
     "keyformer_context_free": (ctypes.c_int32, [_c_ctx]),
     "keyformer_set_prompt_length": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32]),
     "keyformer_add_cells": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]),
+    "keyformer_wants_attention": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, _p_i32]),
     "keyformer_observe": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(KeyformerAttention)]),
     "keyformer_plan": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, _p_i32]),
     "keyformer_forget": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32]),
@@ -194,9 +201,9 @@ class Library:
         self.path = path
         self.dll = dll
         got = self.keyformer_api_version()
-        if got != API_VERSION:
+        if got < API_VERSION:
             raise KeyformerLibraryError(
-                "%s has API version %d, these bindings need %d" % (path, got, API_VERSION))
+                "%s has API version %d, these bindings need %d or later" % (path, got, API_VERSION))
         self.version = self.keyformer_version().decode("ascii", "replace")
         #: The address of keyformer_llama_eval_callback, for llama_context_params.cb_eval.
         self.llama_eval_callback = ctypes.cast(dll.keyformer_llama_eval_callback, ctypes.c_void_p).value
