@@ -169,8 +169,9 @@ type Schedule struct {
 	// DecodeStride reads the attention of every k-th generated token; 0 or 1 reads every one. A
 	// ubatch that adds more than one token to a sequence (a prompt chunk) is always read.
 	DecodeStride int
-	// Slack lets a sequence hold up to Slack cells more than its budget before Plan evicts; Plan
-	// then brings it back to the budget at once.
+	// Slack lets a sequence past its prompt grow until it holds Slack cells more than its budget
+	// before Plan evicts, back to the budget at once: one token at a time, it then peaks at
+	// budget + Slack cells (a prompt chunk of u tokens at budget + u). 0 and 1 evict at every Plan.
 	Slack int
 }
 

@@ -348,8 +348,9 @@ var ErrInvalidAttention = errors.New("invalid attention value (NaN, +Inf, or a p
 
 // Plan appends to dst the evictions that bring the sequence back to its budget, lowest scores
 // first among the candidates (every token but the recent window, and the sinks for StreamingLLM),
-// and returns it; nothing while the sequence is within the schedule's Slack of its budget. It
-// changes nothing but resolves the budget on its first call; free the cells, then Forget them.
+// and returns it. Past the prompt, with the schedule's Slack, it plans nothing until the sequence
+// holds Slack cells more than its budget. It changes nothing but resolves the budget on its first
+// call; free the cells, then Forget them.
 func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -364,12 +365,15 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 		s.budget, s.window = budget, window
 	}
 	n := len(s.cells)
-	slack := s.cfg.Observe.Slack
+	slack := 0
+	if s.step() > 0 {
+		slack = s.cfg.Observe.Slack
+	}
 	switch s.cfg.Policy {
 	case PolicyFull:
 		return dst, nil
 	case PolicyWindow, PolicyStreaming:
-		if n <= s.budget+slack {
+		if n-s.budget < slack {
 			return dst, nil
 		}
 		lo := 0
@@ -383,7 +387,7 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 	}
 	for h, sc := range s.scores {
 		m := s.live[h] - s.budget
-		if m <= slack {
+		if m <= 0 || m < slack {
 			continue
 		}
 		ev := Eviction{Layer: -1, Head: -1}
