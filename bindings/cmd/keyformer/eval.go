@@ -153,7 +153,7 @@ func (o *evalOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.budgets, "budgets", "0.2,0.3,0.5,0.7,0.9", "KV budgets, fractions of the prompt (quality mode)")
 	fs.StringVar(&o.caches, "cache", "", "KV cache sizes in cells, e.g. 1024,2048: long-document mode (llama.cpp's context shift as a baseline)")
 	fs.IntVar(&o.limit, "limit", 0, "evaluate the first N records only (0: all)")
-	fs.StringVar(&o.outDir, "out", "", "output folder (default build/eval/<model>/<dataset name>[-fidelity][-cache])")
+	fs.StringVar(&o.outDir, "out", "", "output folder (default build/eval/<model>/<dataset name>[-fidelity][-cache][-<schedule>])")
 	fs.IntVar(&o.keep, "keep", 4, "tokens llama.cpp's context shift keeps at the start (--cache mode)")
 }
 
@@ -204,6 +204,7 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 		if plan.caches != nil {
 			name += "-cache"
 		}
+		name += o.f.scheduleTag()
 		model := strings.TrimSuffix(filepath.Base(o.f.model), ".gguf")
 		dir = filepath.Join(llama.RepoRoot(), "build", "eval", model, name)
 	}
@@ -429,7 +430,7 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 		ubatch := min(rd.e.f.ubatch, *run.Cache/4)
 		so = rd.e.session(*run.Cache, ubatch)
 		so.Adapter.CompactPositions = true
-		budget = keyformer.Tokens(*run.Cache - ubatch)
+		budget = keyformer.Tokens(*run.Cache - rd.e.f.room(ubatch))
 		if run.Policy == contextShift {
 			o.ContextShift, o.ShiftKeep = *run.Cache, rd.e.plan.keep
 			return so, o, nil

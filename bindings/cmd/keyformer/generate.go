@@ -23,6 +23,7 @@ type runFlags struct {
 	budget, window                      string
 	seed                                uint64
 	whole, compact, pack                bool
+	observe                             keyformer.Schedule
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -30,7 +31,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.promptFile, "prompt-file", "", "document to read (default: a built-in one)")
 	fs.StringVar(&f.question, "question", "", "instruction after the document (default: a built-in question, or none with --prompt-file)")
 	fs.IntVar(&f.maxNew, "max-new", 96, "tokens to generate at most")
-	fs.IntVar(&f.ctx, "ctx", 0, "KV cells (default: budget + n_ubatch, or prompt + max-new for the full cache)")
+	fs.IntVar(&f.ctx, "ctx", 0, "KV cells (default: budget + max(n_ubatch, evict-slack), or prompt + max-new for the full cache)")
 	fs.StringVar(&f.budget, "budget", "0.5", "KV budget: a fraction of the prompt (0.5, 50%) or a token count (2048)")
 	fs.BoolVar(&f.whole, "whole", false, "take the whole prompt with full attention before evicting (the paper's setting; needs --ctx >= prompt)")
 	fs.BoolVar(&f.pack, "pack", true, "move the kept cells to the bottom of the cache after the prompt, so that decoding reads only the budget")
@@ -48,7 +49,59 @@ func (f *runFlags) registerRuntime(fs *flag.FlagSet) {
 	fs.IntVar(&f.poll, "poll", 0, "ggml threadpool polling level 0..100 (how long idle workers spin)")
 	fs.StringVar(&f.window, "window", "0.3", "recent window: a fraction of the budget or a token count")
 	fs.Uint64Var(&f.seed, "seed", 0, "noise seed")
+	d := keyformer.DefaultConfig(keyformer.Shape{}).Observe
+	fs.IntVar(&f.observe.LayerStride, "observe-layer-stride", d.LayerStride, "read the attention of layers 0, k, 2k, ... (0 or 1: every layer)")
+	fs.Func("observe-layers", "read the attention of these layers only, e.g. 0,4,8 (overrides --observe-layer-stride)", func(s string) error {
+		layers, err := parseInts(s)
+		f.observe.Layers = layers
+		return err
+	})
+	fs.IntVar(&f.observe.DecodeStride, "observe-decode-stride", d.DecodeStride, "read the attention of every k-th generated token (the prompt always; 0 or 1: every one)")
+	fs.IntVar(&f.observe.Slack, "evict-slack", d.Slack, "cells past the budget before evicting, back to the budget at once (the cache then holds budget + max(ubatch, slack))")
 }
+
+// parseInts reads a comma-separated list of integers.
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a list of integers: %w", s, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// scheduleTag names a schedule other than reading everything at every decode, e.g.
+// "-layers3-decode4-slack16" or "-layers0.8.16" ("" for the default).
+func (f *runFlags) scheduleTag() string {
+	var tag strings.Builder
+	o := f.observe
+	switch {
+	case len(o.Layers) > 0:
+		tag.WriteString("-layers")
+		for i, l := range o.Layers {
+			if i > 0 {
+				tag.WriteByte('.')
+			}
+			tag.WriteString(strconv.Itoa(l))
+		}
+	case o.LayerStride > 1:
+		fmt.Fprintf(&tag, "-layers%d", o.LayerStride)
+	}
+	if o.DecodeStride > 1 {
+		fmt.Fprintf(&tag, "-decode%d", o.DecodeStride)
+	}
+	if o.Slack > 1 {
+		fmt.Fprintf(&tag, "-slack%d", o.Slack)
+	}
+	return tag.String()
+}
+
+// room returns the cells a cache needs past the budget: one ubatch of ubatch tokens, or the
+// eviction slack.
+func (f *runFlags) room(ubatch int) int { return max(ubatch, f.observe.Slack) }
 
 // parseSize reads "0.5", "50%" as a fraction and "2048" as a token count.
 func parseSize(s, name string) (keyformer.Size, error) {
@@ -160,7 +213,7 @@ func (f *runFlags) session(l *loaded, policy *keyformer.Policy, progress io.Writ
 			if b == 0 {
 				b = int(budget.Fraction*float64(len(l.prompt)) + 0.5)
 			}
-			opts.NCtx = min(b+f.ubatch, full)
+			opts.NCtx = min(b+f.room(f.ubatch), full)
 		}
 	}
 	if opts.NCtx == 0 {
@@ -190,6 +243,7 @@ func (f *runFlags) session(l *loaded, policy *keyformer.Policy, progress io.Writ
 func (f *runFlags) config(policy keyformer.Policy, budget, window keyformer.Size, maxNew int) keyformer.Config {
 	cfg := keyformer.DefaultConfig(keyformer.Shape{})
 	cfg.Policy, cfg.Budget, cfg.Window, cfg.Seed, cfg.NewTokens = policy, budget, window, f.seed, max(maxNew, 1)
+	cfg.Observe = f.observe
 	return cfg
 }
 
