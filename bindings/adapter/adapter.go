@@ -63,6 +63,7 @@ type Probe interface {
 
 // Stats counts what an Adapter did.
 type Stats struct {
+	Reads        int           // attention tensors asked of llama.cpp (each costs a graph split)
 	Observations int           // layer x ubatch x sequence-run observations
 	ObserveTime  time.Duration // time spent reading and scoring attention inside the callback
 	Evicted      int           // cells freed
@@ -188,7 +189,11 @@ func (a *Adapter) wants(layer int) bool {
 		}
 		a.fresh = false
 	}
-	return a.read && layer < len(a.layers) && a.layers[layer]
+	want := a.read && layer < len(a.layers) && a.layers[layer]
+	if want {
+		a.stats.Reads++
+	}
+	return want
 }
 
 // Eval is the body of the eval callback (ggml_backend_sched_eval_callback) for this adapter.

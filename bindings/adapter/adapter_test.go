@@ -434,3 +434,64 @@ func TestRefusedRemovalIsUnsupported(t *testing.T) {
 	require.ErrorIs(t, err, adapter.ErrUnsupportedMemory)
 	assert.Contains(t, err.Error(), "sliding-window, recurrent or hybrid")
 }
+
+// TestScheduleAsksOnlyForWhatItReads counts the attention tensors the adapter asks llama.cpp for:
+// none for the policies that read no attention; with a layer stride and a decode stride, the
+// scheduled layers of the prompt's ubatches and of every k-th generated token.
+func TestScheduleAsksOnlyForWhatItReads(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	const gen, ubatch = 24, 256
+	for _, p := range []keyformer.Policy{keyformer.PolicyStreaming, keyformer.PolicyWindow} {
+		s := newSession(t, m, len(prompt)+gen, ubatch, config(m, p, keyformer.Fraction(0.5)))
+		res, err := s.Run(prompt, generate.Options{MaxNew: gen})
+		require.NoError(t, err, p)
+		assert.NotZero(t, res.Evicted, p)
+		st := s.Adapter.Stats()
+		assert.Zero(t, st.Reads, "%s asked for attention", p)
+		assert.Zero(t, st.Observations, p)
+	}
+	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Fraction(0.5))
+	cfg.Observe = keyformer.Schedule{LayerStride: 3, DecodeStride: 4}
+	s := newSession(t, m, len(prompt)+gen, ubatch, cfg)
+	res, err := s.Run(prompt, generate.Options{MaxNew: gen})
+	require.NoError(t, err)
+	assert.NotZero(t, res.Evicted)
+	layers := (m.NLayer + 2) / 3
+	ubatches := (len(prompt) + ubatch - 1) / ubatch
+	decodes := (gen - 1) / 4 // generated tokens 1..gen-1 are decoded; every 4th is read
+	st := s.Adapter.Stats()
+	assert.Equal(t, layers*(ubatches+decodes), st.Reads)
+	assert.Equal(t, st.Reads, st.Observations)
+}
+
+// TestSlackEvictsInBatchesWithinItsCache generates with an eviction slack through a cache of
+// budget + max(n_ubatch, slack) cells: past the prompt the sequence grows to budget + slack and
+// is brought back to the budget in one apply, one llama_memory_seq_rm per run of positions.
+func TestSlackEvictsInBatchesWithinItsCache(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	const budget, ubatch, slack, gen = 256, 64, 16, 40
+	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget))
+	cfg.Observe.Slack = slack
+	s := newSession(t, m, budget+max(ubatch, slack), ubatch, cfg)
+	seq, err := s.Adapter.Tracker().Sequence(adapter.DefaultSequence)
+	require.NoError(t, err)
+	var sizes []int
+	res, err := s.Run(prompt, generate.Options{MaxNew: gen, AfterDecode: func() error {
+		sizes = append(sizes, seq.Len())
+		return nil
+	}})
+	require.NoError(t, err)
+	require.Len(t, res.Tokens, gen)
+	tail := sizes[len(sizes)-(gen-1):] // at each generated token's decode, before its apply
+	for i, n := range tail {
+		require.True(t, n > budget && n <= budget+slack, "decode %d: %d cells", i, n)
+	}
+	assert.Contains(t, tail, budget+1, "evicted back to the budget")
+	assert.Contains(t, tail, budget+slack, "grew to the slack")
+	assert.Equal(t, len(prompt)+gen-1-seq.Len(), res.Evicted)
+	toks := seq.Tokens()
+	assert.Equal(t, toks[0].Pos, s.Ctx.SeqPosMin(0), "llama.cpp holds what the tracker holds")
+	assert.Equal(t, toks[len(toks)-1].Pos, s.Ctx.SeqPosMax(0))
+}
