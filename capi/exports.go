@@ -34,6 +34,15 @@ const (
 	maxStateBytes = 1 << 40
 )
 
+// checkParamsSize validates keyformer_params' size: version 1's exactly, or at least version 2's.
+func checkParamsSize(size C.uint32_t) error {
+	if s := uintptr(size); s < paramsSizeV2 && s != paramsSizeV1 {
+		return invalid("keyformer_params->size is %d: neither version 1's %d nor at least sizeof(keyformer_params) = %d (set size = sizeof(keyformer_params))",
+			size, paramsSizeV1, paramsSizeV2)
+	}
+	return checkSize("keyformer_params", size, paramsSizeV1)
+}
+
 // checkSize validates the size field of a params struct.
 func checkSize(what string, size C.uint32_t, min uintptr) error {
 	switch {
@@ -66,7 +75,7 @@ func kfgo_default_params(p *C.keyformer_params) (st C.keyformer_status) {
 	if p == nil {
 		return report(nil, name, invalid("params is NULL"))
 	}
-	if err := checkSize("keyformer_params", p.size, paramsSizeV1); err != nil {
+	if err := checkParamsSize(p.size); err != nil {
 		return report(nil, name, err)
 	}
 	d := keyformer.DefaultConfig(keyformer.Shape{})
@@ -133,7 +142,7 @@ var configFields = strings.NewReplacer(
 
 // config translates keyformer_params into a keyformer.Config (validated by keyformer.NewTracker).
 func config(p *C.keyformer_params) (keyformer.Config, error) {
-	if err := checkSize("keyformer_params", p.size, paramsSizeV1); err != nil {
+	if err := checkParamsSize(p.size); err != nil {
 		return keyformer.Config{}, err
 	}
 	if p.noise != 0 && p.noise != 1 {

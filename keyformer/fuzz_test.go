@@ -45,6 +45,7 @@ func fuzzConfig(r *fuzzReader) Config {
 	cfg.Sinks = r.byte()%8 - 1
 	cfg.TauInit, cfg.TauEnd = float64(r.float()), float64(r.byte())/50
 	cfg.NewTokens = r.byte() - 2
+	cfg.Observe = Schedule{LayerStride: r.byte() % 3, DecodeStride: r.byte() % 4, Slack: r.byte() % 6}
 	return cfg
 }
 
@@ -97,15 +98,19 @@ func FuzzSequence(f *testing.F) {
 	})
 }
 
-// checkLimits asserts that every head holds at most the budget (unless the policy is full) and
-// that the recent window is whole.
+// checkLimits asserts that every head holds at most the budget (unless the policy is full; past
+// the prompt, less than the budget + the slack) and that the recent window is whole.
 func checkLimits(t *testing.T, s *Sequence) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := len(s.cells)
+	limit := s.budget
+	if s.step() > 0 {
+		limit += max(s.cfg.Observe.Slack-1, 0)
+	}
 	for h, sc := range s.scores {
-		if s.cfg.Policy != PolicyFull && s.live[h] > s.budget {
-			t.Fatalf("head %d holds %d > budget %d", h, s.live[h], s.budget)
+		if s.cfg.Policy != PolicyFull && s.live[h] > limit {
+			t.Fatalf("head %d holds %d > budget %d + slack %d", h, s.live[h], s.budget, s.cfg.Observe.Slack)
 		}
 		for i := max(n-s.window, 0); i < n; i++ {
 			if math.IsInf(float64(sc[i]), 1) {
@@ -113,8 +118,8 @@ func checkLimits(t *testing.T, s *Sequence) {
 			}
 		}
 	}
-	if !s.cfg.Policy.scores() && s.cfg.Policy != PolicyFull && n > s.budget {
-		t.Fatalf("%d tokens > budget %d", n, s.budget)
+	if !s.cfg.Policy.scores() && s.cfg.Policy != PolicyFull && n > limit {
+		t.Fatalf("%d tokens > budget %d + slack %d", n, s.budget, s.cfg.Observe.Slack)
 	}
 }
 

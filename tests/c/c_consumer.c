@@ -5,9 +5,12 @@
  *    into another context (and sequence id) continuing identically;
  *  - plan with too small a capacity: KEYFORMER_ERR_BUFFER_TOO_SMALL with *n_out set;
  *  - several threads driving different sequences of one context at once: the same evictions as
- *    one thread driving them in turn. */
+ *    one thread driving them in turn;
+ *  - the observation schedule (API version 2): what keyformer_wants_attention answers, a version 1
+ *    host's smaller keyformer_params getting the defaults, bad schedules rejected by name. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +56,7 @@ static int32_t seq_length(keyformer_context *ctx, int32_t seq) {
 static void test_versions(void) {
     char want[32];
     snprintf(want, sizeof want, "%d.%d.%d", KEYFORMER_VERSION_MAJOR, KEYFORMER_VERSION_MINOR, KEYFORMER_VERSION_PATCH);
-    CHECK(keyformer_api_version() == KEYFORMER_API_VERSION, "api version %d", (int)keyformer_api_version());
+    CHECK(keyformer_api_version() >= KEYFORMER_API_VERSION, "api version %d", (int)keyformer_api_version());
     CHECK(strcmp(keyformer_version(), want) == 0, "version %s, header %s", keyformer_version(), want);
     CHECK(strcmp(keyformer_status_string(KEYFORMER_OK), "ok") == 0, "%s", keyformer_status_string(KEYFORMER_OK));
 }
@@ -305,11 +308,128 @@ static void test_keyformer(void) {
     MUST(e.ctx, keyformer_context_free(e.ctx));
 }
 
+static int32_t wants(keyformer_context *ctx, int32_t layer, int32_t n_new) {
+    int32_t w = -1;
+    MUST(ctx, keyformer_wants_attention(ctx, 0, layer, n_new, &w));
+    return w;
+}
+
+/* add_tokens adds n tokens to sequence 0 after the *next position (cells = positions). */
+static void add_tokens(keyformer_context *ctx, int32_t *next, int32_t n) {
+    int32_t cells[8], i;
+    for (i = 0; i < n; i++) {
+        cells[i] = *next + i;
+    }
+    MUST(ctx, keyformer_add_cells(ctx, 0, cells, cells, n));
+    *next += n;
+}
+
+static void test_schedule(void) {
+    keyformer_params p;
+    keyformer_context *ctx;
+    int32_t layers[2] = {3, 1}, next = 0, w = 0;
+    size_t v1 = offsetof(keyformer_params, observe_layer_stride);
+
+    /* A version 1 host: its struct ends before the schedule; nothing past it is written, and the
+     * context reads every layer at every decode. */
+    memset(&p, 0x5a, sizeof p);
+    p.size = (uint32_t)v1;
+    MUST(NULL, keyformer_default_params(&p));
+    CHECK(p.observe_layer_stride == 0x5a5a5a5a && p.evict_slack == 0x5a5a5a5a, "default_params wrote past a v1 size");
+    p.n_layer = 4;
+    p.n_head = p.n_head_kv = 2;
+    ctx = new_context(&p);
+    MUST(ctx, keyformer_set_prompt_length(ctx, 0, 4));
+    add_tokens(ctx, &next, 4);
+    add_tokens(ctx, &next, 1);
+    CHECK(wants(ctx, 3, 1) == 1 && wants(ctx, 0, 1) == 1, "a v1 context reads every layer of every decode");
+    MUST(ctx, keyformer_context_free(ctx));
+
+    /* Version 2: layers 1 and 3 (the list is copied), every 2nd generated token. */
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    MUST(NULL, keyformer_default_params(&p));
+    CHECK(p.observe_layer_stride == 1 && p.observe_decode_stride == 1 && p.evict_slack == 0 && p.n_observe_layers == 0,
+          "defaults: layer stride %d, decode stride %d, slack %d", p.observe_layer_stride, p.observe_decode_stride,
+          p.evict_slack);
+    p.n_layer = 4;
+    p.n_head = p.n_head_kv = 2;
+    p.observe_layers = layers;
+    p.n_observe_layers = 2;
+    p.observe_decode_stride = 2;
+    ctx = new_context(&p);
+    layers[0] = 0;
+    next = 0;
+    MUST(ctx, keyformer_set_prompt_length(ctx, 0, 6));
+    add_tokens(ctx, &next, 3);
+    CHECK(wants(ctx, 1, 3) == 1 && wants(ctx, 3, 3) == 1 && wants(ctx, 0, 3) == 0 && wants(ctx, 2, 3) == 0,
+          "a prompt chunk reads the listed layers only");
+    add_tokens(ctx, &next, 1);
+    CHECK(wants(ctx, 1, 1) == 1, "a single prompt token is read");
+    add_tokens(ctx, &next, 2);
+    add_tokens(ctx, &next, 1); /* generated token 1 */
+    CHECK(wants(ctx, 1, 1) == 0, "generated token 1 read with decode stride 2");
+    add_tokens(ctx, &next, 1); /* generated token 2 */
+    CHECK(wants(ctx, 1, 1) == 1 && wants(ctx, 0, 1) == 0, "generated token 2: layers 1 and 3");
+    CHECK(keyformer_wants_attention(ctx, 0, 4, 1, &w) == KEYFORMER_ERR_INVALID_ARGUMENT, "layer out of range");
+    CHECK(keyformer_wants_attention(ctx, 0, 1, 0, &w) == KEYFORMER_ERR_INVALID_ARGUMENT, "n_new 0");
+    CHECK(keyformer_wants_attention(ctx, 0, 1, 1, NULL) == KEYFORMER_ERR_INVALID_ARGUMENT, "wanted NULL");
+    MUST(ctx, keyformer_context_free(ctx));
+
+    /* Streaming reads no attention. */
+    p.policy = KEYFORMER_POLICY_STREAMING;
+    p.n_observe_layers = 0;
+    p.observe_layers = NULL;
+    ctx = new_context(&p);
+    next = 0;
+    add_tokens(ctx, &next, 5);
+    CHECK(wants(ctx, 0, 5) == 0, "streaming reads no attention");
+    MUST(ctx, keyformer_context_free(ctx));
+
+    /* Bad schedules: an error naming the field, no context. */
+    {
+        struct {
+            int32_t stride, n, decode, slack;
+            const int32_t *list;
+            const char *field;
+        } bad[] = {
+            {5, 0, 1, 0, NULL, "observe_layer_stride"},
+            {1, 2, 1, 0, NULL, "observe_layers"},
+            {1, -1, 1, 0, NULL, "n_observe_layers"},
+            {1, 1, 1, 0, &layers[0] /* 0 */, NULL},
+            {1, 0, -3, 0, NULL, "observe_decode_stride"},
+            {1, 0, 1, -1, NULL, "evict_slack"},
+        };
+        size_t i;
+        int32_t dup[2] = {2, 2};
+        p.policy = KEYFORMER_POLICY_KEYFORMER;
+        for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            keyformer_context *c = (keyformer_context *)&failures; /* must come back NULL */
+            p.observe_layer_stride = bad[i].stride;
+            p.n_observe_layers = bad[i].n;
+            p.observe_layers = bad[i].list;
+            p.observe_decode_stride = bad[i].decode;
+            p.evict_slack = bad[i].slack;
+            if (bad[i].field == NULL) { /* a valid one, then the same list with a duplicate */
+                MUST(NULL, keyformer_context_new(&p, &c));
+                MUST(c, keyformer_context_free(c));
+                p.observe_layers = dup;
+                p.n_observe_layers = 2;
+                bad[i].field = "observe_layers";
+            }
+            CHECK(keyformer_context_new(&p, &c) == KEYFORMER_ERR_INVALID_ARGUMENT && c == NULL &&
+                      strstr(keyformer_last_error(NULL), bad[i].field) != NULL,
+                  "bad schedule %d: %s", (int)i, keyformer_last_error(NULL));
+        }
+    }
+}
+
 int main(void) {
     test_versions();
     test_h2o_exact();
     test_keyformer();
     test_threads();
+    test_schedule();
     if (failures) {
         fprintf(stderr, "c_consumer: %d check(s) failed\n", failures);
         return 1;

@@ -1,5 +1,6 @@
 /* header_c99: keyformer.h compiles warning-free as C99 (-std=c99 -Wall -Wextra -Werror -pedantic)
- * and its structs keep their v1 layout on LP64 (the ABI other languages mirror). */
+ * and its structs keep their layout on LP64 (the ABI other languages mirror): version 1's fields
+ * where they were, version 2's appended. */
 #include "keyformer.h"
 
 #include <stddef.h>
@@ -7,8 +8,10 @@
 #define KF_ASSERT(name, cond) typedef char kf_assert_##name[(cond) ? 1 : -1]
 
 #if UINTPTR_MAX == 0xffffffffffffffffu
-KF_ASSERT(params_size, sizeof(keyformer_params) == 72);
+KF_ASSERT(params_size, sizeof(keyformer_params) == 96);
 KF_ASSERT(params_seed, offsetof(keyformer_params, seed) == 64);
+KF_ASSERT(params_v2, offsetof(keyformer_params, observe_layer_stride) == 72);
+KF_ASSERT(params_layers, offsetof(keyformer_params, observe_layers) == 80);
 KF_ASSERT(attention_size, sizeof(keyformer_attention) == 56);
 KF_ASSERT(attention_data, offsetof(keyformer_attention, data) == 32);
 KF_ASSERT(attention_logits, offsetof(keyformer_attention, logits) == 48);

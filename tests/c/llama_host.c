@@ -607,7 +607,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: llama_host generate|errors|chain|readme|bench LIB_DIR MODEL\n");
         return 2;
     }
-    CHECK(keyformer_api_version() == KEYFORMER_API_VERSION, "API version %d", keyformer_api_version());
+    CHECK(keyformer_api_version() >= KEYFORMER_API_VERSION, "API version %d", keyformer_api_version());
     struct llama_model *model = load_model(argv[2], argv[3]);
     int rc = 2;
     if (strcmp(argv[1], "generate") == 0) {

@@ -164,6 +164,7 @@ static void misuse_handles(keyformer_context *bad, const char *what) {
     EXPECT(keyformer_set_prompt_length, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 4);
     EXPECT(keyformer_add_cells, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, &cell, &pos, 1);
     EXPECT(keyformer_observe, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 0, &a);
+    EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 0, 1, &n);
     EXPECT(keyformer_plan, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, ev, 4, &n);
     EXPECT(keyformer_forget, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, ev, 0);
     EXPECT(keyformer_seq_length, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, &n);
@@ -211,6 +212,13 @@ static void misuse_calls(void) {
     cells[0] = -1;
     pos[0] = 1000;
     EXPECT(keyformer_add_cells, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "cell", ctx, 0, cells, pos, 2);
+
+    /* wants_attention */
+    EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "wanted", ctx, 0, 0, 1, NULL);
+    EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "layer", ctx, 0, -1, 1, &n);
+    EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "layer", ctx, 0, KF_SIM_LAYERS, 1, &n);
+    EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "n_new", ctx, 0, 0, 0, &n);
+    EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "sequence", ctx, -1, 0, 1, &n);
 
     /* observe */
     for (i = 0; i < KF_SIM_HEADS * n_kv; i++) {
