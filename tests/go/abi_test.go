@@ -230,8 +230,8 @@ func h2oParams(p *params) {
 
 func TestH2OScenarioThroughTheCABI(t *testing.T) {
 	l := load(t)
-	if v := l.apiVersion(); v != apiVersion {
-		t.Fatalf("library API version %d, this test knows %d", v, apiVersion)
+	if v := l.apiVersion(); v < apiVersion {
+		t.Fatalf("library API version %d, older than this test's %d", v, apiVersion)
 	}
 	ctx := l.newContext(t, h2oParams)
 	cells, pos := []int32{0, 1, 2, 3, 4, 5}, []int32{0, 1, 2, 3, 4, 5}

@@ -23,6 +23,7 @@ class ToyEngine:
         self.next_pos = 0
         self.bias = bias  # optional per-position logit bias (some tokens draw more attention)
         self.history = []  # one list of (cell, layer, head) per plan
+        self.observed = []  # (layer, tokens) of every attention shown
 
     def _free_cells(self, n):
         out, c = [], 0
@@ -33,7 +34,7 @@ class ToyEngine:
         return out
 
     def decode(self, n):
-        """Adds n tokens (one ubatch) and observes every layer's attention for them."""
+        """Adds n tokens (one ubatch) and shows the attention of the layers the schedule wants."""
         cells = self._free_cells(n)
         positions = list(range(self.next_pos, self.next_pos + n))
         self.next_pos += n
@@ -48,11 +49,14 @@ class ToyEngine:
         visible = pos[None, :] <= row_pos[:, None]  # (rows, n_kv): causal mask over live cells
         for layer in range(self.n_layer):
             logits = self.rng.normal(0.0, 2.0, size=(self.n_head, n, n_kv))
+            if not self.ctx.wants_attention(self.seq, layer, n):
+                continue
             if self.bias is not None:
                 b = np.where(pos < len(self.bias), self.bias[np.minimum(pos, len(self.bias) - 1)], 0.0)
                 logits = logits + b[None, None, :]
             logits = np.where(visible[None, :, :], logits, -np.inf)
             self.ctx.observe(self.seq, layer, softmax_rows(logits))
+            self.observed.append((layer, n))
 
     def recent(self, w):
         """The w cells with the highest positions."""

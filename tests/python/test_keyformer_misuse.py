@@ -215,6 +215,11 @@ def test_bad_state_bytes(kf):
     dict(policy=17),
     dict(granularity=5),
     dict(policy="window", granularity="per_head"),
+    dict(observe_layers=3),
+    dict(observe_layers=[0, 0]),
+    dict(observe_layers=[2]),
+    dict(observe_decode_stride=-1),
+    dict(evict_slack=-4),
 ])
 def test_invalid_configuration(kw):
     with pytest.raises(keyformer.InvalidArgument) as e:
@@ -231,6 +236,8 @@ def test_invalid_configuration(kw):
     (dict(budget=-0.5), ValueError),
     (dict(seed=-1), ValueError),
     (dict(n_layer=1.5), TypeError),
+    (dict(observe_layers=[[0]]), ValueError),
+    (dict(evict_slack=2.5), TypeError),
 ])
 def test_invalid_configuration_python_side(kw, exc):
     with pytest.raises(exc):
@@ -244,6 +251,8 @@ def test_defaults_and_params():
         assert p["n_head_kv"] == 4
         assert p["budget_fraction"] == pytest.approx(0.5)
         assert p["noise"] == 1
+        assert (p["observe_layer_stride"], p["observe_layers"], p["observe_decode_stride"], p["evict_slack"]) == (
+            1, None, 1, 0)
         assert "keyformer" in repr(k)
 
 

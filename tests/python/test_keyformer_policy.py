@@ -194,3 +194,25 @@ def test_sequences_in_parallel_threads():
             t.join()
         for s in seqs:
             assert par_kf.save_state(s) == seq_kf.save_state(s)
+
+
+def test_schedule_reads_less_and_evicts_in_batches():
+    """Layer 1 only, every 2nd generated token, eviction slack 4: the toy engine shows only what
+    keyformer_wants_attention asks for, and the sequence grows to budget + 4 before each eviction."""
+    rng = np.random.default_rng(3)
+    with keyformer_context(observe_layers=[1], observe_decode_stride=2, evict_slack=4) as kf:
+        eng = ToyEngine(kf, 0, N_LAYER, N_HEAD, rng)
+        eng.decode(PROMPT)
+        eng.evict()
+        assert kf.seq_length(0) == BUDGET, "the prompt is brought to the budget whatever the slack"
+        lengths = []
+        for _ in range(12):
+            eng.decode(1)
+            eng.evict()
+            lengths.append(kf.seq_length(0))
+        assert lengths == [BUDGET + 1, BUDGET + 2, BUDGET + 3, BUDGET] * 3
+        assert eng.observed == [(1, PROMPT)] + [(1, 1)] * 6
+    with keyformer_context(policy="streaming") as kf:
+        eng = ToyEngine(kf, 0, N_LAYER, N_HEAD, rng)
+        eng.decode(PROMPT)
+        assert eng.observed == [] and not kf.wants_attention(0, 0, PROMPT)
