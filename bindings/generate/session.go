@@ -22,6 +22,8 @@ type SessionOptions struct {
 	Threads int // 0: every CPU
 	// Poll is ggml's threadpool polling level (0..100): how long idle workers spin before sleeping.
 	Poll int
+	// Sequences, above 1, lets that many sequences share the context's unified KV cache (RunBatch).
+	Sequences int
 }
 
 // Session is a llama.cpp context with a persistent threadpool and, when configured, a Keyformer
@@ -41,6 +43,9 @@ func NewSession(m *llama.Model, o SessionOptions) (*Session, error) {
 	s := &Session{lib: m.Lib()}
 	co := llama.ContextOptions{NCtx: uint32(o.NCtx), NBatch: uint32(o.NUbatch), NUbatch: uint32(o.NUbatch),
 		NThreads: int32(o.Threads), NThreadsBatch: int32(o.Threads)}
+	if o.Sequences > 1 {
+		co.Tweak = func(p *llama.ContextParams) { p.NSeqMax, p.KVUnified = uint32(o.Sequences), true }
+	}
 	if o.Config != nil {
 		cfg := *o.Config
 		cfg.Shape = keyformer.Shape{Layers: m.NLayer, QueryHeads: m.NHead, KVHeads: m.NHeadKV}

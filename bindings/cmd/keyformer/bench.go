@@ -69,6 +69,9 @@ func bench(args []string, out, progress io.Writer) error {
 	outDir := fs.String("out", filepath.Join(llama.RepoRoot(), "build", "bench"), "folder for bench.json and bench.png")
 	plot := fs.Bool("plot", true, "plot DIR/bench.png with `python -m keyformer.evaluate plot-bench` (a warning if that fails)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
+	throughput := fs.Bool("throughput", false, "instead: throughput at a fixed KV memory, as many sequences as fit in --cells decoding "+
+		"together, plain llama.cpp against Keyformer at each budget below 1 of --budgets (the first context only)")
+	cells := fs.Int("cells", 0, "--throughput: KV cells all sequences share (default: 4 x the first context)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -113,8 +116,22 @@ func bench(args []string, out, progress io.Writer) error {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
+	machine := fmt.Sprintf("%s/%s, %s%d CPUs, %d threads", runtime.GOOS, runtime.GOARCH, cpuName(), runtime.NumCPU(), threads)
+	if *throughput {
+		l.prompt = prompt[:contexts[0]-*gen]
+		var budgets []float64
+		for _, c := range configs {
+			if c.policy != nil && c.budget < 1 {
+				budgets = append(budgets, c.budget)
+			}
+		}
+		if *cells == 0 {
+			*cells = 4 * contexts[0]
+		}
+		return measureThroughput(&f, l, *cells, *gen, budgets, machine, out, progress, *asJSON)
+	}
 	rep := benchReport{Model: f.model, Gen: *gen, Repeats: *repeats, NUbatch: f.ubatch, Threads: threads,
-		Machine:     fmt.Sprintf("%s/%s, %s%d CPUs, %d threads", runtime.GOOS, runtime.GOARCH, cpuName(), runtime.NumCPU(), threads),
+		Machine:     machine,
 		WeightBytes: l.model.Size(), KVBytesPerCell: generate.KVBytesPerCell(l.model), HookOverhead: map[string]float64{}}
 	for _, c := range contexts {
 		l.prompt = prompt[:c-*gen]

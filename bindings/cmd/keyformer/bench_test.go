@@ -99,3 +99,40 @@ func TestBenchJSON(t *testing.T) {
 	assert.InDelta(t, full.DecodeMsPerToken/none.DecodeMsPerToken, rep.HookOverhead["512"], 1e-2)
 	assert.Contains(t, progress.String(), "keyformer 0.25 reads 504 prompt tokens")
 }
+
+func TestSequencesThatFit(t *testing.T) {
+	for _, c := range []struct {
+		cells, prompt, gen, budget, ubatch, slack, n, perSeq int
+	}{
+		{4096, 992, 32, 0, 512, 0, 4, 1024},   // plain: the whole prompt and generation each
+		{4096, 992, 32, 496, 512, 0, 7, 497},  // the budget and the token being decoded
+		{4096, 992, 32, 496, 512, 64, 7, 560}, // with slack, budget + slack
+		{1000, 992, 32, 496, 512, 0, 0, 497},  // 2 x 497 cells would fit, but not the one reading its prompt
+		{500, 992, 32, 0, 512, 0, 0, 1024},
+	} {
+		n, perSeq := sequencesThatFit(c.cells, c.prompt, c.gen, c.budget, c.ubatch, c.slack)
+		assert.Equal(t, []int{c.n, c.perSeq}, []int{n, perSeq}, "%+v", c)
+	}
+}
+
+// TestBenchThroughput runs the throughput measurement at a tiny size on the real model: more
+// sequences fit with Keyformer, every one generates, and evictions keep the cells within the cache.
+func TestBenchThroughput(t *testing.T) {
+	needModel(t)
+	var b bytes.Buffer
+	require.NoError(t, bench([]string{"--throughput", "--context", "320", "--gen", "8", "--cells", "1024",
+		"--budgets", "0.5", "--ubatch", "128", "--threads", "2", "--json"}, &b, io.Discard))
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	var rep throughputReport
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &rep))
+	require.Len(t, rep.Rows, 2)
+	plain, kf := rep.Rows[0], rep.Rows[1]
+	assert.Equal(t, 3, plain.Sequences)
+	assert.Greater(t, kf.Sequences, plain.Sequences)
+	assert.Zero(t, plain.Evicted)
+	budget := kf.CellsPerSeq - 1 // no slack: the budget and the token being decoded
+	assert.Equal(t, kf.Sequences*(rep.PromptTokens+rep.Gen-1-budget), kf.Evicted, "each sequence ends at its budget")
+	assert.LessOrEqual(t, kf.PeakCells, rep.Cells)
+	require.NotNil(t, rep.ThroughputRatio)
+	assert.InDelta(t, kf.TokPerS/plain.TokPerS, *rep.ThroughputRatio, 1e-3)
+}

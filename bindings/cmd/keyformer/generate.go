@@ -52,25 +52,12 @@ func (f *runFlags) registerRuntime(fs *flag.FlagSet) {
 	d := keyformer.DefaultConfig(keyformer.Shape{}).Observe
 	fs.IntVar(&f.observe.LayerStride, "observe-layer-stride", d.LayerStride, "read the attention of layers 0, k, 2k, ... (0 or 1: every layer)")
 	fs.Func("observe-layers", "read the attention of these layers only, e.g. 0,4,8 (overrides --observe-layer-stride)", func(s string) error {
-		layers, err := parseInts(s)
+		layers, err := parseCounts(s, "observe-layers", 0)
 		f.observe.Layers = layers
 		return err
 	})
 	fs.IntVar(&f.observe.DecodeStride, "observe-decode-stride", d.DecodeStride, "read the attention of every k-th generated token (the prompt always; 0 or 1: every one)")
 	fs.IntVar(&f.observe.Slack, "evict-slack", d.Slack, "cells past the budget before evicting, back to the budget at once (the cache then holds budget + max(ubatch, slack))")
-}
-
-// parseInts reads a comma-separated list of integers.
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a list of integers: %w", s, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
 }
 
 // scheduleTag names a schedule other than reading everything at every decode, e.g.
