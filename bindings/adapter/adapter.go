@@ -46,11 +46,15 @@ var (
 
 // Options tune an Adapter.
 type Options struct {
-	// CompactPositions renumbers the kept tokens 0..n-1 after each eviction with
-	// llama_memory_seq_add (StreamingLLM-style), for documents longer than the model's trained
-	// context; the host must then take the next position from llama_memory_seq_pos_max + 1. By
-	// default survivors keep their original positions (the paper's choice).
+	// CompactPositions renumbers the kept tokens 0..n-1 with llama_memory_seq_add
+	// (StreamingLLM-style), for documents longer than the model's trained context; the host must
+	// then take the next position from llama_memory_seq_pos_max + 1. A renumbering makes llama.cpp
+	// re-rotate the whole cache (K-shift) at the next decode, so it happens only once the
+	// sequence's highest position reaches CompactAt (say the trained context less a ubatch), in
+	// one step; with CompactAt 0, after every eviction. By default survivors keep their original
+	// positions (the paper's choice).
 	CompactPositions bool
+	CompactAt        int32
 	// Probe, if set, also sees every attention tensor the adapter reads, whole (every row of the
 	// ubatch, whatever its sequence): measurements such as keyformer.Concentration.
 	Probe Probe
@@ -68,6 +72,7 @@ type Stats struct {
 	ObserveTime  time.Duration // time spent reading and scoring attention inside the callback
 	Evicted      int           // cells freed
 	PeakCells    int           // most cells any one sequence held (after adding a ubatch, before evicting)
+	Compactions  int           // renumberings of a sequence's positions (Options.CompactPositions)
 }
 
 // Adapter drives one llama.cpp context. Eval runs on the thread that calls llama_decode; Apply,
@@ -423,20 +428,19 @@ func (a *Adapter) Apply(seq int32) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("adapter: sequence %d: %w", seq, err)
 	}
-	if len(a.evictions) == 0 {
-		return 0, nil
-	}
-	if freed, err := a.free(seq, s); err != nil {
-		if ferr := s.Forget(freed); ferr != nil {
-			return len(freed), fmt.Errorf("adapter: sequence %d: %w (and %w)", seq, err, ferr)
+	if len(a.evictions) > 0 {
+		if freed, err := a.free(seq, s); err != nil {
+			if ferr := s.Forget(freed); ferr != nil {
+				return len(freed), fmt.Errorf("adapter: sequence %d: %w (and %w)", seq, err, ferr)
+			}
+			return len(freed), fmt.Errorf("adapter: sequence %d: %w", seq, err)
 		}
-		return len(freed), fmt.Errorf("adapter: sequence %d: %w", seq, err)
+		if err := s.Forget(a.evictions); err != nil {
+			return 0, fmt.Errorf("adapter: sequence %d: %w", seq, err)
+		}
+		a.stats.Evicted += len(a.evictions)
 	}
-	if err := s.Forget(a.evictions); err != nil {
-		return 0, fmt.Errorf("adapter: sequence %d: %w", seq, err)
-	}
-	a.stats.Evicted += len(a.evictions)
-	if a.opts.CompactPositions {
+	if a.opts.CompactPositions && (a.opts.CompactAt > 0 || len(a.evictions) > 0) {
 		if err := a.compact(seq, s); err != nil {
 			return len(a.evictions), err
 		}
@@ -474,13 +478,18 @@ func (a *Adapter) free(id int32, s *keyformer.Sequence) ([]keyformer.Eviction, e
 	return freed, nil
 }
 
-// compact renumbers the sequence's tokens 0..n-1, shifting each run of consecutive positions
-// down with one llama_memory_seq_add and the same shift in the tracker (a.mu held).
+// compact renumbers the sequence's tokens 0..n-1 once its highest position reaches
+// Options.CompactAt, shifting each run of consecutive positions down with one
+// llama_memory_seq_add and the same shift in the tracker (a.mu held).
 func (a *Adapter) compact(id int32, s *keyformer.Sequence) error {
+	toks := s.Tokens()
+	if len(toks) == 0 || toks[len(toks)-1].Pos < a.opts.CompactAt {
+		return nil
+	}
 	if !a.lib.MemoryCanShift(a.mem) {
 		return fmt.Errorf("adapter: sequence %d: position compaction needs a memory that can shift (llama_memory_can_shift)", id)
 	}
-	toks := s.Tokens()
+	a.stats.Compactions++
 	for i := 0; i < len(toks); {
 		j := i + 1
 		for j < len(toks) && toks[j].Pos == toks[j-1].Pos+1 {

@@ -495,3 +495,36 @@ func TestSlackEvictsInBatchesWithinItsCache(t *testing.T) {
 	assert.Equal(t, toks[0].Pos, s.Ctx.SeqPosMin(0), "llama.cpp holds what the tracker holds")
 	assert.Equal(t, toks[len(toks)-1].Pos, s.Ctx.SeqPosMax(0))
 }
+
+// TestCompactionIsRare renumbers positions through a bounded cache in one step once they reach
+// CompactAt, against after every eviction (CompactAt 0): a handful of renumberings instead of
+// one per decode, positions kept below the limit, and the same cells held.
+func TestCompactionIsRare(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	const budget, ubatch, gen, at = 256, 128, 32, 600
+	for _, compactAt := range []int32{0, at} {
+		s, err := generate.NewSession(m, generate.SessionOptions{Config: config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget)),
+			Adapter: adapter.Options{CompactPositions: true, CompactAt: compactAt}, NCtx: budget + ubatch, NUbatch: ubatch, Threads: 2})
+		require.NoError(t, err)
+		res, err := s.Run(prompt, generate.Options{MaxNew: gen})
+		require.NoError(t, err)
+		require.Len(t, res.Tokens, gen)
+		st := s.Adapter.Stats()
+		seq, err := s.Adapter.Tracker().Sequence(adapter.DefaultSequence)
+		require.NoError(t, err)
+		assert.Equal(t, budget, seq.Len())
+		if compactAt == 0 {
+			assert.GreaterOrEqual(t, st.Compactions, gen-1, "after every eviction")
+			assert.Equal(t, int32(budget-1), s.Ctx.SeqPosMax(0))
+		} else {
+			steps := (len(prompt) + gen) / (at - budget)
+			assert.True(t, st.Compactions >= 1 && st.Compactions <= steps+1, "%d renumberings for %d tokens", st.Compactions, len(prompt)+gen)
+			assert.Less(t, int(s.Ctx.SeqPosMax(0)), at+ubatch)
+		}
+		toks := seq.Tokens()
+		assert.Equal(t, toks[0].Pos, s.Ctx.SeqPosMin(0))
+		assert.Equal(t, toks[len(toks)-1].Pos, s.Ctx.SeqPosMax(0))
+		s.Close()
+	}
+}

@@ -429,7 +429,7 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 	if run.Cache != nil {
 		ubatch := min(rd.e.f.ubatch, *run.Cache/4)
 		so = rd.e.session(*run.Cache, ubatch)
-		so.Adapter.CompactPositions = true
+		so.Adapter = rd.e.f.compaction(rd.e.model, ubatch, true)
 		budget = keyformer.Tokens(*run.Cache - rd.e.f.room(ubatch))
 		if run.Policy == contextShift {
 			o.ContextShift, o.ShiftKeep = *run.Cache, rd.e.plan.keep

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyformer/keyformer/bindings/adapter"
 	"github.com/keyformer/keyformer/bindings/generate"
 	"github.com/keyformer/keyformer/bindings/llama"
 	"github.com/keyformer/keyformer/keyformer"
@@ -35,7 +36,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.budget, "budget", "0.5", "KV budget: a fraction of the prompt (0.5, 50%) or a token count (2048)")
 	fs.BoolVar(&f.whole, "whole", false, "take the whole prompt with full attention before evicting (the paper's setting; needs --ctx >= prompt)")
 	fs.BoolVar(&f.pack, "pack", true, "move the kept cells to the bottom of the cache after the prompt, so that decoding reads only the budget")
-	fs.BoolVar(&f.compact, "compact-positions", false, "renumber kept tokens after evictions (always on when prompt + max-new exceed the model's trained context)")
+	fs.BoolVar(&f.compact, "compact-positions", false, "renumber kept tokens 0..n-1, in one step as positions approach the model's trained context (always on when prompt + max-new exceed it)")
 }
 
 // registerRuntime registers the flags of every command that runs the model: the runtime, the
@@ -84,6 +85,12 @@ func (f *runFlags) scheduleTag() string {
 		fmt.Fprintf(&tag, "-slack%d", o.Slack)
 	}
 	return tag.String()
+}
+
+// compaction returns the adapter options that renumber positions (when on) in one step, as the
+// highest position comes within a ubatch and the slack of m's trained context.
+func (f *runFlags) compaction(m *llama.Model, ubatch int, on bool) adapter.Options {
+	return adapter.Options{CompactPositions: on, CompactAt: int32(max(m.NCtxTrain-f.room(ubatch), 1))}
 }
 
 // room returns the cells a cache needs past the budget: one ubatch of ubatch tokens, or the
@@ -180,7 +187,7 @@ type execution struct {
 // prompt, and the generation options, which show prompt progress on progress (nil: none).
 func (f *runFlags) session(l *loaded, policy *keyformer.Policy, progress io.Writer) (*generate.Session, generate.Options, error) {
 	opts := generate.SessionOptions{NUbatch: f.ubatch, Threads: f.threads, NCtx: f.ctx, Poll: f.poll}
-	opts.Adapter.CompactPositions = f.compact || len(l.prompt)+f.maxNew > l.model.NCtxTrain
+	opts.Adapter = f.compaction(l.model, f.ubatch, f.compact || len(l.prompt)+f.maxNew > l.model.NCtxTrain)
 	full := len(l.prompt) + f.maxNew
 	name := "full cache"
 	if policy != nil {
