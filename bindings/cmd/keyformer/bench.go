@@ -65,6 +65,7 @@ func bench(args []string, out, progress io.Writer) error {
 	contextList := fs.String("context", "1024,2048,4096,8192", "comma-separated context lengths: prompt + generated tokens")
 	gen := fs.Int("gen", 256, "tokens generated at each context (the decode speed is 1 / the median step)")
 	budgetList := fs.String("budgets", "1.0,0.5,0.25", "comma-separated KV budgets, fractions of the prompt in (0, 1]: 1 is the hook observing with policy full, below 1 Keyformer")
+	streamingList := fs.String("streaming", "0.5", "comma-separated budgets below 1 at which StreamingLLM is also measured (\"\": none)")
 	repeats := fs.Int("repeats", 1, "measure every context this many times and report medians")
 	outDir := fs.String("out", filepath.Join(llama.RepoRoot(), "build", "bench"), "folder for bench.json and bench.png")
 	plot := fs.Bool("plot", true, "plot DIR/bench.png with `python -m keyformer.evaluate plot-bench` (a warning if that fails)")
@@ -98,7 +99,7 @@ func bench(args []string, out, progress io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	configs, err := parseBudgets(*budgetList)
+	configs, err := parseBudgets(*budgetList, *streamingList, f.observe)
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func bench(args []string, out, progress io.Writer) error {
 		l.prompt = prompt[:contexts[0]-*gen]
 		var budgets []float64
 		for _, c := range configs {
-			if c.policy != nil && c.budget < 1 {
+			if c.policy != nil && *c.policy == keyformer.PolicyKeyformer {
 				budgets = append(budgets, c.budget)
 			}
 		}
@@ -185,25 +186,45 @@ func bench(args []string, out, progress io.Writer) error {
 
 // benchConfig is one configuration bench measures at every context.
 type benchConfig struct {
-	name   string
-	policy *keyformer.Policy // nil: plain llama.cpp, no hook
-	budget float64           // the fraction of the prompt kept (0 for none)
+	name    string
+	policy  *keyformer.Policy // nil: plain llama.cpp, no hook
+	budget  float64           // the fraction of the prompt kept (0 for none)
+	observe keyformer.Schedule
 }
 
-// parseBudgets reads --budgets (see parseFractions) and returns the configurations to measure:
-// none first, then one per budget in the order given.
-func parseBudgets(list string) ([]benchConfig, error) {
+// parseBudgets reads --budgets and --streaming (see parseFractions) and returns the configurations
+// to measure: none first, then per budget in the order given the hook observing with the
+// schedule (full; and full all, observing everything, when the schedule reads less) or Keyformer,
+// then StreamingLLM at each of its budgets.
+func parseBudgets(list, streaming string, observe keyformer.Schedule) ([]benchConfig, error) {
 	budgets, err := parseFractions(list, "budgets")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	var stream []float64
+	if streaming != "" {
+		if stream, err = parseFractions(streaming, "streaming"); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	everything := observe.LayerStride <= 1 && len(observe.Layers) == 0 && observe.DecodeStride <= 1
 	configs := []benchConfig{{name: "none"}}
 	for _, b := range budgets {
 		if b == 1 {
-			configs = append(configs, benchConfig{name: "full", policy: ptr(keyformer.PolicyFull), budget: 1})
+			configs = append(configs, benchConfig{name: "full", policy: ptr(keyformer.PolicyFull), budget: 1, observe: observe})
+			if !everything {
+				configs = append(configs, benchConfig{name: "full all", policy: ptr(keyformer.PolicyFull), budget: 1,
+					observe: keyformer.Schedule{Slack: observe.Slack}})
+			}
 		} else {
-			configs = append(configs, benchConfig{name: fmt.Sprintf("keyformer %g", b), policy: ptr(keyformer.PolicyKeyformer), budget: b})
+			configs = append(configs, benchConfig{name: fmt.Sprintf("keyformer %g", b), policy: ptr(keyformer.PolicyKeyformer), budget: b, observe: observe})
 		}
+	}
+	for _, b := range stream {
+		if b == 1 {
+			return nil, fmt.Errorf("bench: --streaming %q: StreamingLLM at budget 1 evicts nothing", streaming)
+		}
+		configs = append(configs, benchConfig{name: fmt.Sprintf("streaming %g", b), policy: ptr(keyformer.PolicyStreaming), budget: b, observe: observe})
 	}
 	return configs, nil
 }
@@ -261,7 +282,10 @@ func measureContext(f *runFlags, l *loaded, configs []benchConfig, tag string, p
 			}
 		}
 	}()
+	observe := f.observe
+	defer func() { f.observe = observe }()
 	for i, c := range configs {
+		f.observe = c.observe
 		f.budget = "1.0"
 		if c.policy != nil && c.budget < 1 {
 			f.budget = strconv.FormatFloat(c.budget, 'f', -1, 64)
@@ -328,6 +352,9 @@ type benchReport struct {
 	KVBytesPerCell int                `json:"kv_bytes_per_cell"`
 	Rows           []benchRow         `json:"rows"`
 	HookOverhead   map[string]float64 `json:"hook_overhead"`
+	// HookOverheadAll is the overhead of observing every layer at every decode, when the schedule
+	// reads less (the "full all" rows).
+	HookOverheadAll map[string]float64 `json:"hook_overhead_all,omitempty"`
 }
 
 // benchRow is one configuration at one context: medians over the repeats.
@@ -376,8 +403,14 @@ func (rep *benchReport) addContext(c, promptTokens int, configs []benchConfig, s
 			row.Budget = ptr(cfg.budget)
 			row.IdealSpeedup = ptr(round((w + kv) / (w + cfg.budget*kv)))
 			row.ObserveMsPerToken = ptr(round(1000 * med(i, func(s benchSample) float64 { return s.observe })))
-			if cfg.budget == 1 {
+			switch cfg.name {
+			case "full":
 				rep.HookOverhead[strconv.Itoa(c)] = round(step / noneStep)
+			case "full all":
+				if rep.HookOverheadAll == nil {
+					rep.HookOverheadAll = map[string]float64{}
+				}
+				rep.HookOverheadAll[strconv.Itoa(c)] = round(step / noneStep)
 			}
 		}
 		rep.Rows = append(rep.Rows, row)
@@ -413,10 +446,14 @@ func (rep *benchReport) printTable(out io.Writer) {
 	}
 	fmt.Fprintln(out, "\nhook overhead (full's decode step / none's; observing = the adapter reading and scoring attention):")
 	for _, r := range rep.Rows {
-		if r.Budget != nil && *r.Budget == 1 {
-			fmt.Fprintf(out, "  %7d: x%.3f, observing %.2f ms/token\n", r.Context, rep.HookOverhead[strconv.Itoa(r.Context)],
-				*r.ObserveMsPerToken)
+		over := rep.HookOverhead
+		if r.Config == "full all" {
+			over = rep.HookOverheadAll
+		} else if r.Config != "full" {
+			continue
 		}
+		fmt.Fprintf(out, "  %7d %-8s: x%.3f, observing %.2f ms/token\n", r.Context, r.Config, over[strconv.Itoa(r.Context)],
+			*r.ObserveMsPerToken)
 	}
 }
 

@@ -45,8 +45,8 @@ func TestBenchJSON(t *testing.T) {
 	needModel(t)
 	dir := t.TempDir()
 	var b, progress bytes.Buffer
-	require.NoError(t, bench([]string{"--context", "512", "--gen", "8", "--budgets", "1.0,0.25", "--ubatch", "128",
-		"--threads", "2", "--out", dir, "--json"}, &b, &progress))
+	require.NoError(t, bench([]string{"--context", "512", "--gen", "8", "--budgets", "1.0,0.25", "--streaming", "0.25",
+		"--observe-layer-stride", "3", "--ubatch", "128", "--threads", "2", "--out", dir, "--json"}, &b, &progress))
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	var rep benchReport
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &rep))
@@ -69,9 +69,9 @@ func TestBenchJSON(t *testing.T) {
 
 	// Budget 0.25, not 0.5: llama.cpp pads n_ctx to a multiple of 256, so that budget + n_ubatch
 	// cells must stay within 256 to allocate less than the full 512.
-	require.Len(t, rep.Rows, 3)
-	none, full, kf := rep.Rows[0], rep.Rows[1], rep.Rows[2]
-	for i, want := range []string{"none", "full", "keyformer 0.25"} {
+	require.Len(t, rep.Rows, 5)
+	none, full, all, kf, stream := rep.Rows[0], rep.Rows[1], rep.Rows[2], rep.Rows[3], rep.Rows[4]
+	for i, want := range []string{"none", "full", "full all", "keyformer 0.25", "streaming 0.25"} {
 		r := rep.Rows[i]
 		assert.Equal(t, want, r.Config)
 		assert.Equal(t, 512, r.Context)
@@ -97,6 +97,10 @@ func TestBenchJSON(t *testing.T) {
 	assert.Less(t, kf.KVCellsEnd, full.KVCellsEnd)
 	assert.LessOrEqual(t, kf.KVCellsPeak, 126+128) // budget + n_ubatch
 	assert.InDelta(t, full.DecodeMsPerToken/none.DecodeMsPerToken, rep.HookOverhead["512"], 1e-2)
+	assert.InDelta(t, all.DecodeMsPerToken/none.DecodeMsPerToken, rep.HookOverheadAll["512"], 1e-2)
+	assert.Positive(t, *all.ObserveMsPerToken)
+	assert.Zero(t, *stream.ObserveMsPerToken, "streaming reads no attention")
+	assert.Equal(t, kf.KVCellsEnd, stream.KVCellsEnd, "both at the budget")
 	assert.Contains(t, progress.String(), "keyformer 0.25 reads 504 prompt tokens")
 }
 
