@@ -151,6 +151,20 @@ def test_compare_top1_and_kl(tmp_path):
     assert p.returncode == 1 and "no lines of policy 'tova'" in p.stderr
 
 
+def test_compare_against_another_folder(tmp_path):
+    # the same policy under another schedule, in its own folder: its top-1 lower on records a and b
+    here, there = tmp_path / "everything", tmp_path / "schedule"
+    here.mkdir(), there.mkdir()
+    write_jsonl(here / "fidelity.jsonl", QUALITY)
+    write_jsonl(there / "fidelity.jsonl", [fid("a", "keyformer", 0.7, 0.1, 0.6, 2.2, budget=0.5),
+                                           fid("b", "keyformer", 0.7, 0.2, 0.9, 3.1, budget=0.5)])
+    p = run_cli("compare", str(here), "keyformer", "keyformer", "--metric", "top1", "--against", str(there))
+    assert p.returncode == 0, p.stderr
+    assert "| 50% | 2 | +15.00 | 5.00 |" in p.stdout and "of " + str(there) in p.stdout
+    p = run_cli("compare", str(here), "keyformer", "keyformer", "--metric", "top1", "--against", str(tmp_path))
+    assert p.returncode == 1 and "fidelity.jsonl" in p.stderr
+
+
 SPARSITY = [
     {"id": "a", "layer": 0, "rows": 64, "cells": 999.0, "share90": 0.9},  # replaced below
     {"id": "a", "layer": 0, "rows": 64, "cells": 100.0, "share90": 0.2},

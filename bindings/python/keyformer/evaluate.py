@@ -607,40 +607,53 @@ def score_command(directory, as_json, out=None):
     finish_report(out, table, written, summary_json(mode, records, full, rows) if as_json else None)
 
 
-def compare_command(directory, policy_a, policy_b, metric="rougeL", out=None):
+def compare_command(directory, policy_a, policy_b, metric="rougeL", out=None, against=None):
     """``compare DIR A B``: the paired difference A - B of ``metric`` at every budget or cache size
     both policies have: its mean over the ids that have both, with its standard error. B may be
-    ``full`` (one line per id, paired with A at every budget). A ROUGE metric comes from
-    DIR/scores.jsonl (which ``score`` writes), in points; a fidelity metric (top1 in percentage
-    points; kl, nll, ref_nll in nats) from DIR/fidelity.jsonl. Prints a Markdown table (to ``out``,
-    default stdout)."""
+    ``full`` (one line per id, paired with A at every budget). With ``against`` (another eval
+    folder, e.g. the same policy under another observation schedule), B's values come from there.
+    A ROUGE metric comes from DIR/scores.jsonl (which ``score`` writes), in points; a fidelity
+    metric (top1 in percentage points; kl, nll, ref_nll in nats) from DIR/fidelity.jsonl. Prints a
+    Markdown table (to ``out``, default stdout)."""
     out = out or sys.stdout
+    path, by = _metric_by_run(directory, metric)
+    by_b = by if against is None else _metric_by_run(against, metric)[1]
     if metric in FIDELITY_METRICS:
-        from . import eval_fidelity
-        path = os.path.join(directory, eval_fidelity.FIDELITY_FILE)
-        by = eval_fidelity.metric_by_run(path, metric)
         scale, unit, fmt = (100, "percentage points", "%+.2f | %.2f") if metric == "top1" else \
             (1, "nats", "%+.4f | %.4f")
     else:
-        path = os.path.join(directory, "scores.jsonl")
-        by = _read_scores(path, metric)
         scale, unit, fmt = 100, "F1 in points", "%+.2f | %.2f"
-    sizes = sorted({size for (policy, size, _) in by if policy == policy_a and size is not None})
+    sizes = {size for (policy, size, _) in by if policy == policy_a and size is not None}
     if not sizes:
         raise EvaluateError("%s: no %s of policy %r" % (
             path, "lines" if metric in FIDELITY_METRICS else "generations", policy_a))
-    out.write("%s - %s, %s in %s: mean of the paired differences over records +- its standard error\n\n"
-              % (policy_a, policy_b, metric, unit))
+    if policy_b != FULL:
+        sizes &= {size for (policy, size, _) in by_b if policy == policy_b}
+        if not sizes:
+            raise EvaluateError("%s: no budget or cache size has both %s and %s" % (path, policy_a, policy_b))
+    out.write("%s - %s%s, %s in %s: mean of the paired differences over records +- its standard error\n\n"
+              % (policy_a, policy_b, "" if against is None else " of " + against, metric, unit))
     out.write("| budget or cache | n | mean difference | standard error |\n|---:|---:|---:|---:|\n")
-    for size in sizes:
+    for size in sorted(sizes):
         a = {rid: v for (policy, s, rid), v in by.items() if policy == policy_a and s == size}
-        b = {rid: v for (policy, s, rid), v in by.items()
+        b = {rid: v for (policy, s, rid), v in by_b.items()
              if policy == policy_b and s == (None if policy_b == FULL else size)}
         n, mean, se = mean_se([scale * d for d in paired_differences(a, b)])
         if n < 2:
             raise EvaluateError("%s: fewer than 2 records with both %s and %s at %s" % (path, policy_a, policy_b, size))
         label = _budget_label(size) if isinstance(size, float) else "%d cells" % size
         out.write(("| %s | %d | " + fmt + " |\n") % (label, n, mean, se))
+
+
+def _metric_by_run(directory, metric):
+    """``(path, {(policy, budget or cache, id): value})`` of ``metric`` in the eval folder: a
+    fidelity metric from its fidelity.jsonl, a ROUGE score from its scores.jsonl."""
+    if metric in FIDELITY_METRICS:
+        from . import eval_fidelity
+        path = os.path.join(directory, eval_fidelity.FIDELITY_FILE)
+        return path, eval_fidelity.metric_by_run(path, metric)
+    path = os.path.join(directory, "scores.jsonl")
+    return path, _read_scores(path, metric)
 
 
 def _read_scores(path, metric):
@@ -688,6 +701,8 @@ def main(argv=None):
     compare.add_argument("--metric", default="rougeL",
                          choices=ROUGE_TYPES + tuple(t + "_vs_full" for t in ROUGE_TYPES) + FIDELITY_METRICS,
                          help="a ROUGE score (from scores.jsonl) or a fidelity metric (from fidelity.jsonl)")
+    compare.add_argument("--against", metavar="DIR2",
+                         help="read B from this eval folder instead (e.g. B under another observation schedule)")
     plot = commands.add_parser("plot-bench", help="plot bench.json (decode speed, speedup)")
     plot.add_argument("bench", metavar="BENCH_JSON", help="bench.json written by `keyformer bench`")
     plot.add_argument("png", metavar="OUT_PNG", help="the PNG to write")
@@ -709,7 +724,7 @@ def main(argv=None):
         if args.command == "score":
             score_command(args.dir, args.json)
         elif args.command == "compare":
-            compare_command(args.dir, args.a, args.b, args.metric)
+            compare_command(args.dir, args.a, args.b, args.metric, against=args.against)
         elif args.command == "fidelity":
             from .eval_fidelity import fidelity_command
             fidelity_command(args.dir, args.json)
