@@ -102,12 +102,12 @@ typedef struct keyformer_params {
     /* Since API version 2 (a host built against version 1 passes a smaller size and gets these
      * defaults): the observation schedule. Reading fewer layers, or fewer generated tokens, makes
      * observing cheaper; keyformer_wants_attention says what to show. */
-    int32_t observe_layer_stride;  /* read layers 0, k, 2k, ...; 0 or 1: every layer; default 1 */
+    int32_t observe_layer_stride;  /* read layers 0, k, 2k, ...; 0 or 1: every layer; default 2 */
     int32_t n_observe_layers;      /* entries of observe_layers; 0: use the stride */
     const int32_t *observe_layers; /* the layers read, each once (copied by keyformer_context_new) */
-    int32_t observe_decode_stride; /* read every k-th generated token; prompt chunks always; default 1 */
+    int32_t observe_decode_stride; /* read every k-th generated token; prompt chunks always; default 8 */
     int32_t evict_slack;           /* cells a sequence may hold past its budget before the plan
-                                      brings it back to the budget at once; default 0 */
+                                      brings it back to the budget at once; default 16 */
 } keyformer_params;
 
 /* One layer's attention for one ubatch of one sequence: n_rows query tokens x n_heads query heads x

@@ -193,7 +193,8 @@ func (c *Config) ObservesLayer(layer int) bool {
 
 // DefaultConfig returns the paper's defaults for a model of the given shape: Keyformer, shared
 // granularity, budget 50% of the prompt, window 30% of the budget, 4 sinks, tau from 1 to 2 over
-// 256 new tokens, Gumbel noise on.
+// 256 new tokens, Gumbel noise on, and a schedule that reads every other layer of every 8th
+// generated token.
 func DefaultConfig(shape Shape) Config {
 	return Config{
 		Policy:      PolicyKeyformer,
@@ -206,6 +207,10 @@ func DefaultConfig(shape Shape) Config {
 		TauEnd:      2,
 		NewTokens:   256,
 		Noise:       true,
+		// Every other layer, every 8th generated token, 16 cells evicted at a time: on
+		// SmolLM2-135M and Qwen2.5-Coder-1.5B, teacher-forced top-1 agreement with the full cache
+		// is within one paired standard error of reading everything, at a fraction of the cost.
+		Observe: Schedule{LayerStride: 2, DecodeStride: 8, Slack: 16},
 	}
 }
 

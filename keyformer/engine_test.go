@@ -121,10 +121,11 @@ func (e *testEngine) syncCells() {
 	}
 }
 
-// testConfig returns a small Keyformer config with a token budget.
+// testConfig returns a small Keyformer config with a token budget that reads everything and
+// evicts at every plan (schedule_test.go covers the schedules).
 func testConfig(budget, window int) Config {
 	cfg := DefaultConfig(Shape{Layers: 2, QueryHeads: 4, KVHeads: 2})
-	cfg.Budget, cfg.Window = Tokens(budget), Tokens(window)
+	cfg.Budget, cfg.Window, cfg.Observe = Tokens(budget), Tokens(window), Schedule{}
 	cfg.NewTokens = 16
 	cfg.Seed = 42
 	return cfg

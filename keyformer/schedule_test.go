@@ -19,6 +19,8 @@ func TestObservesLayerFollowsTheSchedule(t *testing.T) {
 		return out
 	}
 	cfg := DefaultConfig(Shape{Layers: 7, QueryHeads: 4, KVHeads: 2})
+	assert.Equal(t, []int{0, 2, 4, 6}, observed(cfg), "the default reads every other layer")
+	cfg.Observe = Schedule{}
 	assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6}, observed(cfg))
 	cfg.Observe.LayerStride = 3
 	assert.Equal(t, []int{0, 3, 6}, observed(cfg))
