@@ -170,7 +170,9 @@ func config(p *C.keyformer_params) (keyformer.Config, error) {
 		cfg.Window = keyformer.Fraction(float64From32(p.window_fraction))
 	}
 	if uintptr(p.size) < paramsSizeV2 {
-		cfg.Observe = keyformer.DefaultConfig(cfg.Shape).Observe
+		// A version 1 host shows every layer of every token and sized its cache for eviction at
+		// every plan: it keeps version 1's behaviour.
+		cfg.Observe = keyformer.Schedule{}
 		return cfg, nil
 	}
 	switch {

@@ -99,9 +99,10 @@ typedef struct keyformer_params {
     int32_t n_new_tokens;              /* planned generation length T; default 256 */
     int32_t noise;                     /* 1: Gumbel noise (Keyformer); 0: none; default 1 */
     uint64_t seed;                     /* noise seed; default 0 */
-    /* Since API version 2 (a host built against version 1 passes a smaller size and gets these
-     * defaults): the observation schedule. Reading fewer layers, or fewer generated tokens, makes
-     * observing cheaper; keyformer_wants_attention says what to show. */
+    /* Since API version 2: the observation schedule. Reading fewer layers, or fewer generated
+     * tokens, makes observing cheaper; keyformer_wants_attention says what to show. A host built
+     * against version 1 passes a smaller size and keeps version 1's behaviour: every layer of
+     * every token is read and every plan evicts (stride 1, stride 1, slack 0). */
     int32_t observe_layer_stride;  /* read layers 0, k, 2k, ...; 0 or 1: every layer; default 2 */
     int32_t n_observe_layers;      /* entries of observe_layers; 0: use the stride */
     const int32_t *observe_layers; /* the layers read, each once (copied by keyformer_context_new) */

@@ -41,7 +41,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"tau_end", func(c *Config) { c.TauEnd = math.Inf(1) }},
 		{"tau_end", func(c *Config) { c.TauEnd = math.NaN() }},
 		{"new_tokens", func(c *Config) { c.NewTokens = 0 }},
-		{"observe.layer_stride", func(c *Config) { c.Observe.LayerStride = 3 }},
+		{"observe.layer_stride", func(c *Config) { c.Observe.LayerStride = 1<<16 + 1 }},
 		{"observe.layer_stride", func(c *Config) { c.Observe.LayerStride = -1 }},
 		{"observe.layers", func(c *Config) { c.Observe.Layers = []int{0, 1, 1} }},
 		{"observe.layers[1]", func(c *Config) { c.Observe.Layers = []int{1, 2} }},

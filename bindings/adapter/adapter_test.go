@@ -63,9 +63,11 @@ func newSession(t testing.TB, m *llama.Model, nCtx, nUbatch int, cfg *keyformer.
 	return s
 }
 
+// config returns the default config with policy and budget, reading every layer of every token
+// and evicting at every apply (TestScheduleAsksOnlyForWhatItReads runs the default schedule).
 func config(m *llama.Model, policy keyformer.Policy, budget keyformer.Size) *keyformer.Config {
 	cfg := keyformer.DefaultConfig(keyformer.Shape{Layers: m.NLayer, QueryHeads: m.NHead, KVHeads: m.NHeadKV})
-	cfg.Policy, cfg.Budget, cfg.Seed = policy, budget, 7
+	cfg.Policy, cfg.Budget, cfg.Seed, cfg.Observe = policy, budget, 7, keyformer.Schedule{}
 	return &cfg
 }
 
@@ -436,8 +438,9 @@ func TestRefusedRemovalIsUnsupported(t *testing.T) {
 }
 
 // TestScheduleAsksOnlyForWhatItReads counts the attention tensors the adapter asks llama.cpp for:
-// none for the policies that read no attention; with a layer stride and a decode stride, the
-// scheduled layers of the prompt's ubatches and of every k-th generated token.
+// none for the policies that read no attention; with a layer stride and a decode stride (one of
+// them the default schedule), the scheduled layers of the prompt's ubatches and of every k-th
+// generated token.
 func TestScheduleAsksOnlyForWhatItReads(t *testing.T) {
 	m := model(t)
 	prompt := samplePrompt(t, m)
@@ -451,18 +454,20 @@ func TestScheduleAsksOnlyForWhatItReads(t *testing.T) {
 		assert.Zero(t, st.Reads, "%s asked for attention", p)
 		assert.Zero(t, st.Observations, p)
 	}
-	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Fraction(0.5))
-	cfg.Observe = keyformer.Schedule{LayerStride: 3, DecodeStride: 4}
-	s := newSession(t, m, len(prompt)+gen, ubatch, cfg)
-	res, err := s.Run(prompt, generate.Options{MaxNew: gen})
-	require.NoError(t, err)
-	assert.NotZero(t, res.Evicted)
-	layers := (m.NLayer + 2) / 3
-	ubatches := (len(prompt) + ubatch - 1) / ubatch
-	decodes := (gen - 1) / 4 // generated tokens 1..gen-1 are decoded; every 4th is read
-	st := s.Adapter.Stats()
-	assert.Equal(t, layers*(ubatches+decodes), st.Reads)
-	assert.Equal(t, st.Reads, st.Observations)
+	for _, schedule := range []keyformer.Schedule{{LayerStride: 3, DecodeStride: 4}, keyformer.DefaultConfig(keyformer.Shape{}).Observe} {
+		cfg := config(m, keyformer.PolicyKeyformer, keyformer.Fraction(0.5))
+		cfg.Observe = schedule
+		s := newSession(t, m, len(prompt)+gen, ubatch, cfg)
+		res, err := s.Run(prompt, generate.Options{MaxNew: gen})
+		require.NoError(t, err)
+		assert.NotZero(t, res.Evicted)
+		layers := (m.NLayer + schedule.LayerStride - 1) / schedule.LayerStride
+		ubatches := (len(prompt) + ubatch - 1) / ubatch
+		decodes := (gen - 1) / schedule.DecodeStride // generated tokens 1..gen-1 are decoded
+		st := s.Adapter.Stats()
+		assert.Equal(t, layers*(ubatches+decodes), st.Reads, "%+v", schedule)
+		assert.Equal(t, st.Reads, st.Observations)
+	}
 }
 
 // TestSlackEvictsInBatchesWithinItsCache generates with an eviction slack through a cache of

@@ -349,7 +349,7 @@ static void test_schedule(void) {
     memset(&p, 0, sizeof p);
     p.size = sizeof p;
     MUST(NULL, keyformer_default_params(&p));
-    CHECK(p.observe_layer_stride == 1 && p.observe_decode_stride == 1 && p.evict_slack == 0 && p.n_observe_layers == 0,
+    CHECK(p.observe_layer_stride == 2 && p.observe_decode_stride == 8 && p.evict_slack == 16 && p.n_observe_layers == 0,
           "defaults: layer stride %d, decode stride %d, slack %d", p.observe_layer_stride, p.observe_decode_stride,
           p.evict_slack);
     p.n_layer = 4;
@@ -393,7 +393,7 @@ static void test_schedule(void) {
             const int32_t *list;
             const char *field;
         } bad[] = {
-            {5, 0, 1, 0, NULL, "observe_layer_stride"},
+            {-5, 0, 1, 0, NULL, "observe_layer_stride"},
             {1, 2, 1, 0, NULL, "observe_layers"},
             {1, -1, 1, 0, NULL, "n_observe_layers"},
             {1, 1, 1, 0, &layers[0] /* 0 */, NULL},

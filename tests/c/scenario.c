@@ -21,6 +21,12 @@ const kf_h2o_step kf_h2o_steps[KF_H2O_STEPS] = {
     {2, 9, 5, 0, {0}, {0.6f, 0.1f, 0.1f, 0.1f, 0.1f}, 3},
 };
 
+void kf_read_everything(keyformer_params *p) {
+    p->observe_layer_stride = 1;
+    p->observe_decode_stride = 1;
+    p->evict_slack = 0;
+}
+
 void kf_h2o_params(keyformer_params *p) {
     p->policy = KEYFORMER_POLICY_H2O;
     p->n_layer = 1;
@@ -29,6 +35,7 @@ void kf_h2o_params(keyformer_params *p) {
     p->budget_tokens = KF_H2O_BUDGET;
     p->window_tokens = KF_H2O_WINDOW;
     p->noise = 0;
+    kf_read_everything(p);
 }
 
 void kf_keyformer_params(keyformer_params *p, uint64_t seed) {
@@ -40,6 +47,7 @@ void kf_keyformer_params(keyformer_params *p, uint64_t seed) {
     p->window_tokens = KF_SIM_WINDOW;
     p->n_new_tokens = KF_SIM_STEPS;
     p->seed = seed;
+    kf_read_everything(p);
 }
 
 void kf_sim_init(kf_sim *sim, uint32_t salt) {

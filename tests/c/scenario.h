@@ -64,6 +64,10 @@ extern const kf_h2o_step kf_h2o_steps[KF_H2O_STEPS];
 /* Sets the scenario's fields on params already filled by keyformer_default_params. */
 void kf_h2o_params(keyformer_params *params);
 
+/* kf_read_everything sets the schedule that reads every layer of every token and evicts at every
+ * plan (both scenarios use it; the default schedule reads less). */
+void kf_read_everything(keyformer_params *params);
+
 /* ---- The Keyformer scenario: a simulated engine ----------------------------------------------
  * Policy Keyformer (Gumbel noise), 2 layers, 4 query heads over 2 KV heads, budget 8, window 3;
  * a prompt of KF_SIM_PROMPT tokens then KF_SIM_STEPS generated ones. The engine refills freed

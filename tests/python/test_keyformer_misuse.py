@@ -10,7 +10,7 @@ from kf_sim import ToyEngine
 
 
 def ctx(policy="keyformer", **kw):
-    args = dict(n_layer=2, n_head=4, n_head_kv=2, budget=8, window=2)
+    args = dict(n_layer=2, n_head=4, n_head_kv=2, budget=8, window=2, evict_slack=0)
     args.update(kw)
     return keyformer.Context(policy, **args)
 
@@ -215,7 +215,7 @@ def test_bad_state_bytes(kf):
     dict(policy=17),
     dict(granularity=5),
     dict(policy="window", granularity="per_head"),
-    dict(observe_layers=3),
+    dict(observe_layers=-1),
     dict(observe_layers=[0, 0]),
     dict(observe_layers=[2]),
     dict(observe_decode_stride=-1),
@@ -252,7 +252,7 @@ def test_defaults_and_params():
         assert p["budget_fraction"] == pytest.approx(0.5)
         assert p["noise"] == 1
         assert (p["observe_layer_stride"], p["observe_layers"], p["observe_decode_stride"], p["evict_slack"]) == (
-            1, None, 1, 0)
+            2, None, 8, 16)
         assert "keyformer" in repr(k)
 
 
@@ -304,7 +304,7 @@ def test_freed_handle_in_the_c_api():
 # -- the C API's buffer protocol --------------------------------------------------------------
 
 def test_plan_larger_than_the_first_buffer():
-    with keyformer.Context("h2o", n_layer=1, n_head=1, budget=10, window=2) as k:
+    with keyformer.Context("h2o", n_layer=1, n_head=1, budget=10, window=2, evict_slack=0) as k:
         n = 300
         k.add_cells(0, range(n), range(n))
         k.observe(0, 0, np.full((1, 1, n), 1.0 / n, dtype=np.float32))

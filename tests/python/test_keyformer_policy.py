@@ -14,8 +14,9 @@ BUDGET = int(round(BUDGET_FRACTION * PROMPT))
 
 
 def keyformer_context(policy="keyformer", seed=0, **kw):
+    # reading everything and evicting at every plan (the schedule tests below set their own)
     args = dict(n_layer=N_LAYER, n_head=N_HEAD, n_head_kv=N_HEAD_KV, budget=BUDGET_FRACTION, window=WINDOW,
-                new_tokens=STEPS)
+                new_tokens=STEPS, observe_layers=1, observe_decode_stride=1, evict_slack=0)
     args.update(kw)
     return keyformer.Context(policy, seed=seed, **args)
 

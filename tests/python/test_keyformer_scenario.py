@@ -7,7 +7,8 @@ import keyformer
 
 
 def h2o_context():
-    return keyformer.Context("h2o", n_layer=1, n_head=1, n_head_kv=1, budget=4, window=2, noise=False)
+    return keyformer.Context("h2o", n_layer=1, n_head=1, n_head_kv=1, budget=4, window=2, noise=False,
+                             evict_slack=0)
 
 
 def row(values):
