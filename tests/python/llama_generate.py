@@ -329,6 +329,7 @@ def run(args):
     print(text)
     result.update({
         "generated_tokens": n_gen, "evicted": evicted, "max_seq_length": max_len, "final_seq_length": kf.seq_length(0),
+        "evict_slack": kf.params["evict_slack"],
         "last_position": dll.llama_memory_seq_pos_max(dll.llama_get_memory(lctx), 0),
         "prefill_tokens_per_s": round(prompt.shape[0] / (t1 - t0), 1),
         "decode_ms_per_token": round(1e3 * (t2 - t1) / max(n_gen, 1), 2), "text": text,
