@@ -216,6 +216,22 @@ def test_plot_bench(tmp_path):
     assert (tmp_path / "bench.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_bench_series_keep_configurations_apart():
+    rows = []
+    for c in (1024, 2048):
+        for config, budget in (("keyformer 0.5", 0.5), ("none", None), ("full", 1.0), ("full all", 1.0),
+                               ("streaming 0.5", 0.5)):
+            rows.append(dict(bench_row(c, budget, 50.0), config=config))
+    rows.append(bench_row(4096, 0.25, 60.0))  # a row of an older bench.json, without config
+    got = [(label, budget, [r["context"] for r in rs]) for label, budget, rs in evaluate.bench_series(rows)]
+    assert got == [("plain llama.cpp", None, [1024, 2048]),
+                   ("hook, no eviction", 1.0, [1024, 2048]),
+                   ("hook reading everything, no eviction", 1.0, [1024, 2048]),
+                   ("keyformer 50%", 0.5, [1024, 2048]),
+                   ("streaming 50%", 0.5, [1024, 2048]),
+                   ("keyformer 25%", 0.25, [4096])]
+
+
 @pytest.mark.parametrize("content, message", [
     ("{", "not valid JSON"),
     (json.dumps({"rows": []}), "missing field(s) 'model', 'machine', 'gen'"),

@@ -474,13 +474,35 @@ def plot_rouge(path, mode, records, full, rows):
     fig.savefig(path, dpi=120)
 
 
-def _bench_label(budget):
-    """The legend label of one budget of bench.json."""
-    if budget is None:
-        return "no hook (plain llama.cpp)"
-    if budget >= 1:
-        return "hook, budget %s (no eviction)" % _budget_label(budget)
-    return "budget %s" % _budget_label(budget)
+def bench_series(rows):
+    """Groups bench.json rows into series, one per configuration less its budget ("keyformer
+    0.5" and "streaming 0.5" apart, "full" and "full all" apart): ``[(label, budget, rows by
+    context)]``, plain llama.cpp first. A row without ``config`` is named by its budget."""
+    groups = {}
+    for row in rows:
+        words = (row.get("config") or ("none" if row["budget"] is None else "keyformer")).split()
+        if len(words) > 1 and _is_number(_float_or_none(words[-1])):
+            words = words[:-1]
+        groups.setdefault((" ".join(words), row["budget"]), []).append(row)
+    series = []
+    for (kind, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][1] is not None, -(kv[0][1] or 0), kv[0][0])):
+        if budget is None:
+            label = "plain llama.cpp"
+        elif budget >= 1:
+            label = "hook, no eviction" if kind == "full" else "hook reading everything, no eviction" \
+                if kind == "full all" else "%s, no eviction" % kind
+        else:
+            label = "%s %s" % (kind, _budget_label(budget))
+        series.append((label, budget, sorted(group, key=lambda r: r["context"])))
+    return series
+
+
+def _float_or_none(text):
+    """``float(text)``, or None where text is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def read_bench(path):
@@ -517,29 +539,29 @@ def read_bench(path):
 
 
 def plot_bench(bench, path):
-    """Two panels: decode tokens/s against context per budget (plain llama.cpp separate), and
-    measured (solid) against ideal (dashed) decode speedup for every budget below 1."""
+    """Two panels: decode tokens/s against context per configuration (:func:`bench_series`), and
+    measured (solid) against ideal (dashed) decode speedup for every one below budget 1."""
     fig, (tps, speed) = _figure(12, 4.5, ncols=2)
-    groups = {}
-    for row in bench["rows"]:
-        groups.setdefault(row["budget"], []).append(row)
-    budgets = sorted(groups, key=lambda b: (b is not None, b or 0))
+    series = bench_series(bench["rows"])
     contexts = sorted({row["context"] for row in bench["rows"]})
-    for budget in budgets:
-        rows = sorted(groups[budget], key=lambda r: r["context"])
-        tps.plot([r["context"] for r in rows], [r["decode_tok_per_s"] for r in rows], marker="o",
-                 linestyle=":" if budget is None else "-", color="black" if budget is None else None,
-                 label=_bench_label(budget))
+    colors = {}
+    for label, budget, rows in series:
+        line, = tps.plot([r["context"] for r in rows], [r["decode_tok_per_s"] for r in rows], marker="o",
+                         linestyle=":" if budget is None else "-", color="black" if budget is None else None,
+                         label=label)
+        colors[label] = line.get_color()
     tps.set_title("decode speed")
     tps.set_ylabel("decode tokens/s")
-    reduced = [b for b in budgets if b is not None and b < 1]
-    for budget in reduced:
-        rows = sorted(groups[budget], key=lambda r: r["context"])
-        line, = speed.plot([r["context"] for r in rows], [r["speedup"] for r in rows], marker="o",
-                           label="%s measured" % _bench_label(budget))
+    reduced = [(label, budget, rows) for label, budget, rows in series if budget is not None and budget < 1]
+    ideals = set()
+    for label, budget, rows in reduced:
+        speed.plot([r["context"] for r in rows], [r["speedup"] for r in rows], marker="o", color=colors[label],
+                   label="%s measured" % label)
         ideal = [r for r in rows if r["ideal_speedup"] is not None]
-        speed.plot([r["context"] for r in ideal], [r["ideal_speedup"] for r in ideal], linestyle="--",
-                   color=line.get_color(), label="%s ideal" % _bench_label(budget))
+        if ideal and budget not in ideals:  # one ideal per budget, whichever policy
+            ideals.add(budget)
+            speed.plot([r["context"] for r in ideal], [r["ideal_speedup"] for r in ideal], linestyle="--",
+                       color=colors[label], label="budget %s ideal" % _budget_label(budget))
     speed.axhline(1, color="grey", linewidth=0.8)
     speed.set_title("decode speedup over plain llama.cpp")
     speed.set_ylabel("speedup (×)")
