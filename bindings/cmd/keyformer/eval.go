@@ -439,8 +439,9 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 		budget = keyformer.Fraction(*run.Budget)
 	}
 	if run.full() {
-		if rd.probe != nil {
+		if rd.probe != nil { // the probe measures every layer of every token, whatever the schedule
 			cfg := rd.fullConfig()
+			cfg.Observe = keyformer.Schedule{}
 			so.Config, so.Adapter.Probe = &cfg, rd.probe
 		}
 		return so, o, nil
