@@ -1,7 +1,9 @@
 package main
 
 /*
+#include <pthread.h>
 #include <stdlib.h>
+#include "errors.h"
 #include "keyformer.h"
 */
 import "C"
@@ -31,10 +33,57 @@ const (
 // context is what a keyformer_context handle stands for.
 type context struct {
 	tracker *keyformer.Tracker
-	mu      sync.Mutex
-	lastErr *C.char // C memory owned by the library; nil means ""
+	errs    threadErrors
 
 	llama atomic.Pointer[llamaBinding] // keyformer_llama_attach's binding; nil before
+}
+
+// threadErrors holds the last error message of each host thread: a thread reads only its own,
+// which only its own next failure replaces, so a message stays valid however many other threads
+// fail at the same time. The strings are C memory owned by the library.
+type threadErrors struct {
+	mu       sync.Mutex
+	byThread map[C.pthread_t]*C.char
+}
+
+// set replaces the calling thread's message with msg.
+func (e *threadErrors) set(msg string) {
+	s, t := C.CString(msg), C.pthread_self()
+	e.mu.Lock()
+	if e.byThread == nil {
+		e.byThread = map[C.pthread_t]*C.char{}
+	}
+	old := e.byThread[t]
+	e.byThread[t] = s
+	e.mu.Unlock()
+	if old != nil {
+		C.free(unsafe.Pointer(old))
+	}
+}
+
+// get returns the calling thread's message ("" if it has none).
+func (e *threadErrors) get() *C.char {
+	t := C.pthread_self()
+	e.mu.Lock()
+	s := e.byThread[t]
+	e.mu.Unlock()
+	if s == nil {
+		return noError()
+	}
+	return s
+}
+
+// noError returns the static "" that stands for no error.
+func noError() *C.char { return C.kf_no_error() }
+
+// free frees every message.
+func (e *threadErrors) free() {
+	e.mu.Lock()
+	for t, s := range e.byThread {
+		C.free(unsafe.Pointer(s))
+		delete(e.byThread, t)
+	}
+	e.mu.Unlock()
 }
 
 var (
@@ -42,10 +91,6 @@ var (
 	handles   = map[uintptr]*context{}
 	lastID    atomic.Uint64 // ids start at 1 and are never reused
 
-	globalMu  sync.Mutex
-	globalErr *C.char // last error of context_new and of calls with an invalid handle
-
-	emptyString = C.CString("") // returned for "no error"; never freed
 )
 
 // newHandle registers c and returns its id.
@@ -68,7 +113,7 @@ func lookup(h uintptr) *context {
 	return c
 }
 
-// release unregisters handle h and frees its error string; it reports whether h was known.
+// release unregisters handle h and frees its error strings; it reports whether h was known.
 func release(h uintptr) bool {
 	handlesMu.Lock()
 	c := handles[h]
@@ -77,49 +122,26 @@ func release(h uintptr) bool {
 	if c == nil {
 		return false
 	}
-	c.mu.Lock()
-	if c.lastErr != nil {
-		C.free(unsafe.Pointer(c.lastErr))
-		c.lastErr = nil
-	}
-	c.mu.Unlock()
+	c.errs.free()
 	return true
 }
 
-// setError replaces the last error of c (of the process when c is nil) with msg.
+// setError replaces the calling thread's last error on c (of the process when c is nil) with msg.
 func setError(c *context, msg string) {
-	s := C.CString(msg)
-	var old *C.char
 	if c == nil {
-		globalMu.Lock()
-		old, globalErr = globalErr, s
-		globalMu.Unlock()
+		C.kf_set_thread_error(C.CString(msg)) // the thread's exit frees it
 	} else {
-		c.mu.Lock()
-		old, c.lastErr = c.lastErr, s
-		c.mu.Unlock()
-	}
-	if old != nil {
-		C.free(unsafe.Pointer(old))
+		c.errs.set(msg)
 	}
 }
 
-// lastError returns the last error string of handle h (the process's for 0 or unknown handles).
+// lastError returns the calling thread's last error string on handle h (in the process for 0
+// and unknown handles).
 func lastError(h uintptr) *C.char {
-	var s *C.char
 	if c := lookup(h); c != nil {
-		c.mu.Lock()
-		s = c.lastErr
-		c.mu.Unlock()
-	} else {
-		globalMu.Lock()
-		s = globalErr
-		globalMu.Unlock()
+		return c.errs.get()
 	}
-	if s == nil {
-		return emptyString
-	}
-	return s
+	return C.kf_thread_error() // const char * in C; never written through
 }
 
 // errorText returns the last error of handle h as a Go string.

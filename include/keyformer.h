@@ -13,8 +13,9 @@
  *  - Ownership: the library never keeps a pointer the caller passed in past the call; the caller
  *    keeps ownership of every buffer. Strings the library returns are owned by the library.
  *  - Thread safety: calls on different contexts, or on different sequences of one context, may run
- *    concurrently; calls on one sequence are serialised by the library. keyformer_last_error holds
- *    the message of the latest failed call on the context, whichever thread made it.
+ *    concurrently; calls on one sequence are serialised by the library. keyformer_last_error is
+ *    per thread: it returns the message of the calling thread's latest failed call, which other
+ *    threads' failures never replace.
  *  - Params structs start with a `size` field the caller sets to sizeof(the struct) before any call,
  *    so that the library can grow them compatibly.
  *  - Host limits: the library embeds the Go runtime. It cannot be unloaded (dlclose is a no-op);
@@ -144,9 +145,11 @@ KEYFORMER_API const char *keyformer_version(void);
 /* A static, never-freed name for a status ("ok", "invalid argument", ...). Thread-safe. */
 KEYFORMER_API const char *keyformer_status_string(keyformer_status status);
 
-/* The message of the latest failed call on ctx, or "" if none. With ctx NULL (or unknown), the
- * message of the latest failed keyformer_context_new or call with an invalid handle in the process.
- * The string is owned by the library and stays valid until the next call on the same context. */
+/* The message of the calling thread's latest failed call on ctx, or "" if none. With ctx NULL (or
+ * unknown), the message of the calling thread's latest failed keyformer_context_new or call with an
+ * invalid handle. The string is owned by the library and stays valid until the same thread's next
+ * failed call on the same context (NULL: its next such failure), or until ctx is freed; failures on
+ * other threads never free it. Thread-safe. */
 KEYFORMER_API const char *keyformer_last_error(const keyformer_context *ctx);
 
 /* Fills *params with the defaults; params->size must be set. n_layer, n_head and n_head_kv stay 0

@@ -424,11 +424,63 @@ static void test_schedule(void) {
     }
 }
 
+/* Each thread fails on its own sequence of one shared context (and creates contexts with its own
+ * bad n_layer) many times over, and reads back its own message every time: other threads' failures
+ * neither replace nor free it (ASan sees a read of a freed message). */
+#define KF_ERROR_ROUNDS 2000
+
+static keyformer_context *shared_ctx;
+static int error_mismatches[KF_THREADS];
+
+static void *fail_thread(void *arg) {
+    int t = (int)(intptr_t)arg, i;
+    char want[32];
+    for (i = 0; i < KF_ERROR_ROUNDS; i++) {
+        int32_t n = -(t * KF_ERROR_ROUNDS + i + 1);
+        keyformer_params p;
+        keyformer_context *c = NULL;
+        sprintf(want, "%d", (int)n);
+        if (keyformer_set_prompt_length(shared_ctx, t, n) != KEYFORMER_ERR_INVALID_ARGUMENT ||
+            strstr(keyformer_last_error(shared_ctx), want) == NULL) {
+            error_mismatches[t]++;
+        }
+        memset(&p, 0, sizeof p);
+        p.size = sizeof p;
+        keyformer_default_params(&p);
+        p.n_layer = n;
+        p.n_head = p.n_head_kv = 1;
+        if (keyformer_context_new(&p, &c) != KEYFORMER_ERR_INVALID_ARGUMENT ||
+            strstr(keyformer_last_error(NULL), want) == NULL) {
+            error_mismatches[t]++;
+        }
+    }
+    return NULL;
+}
+
+static void test_errors_per_thread(void) {
+    pthread_t th[KF_THREADS];
+    int i;
+    shared_ctx = new_keyformer_context(3);
+    for (i = 0; i < KF_THREADS; i++) {
+        if (pthread_create(&th[i], NULL, fail_thread, (void *)(intptr_t)i) != 0) {
+            fprintf(stderr, "pthread_create failed\n");
+            exit(1);
+        }
+    }
+    for (i = 0; i < KF_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(error_mismatches[i] == 0, "thread %d read another thread's message %d times", i, error_mismatches[i]);
+    }
+    CHECK(keyformer_last_error(shared_ctx)[0] == 0, "the main thread has no failure of its own on the context");
+    MUST(shared_ctx, keyformer_context_free(shared_ctx));
+}
+
 int main(void) {
     test_versions();
     test_h2o_exact();
     test_keyformer();
     test_threads();
+    test_errors_per_thread();
     test_schedule();
     if (failures) {
         fprintf(stderr, "c_consumer: %d check(s) failed\n", failures);
