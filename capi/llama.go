@@ -259,8 +259,11 @@ func kfgo_llama_restore(h C.uintptr_t, seq C.int32_t, buf *C.uint8_t, size C.siz
 			data = append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(size))...) // copied
 		}
 		if err := b.adapter.RestoreSequence(int32(seq), data); err != nil {
-			if errors.Is(err, keyformer.ErrInvalidState) {
+			switch {
+			case errors.Is(err, keyformer.ErrInvalidState):
 				return err
+			case errors.Is(err, adapter.ErrRestoreBesideOthers):
+				return fail(statusUnsupported, "%v", err)
 			}
 			return fail(statusInvalidState, "%v", err)
 		}

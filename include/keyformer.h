@@ -321,9 +321,11 @@ KEYFORMER_API keyformer_status keyformer_llama_apply(keyformer_context *ctx, int
 
 /* Restores sequence seq's keyformer state (size bytes from keyformer_state_save, saved together
  * with llama_state_seq_get_data) right after the host restored llama.cpp's state of the sequence
- * with llama_state_seq_set_data: the saved cells are renamed to where llama.cpp put them (lowest
- * free cells first, true in a fresh context or one whose only sequence is seq) and the positions
- * llama.cpp holds are checked against the saved ones. KEYFORMER_ERR_INVALID_STATE: malformed data
+ * with llama_state_seq_set_data: the saved cells are renamed to where llama.cpp put them (cells
+ * 0, 1, ... when no other sequence of ctx holds cells) and the positions llama.cpp holds are checked
+ * against the saved ones. KEYFORMER_ERR_UNSUPPORTED (nothing changes): another sequence of ctx
+ * holds cells, so llama.cpp placed the restored cells where the library cannot see; restore into
+ * a context whose other sequences are empty. KEYFORMER_ERR_INVALID_STATE: malformed data
  * (nothing changes) or positions that do not match llama.cpp's (the sequence is then empty). The
  * buffer is read during the call only. Not concurrently with a llama_decode of the attached
  * context. */

@@ -42,6 +42,11 @@ var (
 	// ErrUnsupportedMemory reports a memory that refuses to remove single positions.
 	ErrUnsupportedMemory = errors.New("llama_memory_seq_rm refused to remove a position: the model's memory " +
 		"(sliding-window, recurrent or hybrid) is unsupported")
+	// ErrRestoreBesideOthers: RestoreSequence refuses while other sequences hold cells, because
+	// llama.cpp then places the restored cells from its own search position, which it does not
+	// report.
+	ErrRestoreBesideOthers = errors.New("restore while other sequences hold cells is unsupported: llama.cpp " +
+		"places the restored cells where the plugin cannot see; restore into a context whose other sequences are empty")
 )
 
 // Options tune an Adapter.
@@ -509,10 +514,11 @@ func (a *Adapter) compact(id int32, s *keyformer.Sequence) error {
 
 // RestoreSequence restores sequence id's tracker state (keyformer.Sequence.MarshalBinary, saved
 // together with llama_state_seq_get_data) right after the host restored llama.cpp's state of the
-// sequence with llama_state_seq_set_data. llama.cpp packs a restored sequence into free cells
-// in the saved (cell) order, lowest first when its search starts at the lowest free cell: true in a
-// fresh context and in one whose only sequence was the one restored. The tracker's cells are
-// renamed accordingly and the positions llama.cpp reports are checked against the tracker's.
+// sequence with llama_state_seq_set_data. llama.cpp packs a restored sequence into cells 0, 1, ...
+// in the saved (cell) order when no other sequence holds cells; with other sequences it searches
+// from a position it does not report, so the restore is refused (ErrRestoreBesideOthers, the
+// tracker unchanged). The tracker's cells are renamed accordingly and the positions llama.cpp
+// reports are checked against the tracker's.
 func (a *Adapter) RestoreSequence(id int32, state []byte) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -523,6 +529,11 @@ func (a *Adapter) RestoreSequence(id int32, state []byte) error {
 	if err != nil {
 		return fmt.Errorf("adapter: %w", err)
 	}
+	for _, other := range a.tracker.IDs() {
+		if s, _ := a.tracker.Sequence(other); other != id && s.Len() > 0 {
+			return fmt.Errorf("adapter: sequence %d: sequence %d holds %d cells: %w", id, other, s.Len(), ErrRestoreBesideOthers)
+		}
+	}
 	if err := seq.UnmarshalBinary(state); err != nil {
 		return fmt.Errorf("adapter: %w", err)
 	}
@@ -530,22 +541,10 @@ func (a *Adapter) RestoreSequence(id int32, state []byte) error {
 	if len(toks) == 0 {
 		return nil
 	}
-	held := map[int32]bool{}
-	for _, other := range a.tracker.IDs() {
-		if other == id {
-			continue
-		}
-		s, _ := a.tracker.Sequence(other)
-		for _, t := range s.Tokens() {
-			held[t.Cell] = true
-		}
-	}
 	from := cellsSorted(toks)
-	to := make([]int32, 0, len(from))
-	for c := int32(0); len(to) < len(from); c++ {
-		if !held[c] {
-			to = append(to, c)
-		}
+	to := make([]int32, len(from))
+	for i := range to {
+		to[i] = int32(i)
 	}
 	if err := seq.MoveCells(from, to); err != nil {
 		return fmt.Errorf("adapter: sequence %d: %w", id, err)

@@ -179,6 +179,38 @@ func TestFlashAttentionIsReported(t *testing.T) {
 	assert.ErrorIs(t, err, adapter.ErrNoAttention)
 }
 
+// TestRestoreBesideOtherSequencesIsRefused restores a saved sequence into a two-sequence context
+// whose other sequence holds cells: llama.cpp would place the cells where the adapter cannot see,
+// so the restore is refused and the tracker keeps what it had.
+func TestRestoreBesideOtherSequencesIsRefused(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)[:300]
+	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Tokens(128))
+	a := newSession(t, m, 512, 128, cfg)
+	_, err := a.Run(prompt, generate.Options{MaxNew: 1})
+	require.NoError(t, err)
+	llamaState, err := a.Ctx.SeqState(0)
+	require.NoError(t, err)
+	seq, _ := a.Adapter.Tracker().Sequence(0)
+	kfState, err := seq.MarshalBinary()
+	require.NoError(t, err)
+
+	b, err := generate.NewSession(m, generate.SessionOptions{Config: cfg, NCtx: 1024, NUbatch: 128, Threads: 2, Sequences: 2})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	require.NoError(t, b.Adapter.SetBatch([]int32{1, 1, 1, 1}))
+	require.NoError(t, b.Ctx.DecodeBatch([]int32{1, 2, 3, 4}, []int32{0, 1, 2, 3}, []int32{1, 1, 1, 1}, []bool{false, false, false, true}))
+	_, err = b.Adapter.Apply(1)
+	require.NoError(t, err)
+	require.NoError(t, b.Ctx.SetSeqState(0, llamaState))
+	err = b.Adapter.RestoreSequence(0, kfState)
+	require.ErrorIs(t, err, adapter.ErrRestoreBesideOthers)
+	restored, _ := b.Adapter.Tracker().Sequence(0)
+	assert.Zero(t, restored.Len(), "the refused restore left sequence 0 as it was")
+	other, _ := b.Adapter.Tracker().Sequence(1)
+	assert.Equal(t, 4, other.Len())
+}
+
 func TestStateWithHolesRestoresIdentically(t *testing.T) {
 	m := model(t)
 	prompt := samplePrompt(t, m)[:700]
