@@ -179,6 +179,21 @@ func TestFlashAttentionIsReported(t *testing.T) {
 	assert.ErrorIs(t, err, adapter.ErrNoAttention)
 }
 
+// savedSequence reads prompt as sequence 0 of a new session (nCtx cells, ubatch tokens per
+// ubatch) and returns the session with llama.cpp's and the tracker's saved states of it.
+func savedSequence(t *testing.T, m *llama.Model, prompt []int32, nCtx, ubatch int, cfg *keyformer.Config) (*generate.Session, []byte, []byte) {
+	t.Helper()
+	s := newSession(t, m, nCtx, ubatch, cfg)
+	_, err := s.Run(prompt, generate.Options{MaxNew: 1})
+	require.NoError(t, err)
+	llamaState, err := s.Ctx.SeqState(0)
+	require.NoError(t, err)
+	seq, _ := s.Adapter.Tracker().Sequence(0)
+	kfState, err := seq.MarshalBinary()
+	require.NoError(t, err)
+	return s, llamaState, kfState
+}
+
 // TestRestoreBesideOtherSequencesIsRefused restores a saved sequence into a two-sequence context
 // whose other sequence holds cells: llama.cpp would place the cells where the adapter cannot see,
 // so the restore is refused and the tracker keeps what it had.
@@ -186,14 +201,7 @@ func TestRestoreBesideOtherSequencesIsRefused(t *testing.T) {
 	m := model(t)
 	prompt := samplePrompt(t, m)[:300]
 	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Tokens(128))
-	a := newSession(t, m, 512, 128, cfg)
-	_, err := a.Run(prompt, generate.Options{MaxNew: 1})
-	require.NoError(t, err)
-	llamaState, err := a.Ctx.SeqState(0)
-	require.NoError(t, err)
-	seq, _ := a.Adapter.Tracker().Sequence(0)
-	kfState, err := seq.MarshalBinary()
-	require.NoError(t, err)
+	_, llamaState, kfState := savedSequence(t, m, prompt, 512, 128, cfg)
 
 	b, err := generate.NewSession(m, generate.SessionOptions{Config: cfg, NCtx: 1024, NUbatch: 128, Threads: 2, Sequences: 2})
 	require.NoError(t, err)
@@ -216,14 +224,8 @@ func TestStateWithHolesRestoresIdentically(t *testing.T) {
 	prompt := samplePrompt(t, m)[:700]
 	const budget, ubatch = 256, 128
 	cfg := config(m, keyformer.PolicyKeyformer, keyformer.Tokens(budget))
-	a := newSession(t, m, budget+ubatch, ubatch, cfg)
-	_, err := a.Run(prompt, generate.Options{MaxNew: 1})
-	require.NoError(t, err)
-	llamaState, err := a.Ctx.SeqState(0)
-	require.NoError(t, err)
+	a, llamaState, kfState := savedSequence(t, m, prompt, budget+ubatch, ubatch, cfg)
 	seq, _ := a.Adapter.Tracker().Sequence(0)
-	kfState, err := seq.MarshalBinary()
-	require.NoError(t, err)
 	holes := int(a.Ctx.SeqPosMax(0)-a.Ctx.SeqPosMin(0)) + 1 - seq.Len()
 	require.Greater(t, holes, 100, "the saved sequence has holes")
 
