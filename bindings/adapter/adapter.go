@@ -199,11 +199,17 @@ func (a *Adapter) wants(layer int) bool {
 		}
 		a.fresh = false
 	}
-	want := a.read && layer < len(a.layers) && a.layers[layer]
+	want := a.reads(layer)
 	if want {
 		a.stats.Reads++
 	}
 	return want
+}
+
+// reads reports whether the current ubatch's attention of layer is read: the ubatch is read and
+// the schedule reads the layer (a.mu held).
+func (a *Adapter) reads(layer int) bool {
+	return a.read && layer < len(a.layers) && a.layers[layer]
 }
 
 // Eval is the body of the eval callback (ggml_backend_sched_eval_callback) for this adapter.
@@ -227,7 +233,7 @@ func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 	if attention {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if !a.read || layer >= len(a.layers) || !a.layers[layer] {
+		if !a.reads(layer) {
 			return true // a tensor only a chained host callback asked for
 		}
 		if err := a.observe(layer, t); err != nil {
