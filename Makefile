@@ -4,7 +4,7 @@ GO ?= go
 export GOFLAGS ?= -mod=readonly
 
 .PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench test-cuda
-.PHONY: lib ctest bench-abi pytest bench-llama eval eval-rouge eval-fidelity eval-questions
+.PHONY: lib ctest bench-abi pytest bench-llama eval eval-rouge eval-fidelity eval-questions wheel llama-cpp-python
 
 ## run: the main job: a built-in document and question answered with the full cache and with
 ## Keyformer at half the cache, side by side (fetches the llama.cpp runtime and model first).
@@ -80,10 +80,21 @@ ctest: deps
 	cmake --build build/cmake-asan
 	ctest --test-dir build/cmake-asan --output-on-failure
 
+## wheel: build/wheels/keyformer-*.whl, the Python package with libkeyformer.so inside (pip wheel
+## bindings/python: the repository's CMake through scikit-build-core).
+wheel: deps
+	build/deps/venv/bin/python -m pip wheel --no-deps --disable-pip-version-check -w build/wheels ./bindings/python
+
+## llama-cpp-python: its wheel (with the llama.cpp its sdist vendors) built once into build/deps, for
+## the tests that run keyformer inside llama-cpp-python (about 10 minutes the first time).
+llama-cpp-python: deps
+	bash build/llama-cpp-python.sh >/dev/null
+
 ## pytest: the Python package's tests against build/lib/libkeyformer.so (a missing library fails),
 ## including llama.cpp through ctypes (tests/python/test_llama.py, llama_generate.py), with the
-## Python of build/deps/venv (build/venv.sh, run by build/deps.sh).
-pytest: deps lib
+## Python of build/deps/venv (build/venv.sh, run by build/deps.sh); and, in a fresh venv, the
+## package as pip installs it inside llama-cpp-python (tests/python/test_llama_cpp_python.py).
+pytest: deps lib llama-cpp-python
 	KEYFORMER_TEST_REQUIRE_LIB=1 build/deps/venv/bin/python -m pytest tests/python -q
 
 ## test-cuda: the Go llama.cpp integration tests again on the CUDA runtime (model offloaded to the

@@ -38,17 +38,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 
 import keyformer  # noqa: E402
+from lighthouse import PARAGRAPH, QUESTION  # noqa: E402
 
 DEFAULT_LIB_DIR = os.environ.get("KEYFORMER_LLAMA_LIB_DIR") or os.path.join(ROOT, "build", "deps", "llama", "cpu")
 DEFAULT_MODEL = os.environ.get("KEYFORMER_MODEL") or os.path.join(ROOT, "build", "deps", "models", "smollm2.gguf")
 
-PARAGRAPH = (
-    "The lighthouse on Gull Point was kept for forty years by Marta Lind, who wrote the weather in a green "
-    "ledger every morning at six. Ships from the northern ports passed the point in autumn, loaded with "
-    "timber and salt fish, and Marta counted their lights from the gallery. When the storm of 1911 broke the "
-    "great lens, she kept a paraffin lamp burning in the window for eleven nights until the glass came from "
-    "the mainland. ")
-QUESTION = "Who kept the lighthouse on Gull Point, and what did she write every morning?"
 
 LLAMA_FLASH_ATTN_TYPE_DISABLED = 0
 LLAMA_FLASH_ATTN_TYPE_ENABLED = 1

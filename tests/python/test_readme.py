@@ -9,12 +9,18 @@ import keyformer
 HERE = pathlib.Path(__file__).parent
 
 
-def test_readme_python_block_is_the_example():
+def readme_python_blocks():
+    """The README's Python blocks: the llama-cpp-python one (run by test_llama_cpp_python.py), then the
+    ctypes example."""
     readme = (HERE.parent.parent / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) == 2 and "keyformer.llama_cpp" in blocks[0]
+    return blocks
+
+
+def test_readme_python_block_is_the_example():
     example = (HERE / "readme_example.py").read_text()
-    assert len(blocks) == 1
-    assert blocks[0].strip() in example
+    assert readme_python_blocks()[1].strip() in example
 
 
 def test_readme_example_runs():

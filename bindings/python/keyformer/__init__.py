@@ -15,7 +15,8 @@ free (:meth:`Context.plan`), frees them in its own cache and confirms (:meth:`Co
         ...                                         # free evictions["cell"] in the engine
         kf.forget(0, evictions)
 
-The shared library is found through ``$KEYFORMER_LIB`` (a path to libkeyformer.so), else a
+The shared library is found through ``$KEYFORMER_LIB`` (a path to libkeyformer.so), else the
+copy bundled inside this package (``pip install bindings/python`` builds it), else a
 ``build/lib/libkeyformer.so`` in a folder above this package (in-tree use), else the system
 loader. It is loaded on first use, and its API version is checked against :data:`API_VERSION`.
 Every error status of the library raises a :class:`KeyformerError` subclass with the library's

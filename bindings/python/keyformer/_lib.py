@@ -145,6 +145,9 @@ def _candidates():
         yield ("$%s" % ENV_VAR, path)
         return  # an explicit choice: no fallback that could load another build silently
     here = os.path.dirname(os.path.abspath(__file__))
+    bundled = os.path.join(here, LIBRARY_FILE)
+    if os.path.isfile(bundled):
+        yield ("package", bundled)
     d = here
     while True:
         path = os.path.join(d, "build", "lib", LIBRARY_FILE)
@@ -164,9 +167,10 @@ def find_library():
     """Returns the path (or loader name) of the library that :func:`load` would load.
 
     The search order is: the ``KEYFORMER_LIB`` environment variable (a path to the .so, or a
-    folder holding libkeyformer.so; when set, nothing else is tried), then a ``build/lib/
-    libkeyformer.so`` in a folder above this package (an in-tree or editable install), then the
-    system loader (``ctypes.util.find_library("keyformer")``).
+    folder holding libkeyformer.so; when set, nothing else is tried), then the library bundled
+    inside this package (``pip install bindings/python`` builds it there), then a ``build/lib/
+    libkeyformer.so`` in a folder above this package (in-tree use), then the system loader
+    (``ctypes.util.find_library("keyformer")``).
 
     Raises:
         LibraryNotFoundError: none of these has the library.
