@@ -7,8 +7,8 @@
 Run by tests/python/test_llama_cpp_python.py with the Python of a fresh venv holding the installed
 keyformer package (``pip install bindings/python``) and llama-cpp-python (whose own llama.cpp is
 the one keyformer attaches to). ``document`` asks one question after a long document; ``chat`` runs
-a conversation whose history grows past the cells of the llama.cpp context, then regenerates the
-last answer. Each prints one JSON line.
+a conversation whose history grows past the cells of the llama.cpp context; both then regenerate
+the last answer. Each prints one JSON line.
 """
 
 import argparse
@@ -34,6 +34,7 @@ def session_state(llm):
     return {"n_cells": s.n_cells, "n_ctx": llm.n_ctx(), "budget": s.budget, "peak_cells": s.peak_cells,
             "evicted": s.evicted, "decodes": s.decodes, "n_batch": llm.n_batch,
             "evict_slack": s.context.params["evict_slack"], "final_cells": s.context.seq_length(0),
+            "gaps_closed": s.gaps_closed,
             "last_position": llama_cpp.llama_memory_seq_pos_max(llm._ctx.memory, 0)}
 
 
@@ -50,13 +51,18 @@ def main():
     ap.add_argument("--budget", type=int, default=256)
     ap.add_argument("--n-batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=12, help="paragraphs of the document")
+    ap.add_argument("--window", type=int, help="keyformer's recent window (default: the library's)")
     args = ap.parse_args()
     llm = Llama(model_path=args.model, n_ctx=8192, n_batch=args.n_batch, n_ubatch=args.n_batch, n_threads=2,
-                seed=0, verbose=False, keyformer_budget=args.budget, keyformer_policy=args.policy)
+                seed=0, verbose=False, keyformer_budget=args.budget, keyformer_policy=args.policy,
+                **({} if args.window is None else {"keyformer_window": args.window}))
     out = {"policy": args.policy}
     if args.what == "document":
-        text, usage = answer(llm, [{"role": "user", "content": PARAGRAPH * args.reps + QUESTION}], 48)
+        messages = [{"role": "user", "content": PARAGRAPH * args.reps + QUESTION}]
+        text, usage = answer(llm, messages, 48)
         out.update(text=text, prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+        text = answer(llm, messages, 48)[0]  # regenerate
+        out["regenerated"] = dict(session_state(llm), text=text)
     else:
         messages, turns = [], []
         for content in TURNS:

@@ -68,6 +68,8 @@ class Session:
         evicted: cells freed so far.
         peak_cells: the most cells any sequence held (after a decode, before its evictions).
         decodes: successful ``llama_decode`` calls.
+        gaps_closed: truncations whose last kept position had been evicted, so that the kept
+            tokens were moved up to continue at the new start.
     """
 
     def __init__(self, context, n_ctx, n_cells, budget, chained):
@@ -78,6 +80,7 @@ class Session:
         self.evicted = 0
         self.peak_cells = 0
         self.decodes = 0
+        self.gaps_closed = 0
         self._chained = chained  # the host's cb_eval, kept alive while the context lives
         self._seqs = set()  # the sequences decoded so far
         self._lock = threading.Lock()
@@ -110,6 +113,7 @@ class Session:
                 delta = p0 - 1 - last
                 _original["llama_memory_seq_add"](mem, s, -1, p0, delta)
                 self.context.llama_seq_add(s, -1, p0, delta)
+                self.gaps_closed += 1
 
 
 def _batch_sequences(batch):
