@@ -100,8 +100,8 @@ def test_long_document_through_a_bounded_cache(venv, policy):
     assert r["evicted"] == r["last_position"] + 1 - r["final_cells"]
     for text in (r["text"], r["regenerated"]["text"]):
         check_answer(text)
-        if policy != "window":  # the window-only policy keeps just the end of the document
-            assert "marta" in text.lower(), text
+        if policy in ("keyformer", "h2o", "tova"):  # kept by attention; streaming and window keep only the
+            assert "marta" in text.lower(), text  # end, where SmolLM2-135M answers fluently but not always right
 
 
 def test_regeneration_after_the_last_prompt_token_was_evicted(venv):
