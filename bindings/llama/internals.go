@@ -28,6 +28,13 @@ const (
 	NodeAttention = "kq_soft_max"
 )
 
+// Offsets in struct ggml_tensor of the two fields a C eval callback compares nodes by (capi
+// hands them to its callback at attach).
+const (
+	TensorOffsetName = tensorOffName // char name[MaxName]
+	TensorOffsetOp   = tensorOffOp   // enum ggml_op op (4 bytes)
+)
+
 // Ops holds the numbers (enum ggml_op) of the ops that keyformer's nodes are compared with. The
 // numbers move whenever ggml adds an op before them, so they are found by name with ggml_op_name
 // when a runtime is bound (Lib.Ops).
