@@ -263,7 +263,9 @@ func kfgo_llama_apply(h C.uintptr_t, seq C.int32_t, nOut *C.int32_t) C.keyformer
 		if b.evals.Load() == 0 {
 			return invalid("no graph went through keyformer_llama_eval_callback with this context as user_data: " +
 				"set cparams.cb_eval = keyformer_llama_eval_callback and cparams.cb_eval_user_data = this " +
-				"keyformer_context before llama_init_from_model (or llama_decode failed: apply only after a successful decode)")
+				"keyformer_context before llama_init_from_model (or llama_decode failed: apply only after a successful decode; " +
+				"or the graph has none of the nodes keyformer reads: " + llama.NodePositions + " (ROPE), " + llama.NodeCells +
+				" (SET_ROWS), " + llama.NodeAttention + "-<layer>, whose names differ in this llama.cpp)")
 		}
 		n, err := b.adapter.Apply(int32(seq))
 		if nOut != nil {
