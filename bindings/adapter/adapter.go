@@ -251,7 +251,7 @@ func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
 		a.rowSeq, a.read, a.pending = a.rowSeq[:0], false, false
 		return
 	}
-	a.cells = a.readInput(t.Src(1), a.cells[:0], "cells (k_idxs, src[1] of "+llama.NodeCells+")")
+	a.cells = a.readInput(t.Src(1), a.cells[:0], "cells (attn_inp_k_idxs, src[1] of "+llama.NodeCells+")")
 	a.fresh, a.inputs = true, true
 	if err := a.addUbatch(len(a.cells)); err != nil {
 		a.fail(fmt.Errorf("adapter: %w", err))

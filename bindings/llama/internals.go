@@ -21,7 +21,7 @@ const (
 	// is inp_pos, the int32 positions of the ubatch's tokens.
 	NodePositions = "Kcur-0"
 	// NodeCells is the SET_ROWS that writes layer 0's K cache (a VIEW node has the same name); its
-	// src[1] is k_idxs, the int64 cells the ubatch's tokens land in.
+	// src[1] is attn_inp_k_idxs, the int64 cells the ubatch's tokens land in.
 	NodeCells = "cache_k_l0 (view)"
 	// NodeAttention is the prefix of the attention probabilities "kq_soft_max-<layer>" (SOFT_MAX,
 	// f32 [n_kv, n_tokens, n_head, n_stream]).
