@@ -25,7 +25,7 @@ model-qwen:
 ## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
 test: ctest vet unit race fuzz arm64 pytest test-cuda
 
-# vet and unit need build/deps: capi's eval callback is compiled against llama.cpp's ggml.h.
+# vet and unit depend on deps: the llama.cpp integration tests run the pinned runtime and model.
 vet: deps
 	$(GO) vet ./...
 	$(GO) vet -tags purego ./...

@@ -107,10 +107,51 @@ func kfgo_llama_attach(h C.uintptr_t, lctx unsafe.Pointer, name *C.char) C.keyfo
 		if err := ad.Attach(uintptr(lctx)); err != nil {
 			return invalid("%v", err)
 		}
+		g, err := graphFor(lib)
+		if err != nil {
+			return err
+		}
 		c.llama.Store(&llamaBinding{adapter: ad})
-		C.kf_llama_set_attached(h, 1)
+		C.kf_llama_set_attached(h, &g)
 		return nil
 	})
+}
+
+// The C side's name buffers must be ggml's.
+var _ [C.KF_NAME_MAX - llama.MaxName]byte
+var _ [llama.MaxName - C.KF_NAME_MAX]byte
+
+// graphFor is what keyformer_llama_eval_callback compares nodes with for lib: bindings/llama's
+// node names, lib's op numbers and the offsets of struct ggml_tensor's name and op.
+func graphFor(lib *llama.Lib) (C.struct_kf_graph, error) {
+	g := C.struct_kf_graph{
+		off_name:     C.uint32_t(llama.TensorOffsetName),
+		off_op:       C.uint32_t(llama.TensorOffsetOp),
+		op_positions: C.int32_t(lib.Ops.Rope),
+		op_cells:     C.int32_t(lib.Ops.SetRows),
+	}
+	for _, f := range []struct {
+		dst  *[C.KF_NAME_MAX]C.char
+		n    *C.uint32_t
+		name string
+		nul  bool // compared with its NUL (a whole name), or a prefix
+	}{
+		{&g.attention, &g.attention_len, llama.NodeAttention + "-", false},
+		{&g.positions, &g.positions_len, llama.NodePositions, true},
+		{&g.cells, &g.cells_len, llama.NodeCells, true},
+	} {
+		if len(f.name) == 0 || len(f.name) >= llama.MaxName {
+			return g, fail(statusInternal, "graph node name %q is empty or longer than ggml's %d-byte names", f.name, llama.MaxName-1)
+		}
+		for i := range len(f.name) {
+			f.dst[i] = C.char(f.name[i])
+		}
+		*f.n = C.uint32_t(len(f.name))
+		if f.nul {
+			*f.n++
+		}
+	}
+	return g, nil
 }
 
 // kfgo_llama_eval is the Go half of keyformer_llama_eval_callback, called only for the nodes the
@@ -127,7 +168,7 @@ func kfgo_llama_eval(h C.uintptr_t, t unsafe.Pointer, ask C.int) (ret C.int) {
 			if b != nil {
 				b.panic.CompareAndSwap(nil, &msg)
 			}
-			C.kf_llama_set_attached(h, 0)
+			C.kf_llama_set_attached(h, nil)
 			ret = boolInt(ask == 0)
 		}
 	}()
@@ -222,7 +263,9 @@ func kfgo_llama_apply(h C.uintptr_t, seq C.int32_t, nOut *C.int32_t) C.keyformer
 		if b.evals.Load() == 0 {
 			return invalid("no graph went through keyformer_llama_eval_callback with this context as user_data: " +
 				"set cparams.cb_eval = keyformer_llama_eval_callback and cparams.cb_eval_user_data = this " +
-				"keyformer_context before llama_init_from_model (or llama_decode failed: apply only after a successful decode)")
+				"keyformer_context before llama_init_from_model (or llama_decode failed: apply only after a successful decode; " +
+				"or the graph has none of the nodes keyformer reads: " + llama.NodePositions + " (ROPE), " + llama.NodeCells +
+				" (SET_ROWS), " + llama.NodeAttention + "-<layer>, whose names differ in this llama.cpp)")
 		}
 		n, err := b.adapter.Apply(int32(seq))
 		if nOut != nil {

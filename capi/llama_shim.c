@@ -4,20 +4,14 @@
  * 30-layer model, so an ask must cost a few ns. It calls into Go (kfgo_llama_eval) only for the two
  * nodes whose inputs give the ubatch's positions and cells (one each per ubatch), for the ask about
  * each attention tensor (the schedule decides: one per layer per ubatch) and for each computed
- * attention tensor it asked for. Struct fields are read by name with ggml.h
- * of the pinned llama.cpp (build/deps/llama/include, fetched by build/deps.sh).
+ * attention tensor it asked for. It compares nodes with what Go handed over at attach (struct
+ * kf_graph, llama_shim.h: bindings/llama's node names, resolved op numbers and tensor offsets),
+ * so it needs no llama.cpp header.
  *
  * Per-context state on the C side, in a registry keyed by handle: whether the context is attached
- * and the host's chained callback. Every change bumps a generation counter; each thread caches its
+ * with its kf_graph, and the host's chained callback. Every change bumps a generation counter; each thread caches its
  * last context's entry by value (thread-local) and re-reads it under the mutex only when the
  * handle or the generation changes, so the ask path takes no lock. */
-#if defined(__has_include)
-#if !__has_include("ggml.h")
-#error "keyformer: ggml.h (llama.cpp's ggml headers) not found: run `bash build/deps.sh` (fetches them into build/deps/llama/include) or add -I<dir with ggml.h> to CGO_CFLAGS (CMake: -DKEYFORMER_LLAMA_INCLUDE_DIR=<dir>)"
-#endif
-#endif
-#include "ggml.h"
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,16 +24,10 @@
 
 typedef bool (*kf_eval_cb)(struct ggml_tensor *, bool, void *);
 
-/* Node names of llama.cpp v0.5.0's graph (llama-graph.cpp), as bindings/adapter reads them. The
- * sizes include the terminating NUL: an exact match. ggml names are char[GGML_MAX_NAME = 64]. */
-static const char kf_attention_prefix[] = "kq_soft_max-"; /* -<layer> */
-static const char kf_positions_node[] = "Kcur-0";          /* ROPE: src[1] = inp_pos */
-static const char kf_cells_node[] = "cache_k_l0 (view)";   /* SET_ROWS: src[1] = k_idxs */
-_Static_assert(sizeof kf_cells_node <= GGML_MAX_NAME, "node name longer than ggml names");
-
 struct kf_llama_slot {
     uintptr_t handle;
     int attached;
+    struct kf_graph graph; /* set when attached */
     kf_eval_cb chain;
     void *chain_ud;
     struct kf_llama_slot *next;
@@ -56,6 +44,7 @@ struct kf_thread {
     uintptr_t handle;
     unsigned long gen; /* 0: never read */
     int attached;
+    struct kf_graph graph; /* valid when attached */
     kf_eval_cb chain;
     void *chain_ud;
     const struct ggml_tensor *asked; /* last tensor asked about */
@@ -85,11 +74,14 @@ static struct kf_llama_slot *kf_slot(uintptr_t h, int create) {
     return s;
 }
 
-void kf_llama_set_attached(uintptr_t h, int attached) {
+void kf_llama_set_attached(uintptr_t h, const struct kf_graph *g) {
     pthread_mutex_lock(&kf_reg_mu);
-    struct kf_llama_slot *s = kf_slot(h, attached);
+    struct kf_llama_slot *s = kf_slot(h, g != NULL);
     if (s != NULL) {
-        s->attached = attached;
+        s->attached = g != NULL;
+        if (g != NULL) {
+            s->graph = *g;
+        }
         atomic_fetch_add_explicit(&kf_reg_gen, 1, memory_order_release);
     }
     pthread_mutex_unlock(&kf_reg_mu);
@@ -134,13 +126,29 @@ static void kf_refresh(struct kf_thread *th, uintptr_t h) {
     th->handle = h;
     th->gen = atomic_load_explicit(&kf_reg_gen, memory_order_relaxed);
     th->attached = s != NULL && s->attached;
+    if (th->attached) {
+        th->graph = s->graph;
+    }
     th->chain = s != NULL ? s->chain : NULL;
     th->chain_ud = s != NULL ? s->chain_ud : NULL;
     pthread_mutex_unlock(&kf_reg_mu);
 }
 
-static inline bool kf_is_attention(const struct ggml_tensor *t) {
-    return memcmp(t->name, kf_attention_prefix, sizeof kf_attention_prefix - 1) == 0;
+/* kf_name is t's name; kf_op its op (read at the offsets of the thread's attached context). */
+static inline const char *kf_name(const struct kf_graph *g, const struct ggml_tensor *t) {
+    return (const char *)t + g->off_name;
+}
+
+static inline int32_t kf_op(const struct kf_graph *g, const struct ggml_tensor *t) {
+    int32_t op;
+    memcpy(&op, (const char *)t + g->off_op, sizeof op);
+    return op;
+}
+
+/* kf_is reports whether name starts with the n bytes of want (the first byte compared inline:
+ * most nodes differ there). */
+static inline bool kf_is(const char *name, const char *want, uint32_t n) {
+    return name[0] == want[0] && memcmp(name, want, n) == 0;
 }
 
 bool keyformer_llama_eval_callback(struct ggml_tensor *t, bool ask, void *user_data) {
@@ -158,11 +166,16 @@ bool keyformer_llama_eval_callback(struct ggml_tensor *t, bool ask, void *user_d
     if (ask) {
         bool want = false;
         if (th->attached) {
-            if (kf_is_attention(t)) {
+            const struct kf_graph *g = &th->graph;
+            const char *name = kf_name(g, t);
+            if (kf_is(name, g->attention, g->attention_len)) {
                 want = kfgo_llama_eval(h, t, 1) != 0;
-            } else if ((t->op == GGML_OP_ROPE && memcmp(t->name, kf_positions_node, sizeof kf_positions_node) == 0) ||
-                       (t->op == GGML_OP_SET_ROWS && memcmp(t->name, kf_cells_node, sizeof kf_cells_node) == 0)) {
-                kfgo_llama_eval(h, t, 1); /* reads the node's input; always "no" */
+            } else {
+                int32_t op = kf_op(g, t);
+                if ((op == g->op_positions && kf_is(name, g->positions, g->positions_len)) ||
+                    (op == g->op_cells && kf_is(name, g->cells, g->cells_len))) {
+                    kfgo_llama_eval(h, t, 1); /* reads the node's input; always "no" */
+                }
             }
         }
         bool host = th->chain != NULL && th->chain(t, true, th->chain_ud);

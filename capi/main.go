@@ -14,13 +14,12 @@
 //
 // llama_shim.c and llama.go are the llama.cpp integration (keyformer_llama_*): an eval callback
 // written in C that calls into Go (bindings/adapter) only for the few graph nodes it needs. It
-// reads ggml's structs with ggml.h of the pinned llama.cpp, so building this package needs the
-// headers that build/deps.sh fetches into build/deps/llama/include (found there by the directive
-// below, or through CGO_CFLAGS=-I<dir>).
+// compares nodes with the names, op numbers and struct ggml_tensor offsets that Go hands it at
+// attach (from bindings/llama), so it is built without llama.cpp's headers.
 package main
 
 /*
-#cgo CFLAGS: -I${SRCDIR} -I${SRCDIR}/../include -I${SRCDIR}/../build/deps/llama/include
+#cgo CFLAGS: -I${SRCDIR} -I${SRCDIR}/../include
 #cgo LDFLAGS: -ldl
 #include <stdint.h>
 #include <stdlib.h>

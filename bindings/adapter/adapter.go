@@ -2,7 +2,8 @@
 
 // Package adapter connects a keyformer.Tracker to a llama.cpp context: from llama.cpp's eval
 // callback it reads where each new token landed (attn_inp_k_idxs, inp_pos) and the attention
-// probabilities (kq_soft_max-<layer>) of the layers and ubatches the tracker's schedule reads,
+// probabilities (kq_soft_max-<layer>; the node names and ops are bindings/llama's NodePositions,
+// NodeCells, NodeAttention and Lib.Ops) of the layers and ubatches the tracker's schedule reads,
 // feeds them to the tracker per layer and ubatch, and after each llama_decode frees the planned
 // cells with llama_memory_seq_rm. A ubatch whose attention is not read asks llama.cpp for no
 // tensor at all: the graph then runs as without the callback.
@@ -25,19 +26,12 @@ import (
 	"github.com/keyformer/keyformer/keyformer"
 )
 
-// Graph node names of llama.cpp v0.5.0 (llama-graph.cpp) the adapter reads.
-const (
-	nodePositions = "Kcur-0"            // ROPE of layer 0: src[1] = inp_pos (int32)
-	nodeCells     = "cache_k_l0 (view)" // SET_ROWS into layer 0's K cache: src[1] = k_idxs (int64)
-	nodeAttention = "kq_soft_max"       // -<layer>: f32 [n_kv, n_tokens, n_head, n_stream]
-)
-
 // DefaultSequence is the sequence of every token when the host does not call SetBatch.
 const DefaultSequence = 0
 
 var (
 	// ErrNoAttention reports a decode in which no attention tensor was seen.
-	ErrNoAttention = errors.New("no attention tensor (kq_soft_max) was seen during the decode: " +
+	ErrNoAttention = errors.New("no attention tensor (" + llama.NodeAttention + "-<layer>) was seen during the decode: " +
 		"create the llama.cpp context with flash attention disabled (flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED)")
 	// ErrUnsupportedMemory reports a memory that refuses to remove single positions.
 	ErrUnsupportedMemory = errors.New("llama_memory_seq_rm refused to remove a position: the model's memory " +
@@ -93,11 +87,13 @@ type Adapter struct {
 	mu        sync.Mutex
 	batch     []int32 // sequence of each token of the current llama_decode; nil: DefaultSequence
 	batchOff  int     // batch tokens consumed by earlier ubatches of this decode
-	positions []int32 // the current ubatch's positions, set at its Kcur-0 ask
-	cells     []int32 // the current ubatch's cells, set at its cache_k_l0 ask
+	positions []int32 // the current ubatch's positions, set at its llama.NodePositions ask
+	cells     []int32 // the current ubatch's cells, set at its llama.NodeCells ask
 	rowSeq    []int32 // sequence of each row of the current ubatch, once its cells are added
 	read      bool    // the current ubatch's attention is read (some sequence's schedule wants it)
 	fresh     bool    // cells were read since layer 0's attention was last asked about
+	asked     bool    // Eval was asked about a node since the last Apply
+	inputs    bool    // a ubatch's cells were read since the last Apply
 	pending   bool    // the current ubatch's attention is read but was not seen yet
 	unseen    int     // ubatches since the last Apply whose attention was wanted but never seen
 	err       error   // first error inside the callback since the last Apply
@@ -194,8 +190,8 @@ func (a *Adapter) wants(layer int) bool {
 	defer a.mu.Unlock()
 	if layer == 0 {
 		if !a.fresh {
-			a.fail(fmt.Errorf("adapter: layer 0's attention came before the ubatch's positions (%s) and cells (%s) were read (graph layout changed?)",
-				nodePositions, nodeCells))
+			a.fail(fmt.Errorf("adapter: layer 0's attention (%s-0) came before the ubatch's positions (node %q, op ROPE) and cells (node %q, op SET_ROWS) were read: "+
+				"the graph's node names or layout differ from llama.cpp v0.5.0's (bindings/llama/internals.go)", llama.NodeAttention, llama.NodePositions, llama.NodeCells))
 		}
 		a.fresh = false
 	}
@@ -218,14 +214,15 @@ func (a *Adapter) reads(layer int) bool {
 // reads; called again with a computed attention tensor, it scores it. It never returns false for
 // a computed tensor, and keeps the first error for Apply.
 func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
-	layer, attention := t.NameLayer(nodeAttention)
+	layer, attention := t.NameLayer(llama.NodeAttention)
 	if ask {
+		a.asked = true
 		switch {
 		case attention:
 			return a.wants(layer)
-		case t.Op() == llama.OpRope && t.NameIs(nodePositions):
+		case t.Op() == a.lib.Ops.Rope && t.NameIs(llama.NodePositions):
 			a.readUbatchInput(t, true)
-		case t.Op() == llama.OpSetRows && t.NameIs(nodeCells): // a VIEW node has the same name
+		case t.Op() == a.lib.Ops.SetRows && t.NameIs(llama.NodeCells): // a VIEW node has the same name
 			a.readUbatchInput(t, false)
 		}
 		return false
@@ -243,19 +240,19 @@ func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 	return true
 }
 
-// readUbatchInput reads the positions (at Kcur-0, which starts a ubatch) or the cells (at
-// cache_k_l0, which follows it) of the ubatch's tokens from the node's src[1]; with the cells it
-// adds the ubatch to its sequences and decides whether its attention is read.
+// readUbatchInput reads the positions (at llama.NodePositions, which starts a ubatch) or the cells
+// (at llama.NodeCells, which follows it) of the ubatch's tokens from the node's src[1]; with the
+// cells it adds the ubatch to its sequences and decides whether its attention is read.
 func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if positions {
-		a.positions = a.readInput(t.Src(1), a.positions[:0], "positions (inp_pos)")
+		a.positions = a.readInput(t.Src(1), a.positions[:0], "positions (inp_pos, src[1] of "+llama.NodePositions+")")
 		a.rowSeq, a.read, a.pending = a.rowSeq[:0], false, false
 		return
 	}
-	a.cells = a.readInput(t.Src(1), a.cells[:0], "cells (attn_inp_k_idxs)")
-	a.fresh = true
+	a.cells = a.readInput(t.Src(1), a.cells[:0], "cells (attn_inp_k_idxs, src[1] of "+llama.NodeCells+")")
+	a.fresh, a.inputs = true, true
 	if err := a.addUbatch(len(a.cells)); err != nil {
 		a.fail(fmt.Errorf("adapter: %w", err))
 		return
@@ -387,8 +384,9 @@ func (a *Adapter) forEachRun(fn func(seq *keyformer.Sequence, r0, r1 int) error)
 // addUbatch assigns the ubatch's n tokens to sequences and adds their cells (a.mu held).
 func (a *Adapter) addUbatch(n int) error {
 	if len(a.cells) != n || len(a.positions) < n {
-		return fmt.Errorf("ubatch of %d tokens, but %d cells and %d positions were read (graph layout changed?)",
-			n, len(a.cells), len(a.positions))
+		return fmt.Errorf("ubatch of %d tokens, but %d cells (node %q) and %d positions (node %q) were read: "+
+			"the graph's node names or layout differ from llama.cpp v0.5.0's (bindings/llama/internals.go)",
+			n, len(a.cells), llama.NodeCells, len(a.positions), llama.NodePositions)
 	}
 	if a.batch != nil && a.batchOff+n > len(a.batch) {
 		return fmt.Errorf("the decode has more tokens than the %d declared with SetBatch", len(a.batch))
@@ -422,11 +420,16 @@ func (a *Adapter) Apply(seq int32) (int, error) {
 		return 0, errors.New("adapter: apply before attach")
 	}
 	a.batch, a.batchOff = nil, 0
-	unseen := a.unseen
-	a.unseen = 0
+	unseen, noInputs := a.unseen, a.asked && !a.inputs
+	a.unseen, a.asked, a.inputs = 0, false, false
 	if err := a.err; err != nil {
 		a.err = nil
 		return 0, err
+	}
+	if noInputs {
+		return 0, fmt.Errorf("adapter: sequence %d: the decode read no ubatch's positions and cells: its graph had no node %q of op ROPE (%d) "+
+			"and %q of op SET_ROWS (%d); the node names or ops differ from llama.cpp v0.5.0's (bindings/llama/internals.go)",
+			seq, llama.NodePositions, a.lib.Ops.Rope, llama.NodeCells, a.lib.Ops.SetRows)
 	}
 	if unseen > 0 {
 		return 0, fmt.Errorf("adapter: sequence %d: %w", seq, ErrNoAttention)

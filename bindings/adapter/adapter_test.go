@@ -179,6 +179,45 @@ func TestFlashAttentionIsReported(t *testing.T) {
 	assert.ErrorIs(t, err, adapter.ErrNoAttention)
 }
 
+// A graph whose node names differ from llama.cpp v0.5.0's (simulated by hiding nodes from the
+// adapter) makes Apply fail with an error naming the nodes that were not seen.
+func TestMissingGraphNodesAreNamed(t *testing.T) {
+	m := model(t)
+	attention := llama.NodeAttention + "-"
+	for _, tc := range []struct {
+		hidden []string
+		want   []string
+	}{
+		{[]string{llama.NodePositions}, []string{`0 positions (node "Kcur-0")`}},
+		{[]string{llama.NodeCells}, []string{"layer 0's attention", `"cache_k_l0 (view)"`}},
+		{[]string{llama.NodePositions, llama.NodeCells, attention}, []string{"no ubatch's positions and cells", `"Kcur-0" of op ROPE`, `"cache_k_l0 (view)" of op SET_ROWS`}},
+	} {
+		tr, err := keyformer.NewTracker(*config(m, keyformer.PolicyKeyformer, keyformer.Fraction(0.5)))
+		require.NoError(t, err)
+		ad, err := adapter.New(m.Lib(), tr, adapter.Options{})
+		require.NoError(t, err)
+		eval := func(tn llama.Tensor, ask bool) bool {
+			for _, h := range tc.hidden {
+				if tn.NameIs(h) || (strings.HasSuffix(h, "-") && tn.HasPrefix(h)) {
+					return !ask
+				}
+			}
+			return ad.Eval(tn, ask)
+		}
+		ctx, err := m.NewContext(llama.ContextOptions{NCtx: 256, NThreads: 2, Eval: eval})
+		require.NoError(t, err)
+		require.NoError(t, ad.Attach(ctx.Ptr()))
+		require.NoError(t, ctx.Decode(0, []int32{1, 2, 3, 4}, 0))
+		_, err = ad.Apply(0)
+		ctx.Free()
+		require.Error(t, err, "hidden %v", tc.hidden)
+		t.Log(err)
+		for _, w := range tc.want {
+			assert.Contains(t, err.Error(), w, "hidden %v", tc.hidden)
+		}
+	}
+}
+
 // savedSequence reads prompt as sequence 0 of a new session (nCtx cells, ubatch tokens per
 // ubatch) and returns the session with llama.cpp's and the tracker's saved states of it.
 func savedSequence(t *testing.T, m *llama.Model, prompt []int32, nCtx, ubatch int, cfg *keyformer.Config) (*generate.Session, []byte, []byte) {

@@ -31,7 +31,7 @@ type attnProbe struct {
 func (p *attnProbe) fn(t Tensor, ask bool) bool {
 	if !ask {
 		p.answers++
-		layer, ok := t.NameLayer("kq_soft_max")
+		layer, ok := t.NameLayer(NodeAttention)
 		if !ok {
 			p.errs = append(p.errs, "ask=false for unexpected "+t.Name())
 			return true
@@ -53,10 +53,10 @@ func (p *attnProbe) fn(t Tensor, ask bool) bool {
 		return true
 	}
 	p.asks++
-	if _, ok := t.NameLayer("kq_soft_max"); ok {
+	if _, ok := t.NameLayer(NodeAttention); ok {
 		return true
 	}
-	if t.Op() == OpSetRows && t.NameIs("cache_k_l0 (view)") { // a VIEW node has the same name
+	if t.Op() == p.l.Ops.SetRows && t.NameIs(NodeCells) { // a VIEW node has the same name
 		idx := t.Src(1)
 		p.setRows = fmt.Sprintf("op %d, src[1] %q type %d", t.Op(), idx.Name(), idx.Type())
 		if v := p.l.I64View(idx); v != nil && idx.NameIs("attn_inp_k_idxs") {
@@ -66,7 +66,7 @@ func (p *attnProbe) fn(t Tensor, ask bool) bool {
 		}
 		return false
 	}
-	if t.NameIs("Kcur-0") && t.Op() == OpRope {
+	if t.NameIs(NodePositions) && t.Op() == p.l.Ops.Rope {
 		pos := t.Src(1)
 		p.rope = fmt.Sprintf("op %d, src[1] %q type %d", t.Op(), pos.Name(), pos.Type())
 		if v := p.l.I32View(pos); v != nil && pos.NameIs("inp_pos") {
@@ -216,7 +216,7 @@ func TestTensorOffsets(t *testing.T) {
 			}
 		}
 		switch {
-		case tn.NameIs("cache_k_l0 (view)") && tn.Op() == OpSetRows:
+		case tn.NameIs(NodeCells) && tn.Op() == l.Ops.SetRows:
 			opNames[tn.Op()] = "SET_ROWS"
 			if tn.Type() != TypeF16 || !tn.ViewSrc().NameIs("cache_k_l0") {
 				errs = append(errs, fmt.Sprintf("cache_k_l0 (view): type %d view_src %q", tn.Type(), tn.ViewSrc().Name()))
@@ -224,12 +224,12 @@ func TestTensorOffsets(t *testing.T) {
 			if s := tn.Src(1); s.Type() != TypeI64 || s.Ne(0) == 0 {
 				errs = append(errs, fmt.Sprintf("k_idxs type %d ne %v", s.Type(), s.Shape()))
 			}
-		case tn.NameIs("Kcur-0") && tn.Op() == OpRope:
+		case tn.NameIs(NodePositions) && tn.Op() == l.Ops.Rope:
 			opNames[tn.Op()] = "ROPE"
 			if s := tn.Src(1); s.Type() != TypeI32 || !s.NameIs("inp_pos") {
 				errs = append(errs, fmt.Sprintf("inp_pos %q type %d", s.Name(), s.Type()))
 			}
-		case tn.HasPrefix("kq_soft_max-"):
+		case tn.HasPrefix(NodeAttention + "-"):
 			opNames[tn.Op()] = "SOFT_MAX"
 			if tn.Type() != TypeF32 || tn.Nb(0) != 4 || !tn.IsContiguous() {
 				errs = append(errs, fmt.Sprintf("%s: type %d nb %v", tn.Name(), tn.Type(), tn.Strides()))
@@ -248,8 +248,8 @@ func TestTensorOffsets(t *testing.T) {
 		t.Fatalf("ops seen: %v", opNames)
 	}
 	for op, name := range opNames {
-		if l.GGMLOpName != nil && l.GGMLOpName(int32(op)) != name {
-			t.Errorf("op %d is %q, want %s", op, l.GGMLOpName(int32(op)), name)
+		if l.OpName(op) != name {
+			t.Errorf("op %d is %q, want %s", op, l.OpName(op), name)
 		}
 	}
 	for _, typ := range []GGMLType{TypeF32, TypeF16, TypeQ4_0, TypeQ4_1, TypeQ8_0, TypeI8, TypeI16, TypeI32, TypeI64, TypeF64, TypeBF16} {

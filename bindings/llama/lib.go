@@ -15,8 +15,11 @@ import (
 )
 
 // Funcs holds every llama.cpp / ggml function the package calls, as Go functions bound with
-// purego.RegisterFunc. The `sym` tag names the C symbol; ",optional" marks a symbol whose absence
-// is not an error (its field stays nil: test with Lib.Has before calling it).
+// purego.RegisterFunc. The `sym` tag names the C symbol. Load requires every symbol but those
+// marked ",optional"; FromProcess and FromHandles, which bind a host's llama.cpp for
+// bindings/adapter, require only those marked ",attach" (what the adapter and the bind-time
+// checks call). A symbol not required and absent leaves its field nil: test with Lib.Has before
+// calling it.
 //
 // Handles (llama_model *, llama_context *, llama_vocab *, llama_memory_t, ggml_backend_buffer_t,
 // threadpools) are uintptr: Go never dereferences them. Pointers Go reads through are typed.
@@ -71,26 +74,33 @@ type Funcs struct {
 	DetachThreadpool func(ctx uintptr)                                `sym:"llama_detach_threadpool,optional"`
 
 	// Memory (KV cache).
-	GetMemory       func(ctx uintptr) uintptr                   `sym:"llama_get_memory"`
+	GetMemory       func(ctx uintptr) uintptr                   `sym:"llama_get_memory,attach"`
 	MemoryClear     func(mem uintptr, data bool)                `sym:"llama_memory_clear"`
-	MemorySeqRm     func(mem uintptr, seq, p0, p1 int32) bool   `sym:"llama_memory_seq_rm"`
-	MemorySeqAdd    func(mem uintptr, seq, p0, p1, delta int32) `sym:"llama_memory_seq_add"`
-	MemorySeqPosMin func(mem uintptr, seq int32) int32          `sym:"llama_memory_seq_pos_min"`
-	MemorySeqPosMax func(mem uintptr, seq int32) int32          `sym:"llama_memory_seq_pos_max"`
-	MemoryCanShift  func(mem uintptr) bool                      `sym:"llama_memory_can_shift"`
+	MemorySeqRm     func(mem uintptr, seq, p0, p1 int32) bool   `sym:"llama_memory_seq_rm,attach"`
+	MemorySeqAdd    func(mem uintptr, seq, p0, p1, delta int32) `sym:"llama_memory_seq_add,attach"`
+	MemorySeqPosMin func(mem uintptr, seq int32) int32          `sym:"llama_memory_seq_pos_min,attach"`
+	MemorySeqPosMax func(mem uintptr, seq int32) int32          `sym:"llama_memory_seq_pos_max,attach"`
+	MemoryCanShift  func(mem uintptr) bool                      `sym:"llama_memory_can_shift,attach"`
 
 	// Per-sequence state.
 	StateSeqGetSize func(ctx uintptr, seq int32) uintptr                          `sym:"llama_state_seq_get_size"`
 	StateSeqGetData func(ctx uintptr, dst *byte, size uintptr, seq int32) uintptr `sym:"llama_state_seq_get_data"`
 	StateSeqSetData func(ctx uintptr, src *byte, size uintptr, seq int32) uintptr `sym:"llama_state_seq_set_data"`
 
-	// ggml tensors (pointers come from the eval callback).
-	GGMLGetName             func(t unsafe.Pointer) *byte                                      `sym:"ggml_get_name,optional"`
-	GGMLNbytes              func(t unsafe.Pointer) uintptr                                    `sym:"ggml_nbytes"`
-	GGMLBackendTensorGet    func(t unsafe.Pointer, data unsafe.Pointer, offset, size uintptr) `sym:"ggml_backend_tensor_get"`
-	GGMLBackendBufferIsHost func(buf uintptr) bool                                            `sym:"ggml_backend_buffer_is_host"`
-	GGMLOpName              func(op int32) string                                             `sym:"ggml_op_name,optional"`
-	GGMLTypeName            func(typ int32) string                                            `sym:"ggml_type_name,optional"`
+	// ggml tensors (pointers come from the eval callback) and the bind-time checks of internals.go.
+	GGMLGetName             func(t unsafe.Pointer) *byte                                                  `sym:"ggml_get_name,attach"`
+	GGMLNbytes              func(t unsafe.Pointer) uintptr                                                `sym:"ggml_nbytes,attach"`
+	GGMLGetData             func(t unsafe.Pointer) unsafe.Pointer                                         `sym:"ggml_get_data,attach"`
+	GGMLBackendTensorGet    func(t unsafe.Pointer, data unsafe.Pointer, offset, size uintptr)             `sym:"ggml_backend_tensor_get,attach"`
+	GGMLBackendBufferIsHost func(buf uintptr) bool                                                        `sym:"ggml_backend_buffer_is_host,attach"`
+	GGMLOpName              func(op int32) *byte                                                          `sym:"ggml_op_name,attach"`
+	GGMLOpDesc              func(t unsafe.Pointer) *byte                                                  `sym:"ggml_op_desc,attach"`
+	GGMLTypeName            func(typ int32) string                                                        `sym:"ggml_type_name,optional"`
+	GGMLInit                func(p initParams) uintptr                                                    `sym:"ggml_init,attach"`
+	GGMLFree                func(ctx uintptr)                                                             `sym:"ggml_free,attach"`
+	GGMLNewTensor1d         func(ctx uintptr, typ int32, ne0 int64) unsafe.Pointer                        `sym:"ggml_new_tensor_1d,attach"`
+	GGMLView1d              func(ctx uintptr, t unsafe.Pointer, ne0 int64, offset uintptr) unsafe.Pointer `sym:"ggml_view_1d,attach"`
+	GGMLSetName             func(t unsafe.Pointer, name string) unsafe.Pointer                            `sym:"ggml_set_name,attach"`
 
 	// CPU threadpools (ggml_threadpool_new/free come from the CPU backend's proc-address table).
 	GGMLThreadpoolParamsInit     func(p unsafe.Pointer, nThreads int32) `sym:"ggml_threadpool_params_init,optional"`
@@ -103,6 +113,8 @@ type Funcs struct {
 // (one context per goroutine at a time).
 type Lib struct {
 	Funcs
+	// Ops are the numbers of the ggml ops keyformer compares nodes with, resolved by name.
+	Ops Ops
 
 	handles []uintptr // searched in order for every symbol
 	dir     string    // Load's directory; "" for FromProcess / FromHandles
@@ -164,7 +176,7 @@ func Load(dir string) (*Lib, error) {
 	for i, j := 0, len(handles)-1; i < j; i, j = i+1, j-1 {
 		handles[i], handles[j] = handles[j], handles[i]
 	}
-	l, err := bind(handles, abs)
+	l, err := bind(handles, abs, false)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +205,7 @@ var loaded struct {
 // libllama*/libggml* objects (/proc/self/maps), on darwin by the dyld image list. It never loads
 // a new copy, initialises nothing and leaves the host's log callback alone.
 func FromProcess() (*Lib, error) {
-	l, errDefault := bind([]uintptr{purego.RTLD_DEFAULT}, "the process (RTLD_DEFAULT)")
+	l, errDefault := bind([]uintptr{purego.RTLD_DEFAULT}, "the process (RTLD_DEFAULT)", true)
 	if errDefault == nil {
 		return l, nil
 	}
@@ -215,7 +227,7 @@ func FromProcess() (*Lib, error) {
 	if len(handles) == 0 {
 		return nil, fmt.Errorf("%w; and no loaded libllama/libggml found to re-open with RTLD_NOLOAD", errDefault)
 	}
-	l, err := bind(handles, "the process's loaded libllama/libggml (RTLD_NOLOAD)")
+	l, err := bind(handles, "the process's loaded libllama/libggml (RTLD_NOLOAD)", true)
 	if err != nil {
 		return nil, fmt.Errorf("%v; then %w", errDefault, err)
 	}
@@ -228,29 +240,35 @@ func FromHandles(handles ...uintptr) (*Lib, error) {
 	if len(handles) == 0 {
 		return nil, errors.New("llama: FromHandles: no handle")
 	}
-	return bind(handles, "the given handles")
+	return bind(handles, "the given handles", true)
 }
 
-// bind resolves every `sym` of Funcs once, from handles in order, and reports all missing
-// required symbols together.
-func bind(handles []uintptr, where string) (*Lib, error) {
+// bind binds a Lib from handles in order (bindFuncs); attach: only the symbols marked ",attach"
+// are required.
+func bind(handles []uintptr, where string, attach bool) (*Lib, error) {
 	l := &Lib{handles: handles}
+	if err := l.bindFuncs(l.lookup, where, attach); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// bindFuncs resolves every `sym` of Funcs once with lookup and reports all missing required
+// symbols together (where names the place searched); then it resolves l.Ops by name and checks
+// struct ggml_tensor's layout against a live tensor (internals.go).
+func (l *Lib) bindFuncs(lookup func(string) uintptr, where string, attach bool) error {
 	v := reflect.ValueOf(&l.Funcs).Elem()
 	t := v.Type()
 	var missing []string
 	for i := range t.NumField() {
-		f := t.Field(i)
-		tag := f.Tag.Get("sym")
+		tag := t.Field(i).Tag.Get("sym")
 		if tag == "" {
 			continue
 		}
-		name, optional := tag, false
-		if n, opt, ok := strings.Cut(tag, ","); ok {
-			name, optional = n, opt == "optional"
-		}
-		addr := l.lookup(name)
+		name, mark, _ := strings.Cut(tag, ",")
+		addr := lookup(name)
 		if addr == 0 {
-			if optional {
+			if mark == "optional" || (attach && mark != "attach") {
 				l.missing = append(l.missing, name)
 			} else {
 				missing = append(missing, name)
@@ -260,9 +278,14 @@ func bind(handles []uintptr, where string) (*Lib, error) {
 		purego.RegisterFunc(v.Field(i).Addr().Interface(), addr)
 	}
 	if len(missing) > 0 {
-		return nil, &MissingSymbolsError{Symbols: missing, Where: where}
+		return &MissingSymbolsError{Symbols: missing, Where: where}
 	}
-	return l, nil
+	ops, err := resolveOps(l.GGMLOpName)
+	if err != nil {
+		return err
+	}
+	l.Ops = ops
+	return l.checkTensorLayout()
 }
 
 func (l *Lib) lookup(name string) uintptr {
@@ -278,7 +301,7 @@ func (l *Lib) lookup(name string) uintptr {
 // not cover.
 func (l *Lib) Symbol(name string) uintptr { return l.lookup(name) }
 
-// Has reports whether the symbol of an optional Funcs field was found.
+// Has reports whether the symbol of a Funcs field that was not required was found.
 func (l *Lib) Has(symbol string) bool {
 	for _, m := range l.missing {
 		if m == symbol {
@@ -288,7 +311,8 @@ func (l *Lib) Has(symbol string) bool {
 	return l.lookup(symbol) != 0
 }
 
-// MissingOptional lists the optional symbols this runtime lacks.
+// MissingOptional lists the symbols this runtime lacks that were not required (optional ones,
+// and for FromProcess and FromHandles those not marked ",attach").
 func (l *Lib) MissingOptional() []string { return append([]string(nil), l.missing...) }
 
 // Dir is the directory Load opened ("" for FromProcess and FromHandles).

@@ -4,6 +4,7 @@ package llama
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,7 +26,8 @@ func TestCheckLayout(t *testing.T) {
 
 func TestMissingSymbolsAggregated(t *testing.T) {
 	l := needLib(t)
-	// A handle that has ggml but not llama: every llama_* symbol is reported in one error.
+	// A handle that has ggml but not llama: every llama_* symbol attach needs is reported in one
+	// error, and none of the Go programs' symbols (llama_decode ...), which attach does not need.
 	h, err := purego.Dlopen(l.Dir()+"/"+libraryFiles[0], purego.RTLD_NOW|rtldNoload)
 	if err != nil {
 		t.Fatal(err)
@@ -35,14 +37,72 @@ func TestMissingSymbolsAggregated(t *testing.T) {
 	if !errors.As(err, &ms) {
 		t.Fatalf("FromHandles(libggml-base) = %v, want a MissingSymbolsError", err)
 	}
-	if len(ms.Symbols) < 20 || !strings.Contains(err.Error(), "llama_decode") || !strings.Contains(err.Error(), "llama_backend_init") {
-		t.Fatalf("aggregated error lists %d symbols: %v", len(ms.Symbols), err)
+	want := []string{"llama_get_memory", "llama_memory_seq_rm", "llama_memory_seq_add", "llama_memory_seq_pos_min",
+		"llama_memory_seq_pos_max", "llama_memory_can_shift"}
+	if !slices.Equal(ms.Symbols, want) {
+		t.Fatalf("FromHandles(libggml-base) missing %v, want %v", ms.Symbols, want)
 	}
-	for _, s := range ms.Symbols {
-		if strings.HasPrefix(s, "ggml_") && s != "ggml_backend_load_all_from_path" && s != "ggml_backend_dev_count" {
-			t.Errorf("%s reported missing, but libggml-base has it", s)
+	if !strings.Contains(err.Error(), "llama_memory_seq_rm") || !strings.Contains(err.Error(), "the given handles") {
+		t.Fatalf("error %q names neither the symbol nor where it was looked for", err)
+	}
+}
+
+// hiding returns a lookup in l's handles that does not find the given symbols.
+func hiding(l *Lib, names ...string) func(string) uintptr {
+	return func(name string) uintptr {
+		if slices.Contains(names, name) {
+			return 0
+		}
+		return l.lookup(name)
+	}
+}
+
+// Binding for attach requires only what the adapter calls: a runtime without a symbol of the Go
+// programs still binds, and one without a symbol the adapter or the bind-time checks call does
+// not, with an error naming it. Load requires everything.
+func TestAttachRequiresOnlyAttachSymbols(t *testing.T) {
+	l := needLib(t)
+	a := &Lib{handles: l.handles}
+	if err := a.bindFuncs(hiding(l, "llama_tokenize", "llama_decode"), "test", true); err != nil {
+		t.Fatalf("attach binding without llama_tokenize and llama_decode: %v", err)
+	}
+	if a.Has("llama_tokenize") || a.Tokenize != nil || !slices.Contains(a.MissingOptional(), "llama_decode") {
+		t.Fatalf("hidden symbols bound: Has %v, missing %v", a.Has("llama_tokenize"), a.MissingOptional())
+	}
+	if a.Ops != l.Ops {
+		t.Fatalf("attach binding resolved ops %+v, Load %+v", a.Ops, l.Ops)
+	}
+	err := (&Lib{handles: l.handles}).bindFuncs(hiding(l, "llama_tokenize"), "test", false)
+	var ms *MissingSymbolsError
+	if !errors.As(err, &ms) || !slices.Equal(ms.Symbols, []string{"llama_tokenize"}) {
+		t.Fatalf("Load binding without llama_tokenize: %v", err)
+	}
+	for _, sym := range []string{"llama_memory_seq_rm", "ggml_op_name", "ggml_backend_tensor_get", "ggml_get_name"} {
+		err := (&Lib{handles: l.handles}).bindFuncs(hiding(l, sym), "test", true)
+		if !errors.As(err, &ms) || !slices.Equal(ms.Symbols, []string{sym}) || !strings.Contains(err.Error(), sym) {
+			t.Errorf("attach binding without %s: %v", sym, err)
 		}
 	}
+}
+
+// The ops are found by name, and an op the runtime lacks is named in the error; the walk then goes
+// to the end of ggml's op table, where ggml_op_name of the pinned build returns NULL.
+func TestOpsResolvedByName(t *testing.T) {
+	l := needLib(t)
+	if l.OpName(l.Ops.Rope) != "ROPE" || l.OpName(l.Ops.SetRows) != "SET_ROWS" {
+		t.Fatalf("ops %+v are %q and %q", l.Ops, l.OpName(l.Ops.Rope), l.OpName(l.Ops.SetRows))
+	}
+	renamed := []byte("ROPE_RENAMED\x00")
+	_, err := resolveOps(func(op int32) *byte {
+		if op == int32(l.Ops.Rope) {
+			return &renamed[0]
+		}
+		return l.GGMLOpName(op)
+	})
+	if err == nil || !strings.Contains(err.Error(), "ROPE not found") || strings.Contains(err.Error(), "SET_ROWS") {
+		t.Fatalf("resolveOps without ROPE: %v", err)
+	}
+	t.Log(err)
 }
 
 func TestFromProcess(t *testing.T) {

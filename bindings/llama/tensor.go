@@ -6,58 +6,47 @@ import (
 	"unsafe"
 )
 
-// struct ggml_tensor (ggml.h of llama.cpp v0.5.0), 336 bytes on LP64:
+// The field offsets of struct ggml_tensor come from ztensor_lp64.go, which `go generate`
+// produces with `go tool cgo -godefs` from the pinned ggml.h (build/deps/llama/include). One file
+// serves linux/amd64, linux/arm64 and darwin/arm64: all three are LP64 with natural alignment, and
+// the struct holds only 4-byte enums and int32s, 8-byte int64s, size_ts and pointers, and char
+// arrays, which lay out alike on each (only char's signedness differs, which no offset depends
+// on). The size assertions below stop a build where that does not hold; Lib.checkTensorLayout
+// compares every field read here with what ggml's own functions report about a live tensor when a
+// runtime is bound.
 //
-//	enum ggml_type type;                    @0   4 B  (+4 B padding: next field is a pointer)
-//	struct ggml_backend_buffer * buffer;    @8   8 B
-//	int64_t ne[GGML_MAX_DIMS=4];            @16  32 B
-//	size_t  nb[4];                          @48  32 B  (16 + 32)
-//	enum ggml_op op;                        @80  4 B   (48 + 32)
-//	int32_t op_params[GGML_MAX_OP_PARAMS(64)/4 = 16];  @84  64 B
-//	int32_t flags;                          @148 4 B   (84 + 64)
-//	struct ggml_tensor * src[GGML_MAX_SRC=10];         @152 80 B (148 + 4, already 8-aligned)
-//	struct ggml_tensor * view_src;          @232 8 B   (152 + 80)
-//	size_t view_offs;                       @240 8 B
-//	void * data;                            @248 8 B
-//	char name[GGML_MAX_NAME=64];            @256 64 B
-//	void * extra;                           @320 8 B
-//	char padding[8];                        @328 8 B   => sizeof 336 (GGML_TENSOR_SIZE)
-//
-// GGML_MAX_NAME is #ifndef-guarded in ggml.h; neither ggml's CMake nor node-llama-cpp's build
-// overrides it. The same offsets were printed with offsetof() on the real header (gcc, x86-64)
-// and TestTensorOffsets checks them on live graph tensors against ggml_get_name and ggml_nbytes.
+//go:generate sh -c "go tool cgo -godefs -- -I../../build/deps/llama/include tensor_godefs.go | sed 's/_cgopackage[.]Incomplete/struct{}/' | gofmt > ztensor_lp64.go && rm -rf _obj _cgo_*.o"
 const (
-	tensorOffType     = 0
-	tensorOffBuffer   = 8
-	tensorOffNe       = 16
-	tensorOffNb       = 48
-	tensorOffOp       = 80
-	tensorOffOpParams = 84
-	tensorOffFlags    = 148
-	tensorOffSrc      = 152
-	tensorOffViewSrc  = 232
-	tensorOffViewOffs = 240
-	tensorOffData     = 248
-	tensorOffName     = 256
-	tensorOffExtra    = 320
-	tensorSize        = 336
+	tensorOffType     = unsafe.Offsetof(ggmlTensor{}.Type)
+	tensorOffBuffer   = unsafe.Offsetof(ggmlTensor{}.Buffer)
+	tensorOffNe       = unsafe.Offsetof(ggmlTensor{}.Ne)
+	tensorOffNb       = unsafe.Offsetof(ggmlTensor{}.Nb)
+	tensorOffOp       = unsafe.Offsetof(ggmlTensor{}.Op)
+	tensorOffOpParams = unsafe.Offsetof(ggmlTensor{}.Op_params)
+	tensorOffFlags    = unsafe.Offsetof(ggmlTensor{}.Flags)
+	tensorOffSrc      = unsafe.Offsetof(ggmlTensor{}.Src)
+	tensorOffViewSrc  = unsafe.Offsetof(ggmlTensor{}.View_src)
+	tensorOffViewOffs = unsafe.Offsetof(ggmlTensor{}.View_offs)
+	tensorOffData     = unsafe.Offsetof(ggmlTensor{}.Data)
+	tensorOffName     = unsafe.Offsetof(ggmlTensor{}.Name)
+	tensorSize        = ggmlSizeofTensor
 
-	MaxDims   = 4  // GGML_MAX_DIMS
-	MaxSrc    = 10 // GGML_MAX_SRC
-	MaxName   = 64 // GGML_MAX_NAME
-	maxParams = 16 // GGML_MAX_OP_PARAMS / sizeof(int32_t)
+	// MaxDims is GGML_MAX_DIMS, the number of dimensions of a tensor.
+	MaxDims = ggmlMaxDims
+	// MaxSrc is GGML_MAX_SRC, the number of source tensors of a node.
+	MaxSrc = ggmlMaxSrc
+	// MaxName is GGML_MAX_NAME, the size of a tensor's name buffer (NUL included).
+	MaxName   = ggmlMaxName
+	maxParams = ggmlMaxOpParams / 4 // int32 op_params
 )
 
-// ggml_op values used here (enum ggml_op, ggml.h v0.5.0; checked against ggml_op_name in tests).
-const (
-	OpNone    GGMLOp = 0
-	OpMulMat  GGMLOp = 29
-	OpCpy     GGMLOp = 34
-	OpView    GGMLOp = 37
-	OpGetRows GGMLOp = 40
-	OpSetRows GGMLOp = 42
-	OpSoftMax GGMLOp = 46
-	OpRope    GGMLOp = 48
+// The generated struct has the C size (pointers of 8 bytes), and the fields read as pointers or
+// 8-byte words are that wide.
+var (
+	_ [tensorSize - unsafe.Sizeof(ggmlTensor{})]byte
+	_ [unsafe.Sizeof(ggmlTensor{}) - tensorSize]byte
+	_ [unsafe.Sizeof(uintptr(0)) - 8]byte
+	_ [8 - unsafe.Sizeof(uintptr(0))]byte
 )
 
 // GGMLOp is enum ggml_op.
@@ -294,16 +283,11 @@ func (l *Lib) TensorRead(t Tensor, dst []byte, off uint64) {
 }
 
 // TensorName returns ggml_get_name(t) (a C call; Tensor.Name reads the same bytes directly).
-// Empty if the symbol is missing.
 func (l *Lib) TensorName(t Tensor) string {
-	if l.GGMLGetName == nil || t.IsNil() {
+	if t.IsNil() {
 		return ""
 	}
-	p := l.GGMLGetName(t.p)
-	if p == nil {
-		return ""
-	}
-	return goString(p)
+	return goString(l.GGMLGetName(t.p))
 }
 
 // goString copies a NUL-terminated C string.

@@ -60,6 +60,41 @@ func TestTensorAccessors(t *testing.T) {
 	runtime.KeepAlive(f)
 }
 
+// The layout check names the first field of a tensor that does not hold what ggml reports: here
+// a view tensor image laid out at the generated offsets, then one whose name sits 8 bytes later
+// (as in a ggml that added a field before it).
+func TestTensorLayoutCheck(t *testing.T) {
+	var src, img fakeTensor
+	data := make([]float32, 64)
+	put := func(nameAt uintptr) Tensor {
+		v := img.set("", TypeF32, [4]int64{16, 1, 1, 1}, [4]uint64{4, 64, 64, 64})
+		copy(img[nameAt:], "keyformer layout check")
+		*(*int32)(unsafe.Pointer(&img[tensorOffOp])) = 37 // VIEW
+		*(*int32)(unsafe.Pointer(&img[tensorOffOpParams])) = 32
+		*(*unsafe.Pointer)(unsafe.Pointer(&img[tensorOffSrc])) = unsafe.Pointer(&src)
+		*(*unsafe.Pointer)(unsafe.Pointer(&img[tensorOffViewSrc])) = unsafe.Pointer(&src)
+		*(*uint64)(unsafe.Pointer(&img[tensorOffViewOffs])) = 32
+		*(*unsafe.Pointer)(unsafe.Pointer(&img[tensorOffData])) = unsafe.Pointer(&data[8])
+		return v
+	}
+	c := layoutCheck{src: unsafe.Pointer(&src), viewOffs: 32, viewLen: 16, name: "keyformer layout check",
+		nbytes: 64, data: unsafe.Pointer(&data[8]), op: "VIEW"}
+	opName := func(op GGMLOp) string { return map[GGMLOp]string{37: "VIEW"}[op] }
+	if err := c.check(put(tensorOffName), opName); err != nil {
+		t.Fatal(err)
+	}
+	err := c.check(put(tensorOffName+8), opName)
+	if err == nil || !strings.Contains(err.Error(), "differs from the pinned ggml.h") || !strings.Contains(err.Error(), "field name (ggml_get_name) at offset 256") {
+		t.Fatalf("name 8 bytes later: %v", err)
+	}
+	c.op = "SOFT_MAX"
+	if err := c.check(put(tensorOffName), opName); err == nil || !strings.Contains(err.Error(), "field op (ggml_op_desc)") {
+		t.Fatalf("another op: %v", err)
+	}
+	runtime.KeepAlive(&src)
+	runtime.KeepAlive(data)
+}
+
 func TestEvalDispatch(t *testing.T) {
 	cb := EvalCallback()
 	if cb == 0 || EvalCallback() != cb {
