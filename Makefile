@@ -82,8 +82,8 @@ ctest: deps
 
 ## wheel: build/wheels/keyformer-*.whl, the Python package with libkeyformer.so inside (pip wheel
 ## bindings/python: the repository's CMake through scikit-build-core).
-wheel: deps
-	build/deps/venv/bin/python -m pip wheel --no-deps --disable-pip-version-check -w build/wheels ./bindings/python
+wheel:
+	python3 -m pip wheel --no-deps --disable-pip-version-check -w build/wheels ./bindings/python
 
 ## llama-cpp-python: its wheel (with the llama.cpp its sdist vendors) built once into build/deps, for
 ## the tests that run keyformer inside llama-cpp-python (about 10 minutes the first time).
