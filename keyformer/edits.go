@@ -2,6 +2,7 @@ package keyformer
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -11,6 +12,11 @@ import (
 // clear), mirrored position by position. An engine whose cells can be shared by several sequences
 // (llama.cpp's unified cache after llama_memory_seq_cp) holds one position per cell: a shift moves
 // the cell in every sequence that holds it.
+
+// ErrPositionConflict is wrapped by the errors of ShiftPositions and CopyPositions for an edit that
+// would give two tokens of one sequence the same position: an engine may allow it, the tracker
+// cannot follow (it removes and evicts by position).
+var ErrPositionConflict = errors.New("two tokens of a sequence at one position")
 
 // checkRange validates a position range [p0, p1).
 func checkRange(p0, p1 int32) error {
@@ -69,7 +75,7 @@ func (s *Sequence) shifted(marked []bool, delta int32) ([]int32, error) {
 	slices.Sort(kept)
 	for i := 1; i < len(kept); i++ {
 		if kept[i] == kept[i-1] {
-			return nil, fmt.Errorf("two tokens of sequence %d would hold position %d", s.id, kept[i])
+			return nil, fmt.Errorf("sequence %d, position %d: %w", s.id, kept[i], ErrPositionConflict)
 		}
 	}
 	return pos, nil
@@ -247,10 +253,13 @@ func (t *Tracker) CopyPositions(src, dst, p0, p1 int32) error {
 			continue
 		}
 		if other, ok := held[from.pos[i]]; ok {
-			return fmt.Errorf("copy positions: sequence %d holds position %d in cell %d, sequence %d in cell %d",
-				dst, from.pos[i], other, src, c)
+			return fmt.Errorf("copy positions: sequence %d holds position %d in cell %d, sequence %d in cell %d: %w",
+				dst, from.pos[i], other, src, c, ErrPositionConflict)
 		}
 		slots = append(slots, i)
+	}
+	if len(slots) == 0 {
+		return nil
 	}
 	if len(to.cells)+len(slots) > maxCells {
 		return fmt.Errorf("copy positions: sequence %d would hold more than %d tokens", dst, maxCells)

@@ -117,7 +117,7 @@ func TestShiftPositions(t *testing.T) {
 	require.NoError(t, tr.ShiftPositions(0, 2, 100, -1))
 	assert.Equal(t, []int32{0, 1, 4, 5}, positionsOf(s.Tokens()))
 	before := s.Tokens()
-	assert.ErrorContains(t, tr.ShiftPositions(0, 4, 100, -4), "position 0", "two tokens at one position")
+	assert.ErrorIs(t, tr.ShiftPositions(0, 4, 100, -4), ErrPositionConflict)
 	assert.ErrorContains(t, tr.ShiftPositions(0, 5, 2, 1), "bad range")
 	assert.ErrorContains(t, tr.ShiftPositions(0, 0, 2, math.MaxInt32), "position range")
 	assert.ErrorContains(t, tr.ShiftPositions(-1, 0, 2, 1), "outside")
@@ -176,7 +176,7 @@ func TestCopyPositionsSharesCellsAndScores(t *testing.T) {
 
 	// A position dst holds in another cell is refused, and nothing changes.
 	before := dst.Tokens()
-	assert.ErrorContains(t, tr.CopyPositions(0, 1, 50, 51), "holds position 50")
+	assert.ErrorIs(t, tr.CopyPositions(0, 1, 50, 51), ErrPositionConflict)
 	assert.Equal(t, before, dst.Tokens())
 	assert.ErrorContains(t, tr.CopyPositions(0, 1, 2, 1), "bad range")
 	assert.ErrorContains(t, tr.CopyPositions(0, -1, 0, 1), "outside")
@@ -211,6 +211,9 @@ func TestCopyIntoAUsedSequenceCountsAsAdded(t *testing.T) {
 	require.NoError(t, tr.CopyPositions(0, 3, 1, 3))
 	assert.Equal(t, []int32{1, 2, 5}, cellsOf(dst.Tokens()))
 	assert.Equal(t, 3, dst.added)
+
+	require.NoError(t, tr.CopyPositions(0, 4, 7, 7), "an empty range")
+	assert.Zero(t, seq(t, tr, 4).added, "copies nothing, and inherits nothing")
 }
 
 func TestKeepAndClear(t *testing.T) {

@@ -20,15 +20,18 @@ import (
 // llama_decode, which rolls its ubatches back). None may run concurrently with a decode.
 
 // llamaRange resolves llama.cpp's conventions for a position range [p0, p1) (p0 < 0: 0, p1 < 0:
-// no end) and reports whether it is empty.
-func llamaRange(p0, p1 int32) (int32, int32, bool) {
+// no end); an empty range becomes [0, 0).
+func llamaRange(p0, p1 int32) (int32, int32) {
 	if p0 < 0 {
 		p0 = 0
 	}
 	if p1 < 0 {
 		p1 = math.MaxInt32
 	}
-	return p0, p1, p1 <= p0
+	if p1 <= p0 {
+		return 0, 0
+	}
+	return p0, p1
 }
 
 // edit runs fn, under a.mu once the adapter is attached, on the tracker and then every observer;
@@ -59,26 +62,18 @@ func (a *Adapter) eachTracker(name string, fn func(*keyformer.Tracker) error) er
 // (of every sequence when seq < 0) at positions [p0, p1) are forgotten. A sequence left empty
 // starts over as a new one (its budget resolves again at the next prompt).
 func (a *Adapter) SeqRm(seq, p0, p1 int32) error {
-	return a.edit("seq_rm", func(tr *keyformer.Tracker) error {
-		if p0, p1, empty := llamaRange(p0, p1); !empty {
-			return tr.ForgetPositions(seq, p0, p1)
-		}
-		return nil
-	})
+	p0, p1 = llamaRange(p0, p1)
+	return a.edit("seq_rm", func(tr *keyformer.Tracker) error { return tr.ForgetPositions(seq, p0, p1) })
 }
 
 // SeqAdd follows llama_memory_seq_add(mem, seq, p0, p1, delta): the positions of seq in [p0, p1)
 // move by delta. As in llama.cpp a cell whose position falls below 0 is freed, and a cell seq
 // shares with other sequences (SeqCp) moves in all of them. A shift that gives two tokens of a
-// sequence one position is an error that changes nothing (llama.cpp allows it; the tracker
-// cannot follow).
+// sequence one position is an error wrapping keyformer.ErrPositionConflict that changes nothing
+// (llama.cpp allows it; the tracker cannot follow: reset the sequence, or remove it on both sides).
 func (a *Adapter) SeqAdd(seq, p0, p1, delta int32) error {
-	return a.edit("seq_add", func(tr *keyformer.Tracker) error {
-		if p0, p1, empty := llamaRange(p0, p1); !empty && delta != 0 {
-			return tr.ShiftPositions(seq, p0, p1, delta)
-		}
-		return nil
-	})
+	p0, p1 = llamaRange(p0, p1)
+	return a.edit("seq_add", func(tr *keyformer.Tracker) error { return tr.ShiftPositions(seq, p0, p1, delta) })
 }
 
 // SeqCp follows llama_memory_seq_cp(mem, src, dst, p0, p1): in the unified cache dst now also
@@ -87,12 +82,8 @@ func (a *Adapter) SeqAdd(seq, p0, p1, delta int32) error {
 // each sequence scores and evicts the shared cells on its own, and llama_memory_seq_rm of one
 // leaves the cell to the other.
 func (a *Adapter) SeqCp(src, dst, p0, p1 int32) error {
-	return a.edit("seq_cp", func(tr *keyformer.Tracker) error {
-		if p0, p1, empty := llamaRange(p0, p1); !empty {
-			return tr.CopyPositions(src, dst, p0, p1)
-		}
-		return nil
-	})
+	p0, p1 = llamaRange(p0, p1)
+	return a.edit("seq_cp", func(tr *keyformer.Tracker) error { return tr.CopyPositions(src, dst, p0, p1) })
 }
 
 // SeqKeep follows llama_memory_seq_keep(mem, seq): every other sequence starts over empty.

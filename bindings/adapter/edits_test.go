@@ -380,5 +380,6 @@ func TestEditCallsBeforeAttachAndBadArguments(t *testing.T) {
 	assert.ErrorContains(t, h.ad.SeqAdd(-1, 0, 1, 1), "outside")
 	assert.ErrorContains(t, h.ad.SeqCp(0, 1<<20, 0, 1), "outside")
 	assert.ErrorContains(t, h.ad.SeqKeep(-2), "outside")
+	assert.ErrorContains(t, h.ad.SeqRm(1<<20, 5, 2), "outside", "the id is checked even for an empty range")
 	assert.NoError(t, h.ad.SeqRm(-1, 5, 2), "an empty range, as in llama.cpp")
 }
