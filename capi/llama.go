@@ -251,14 +251,9 @@ func kfgo_llama_apply(h C.uintptr_t, seq C.int32_t, nOut *C.int32_t) C.keyformer
 		*nOut = 0
 	}
 	return call("keyformer_llama_apply", uintptr(h), func(c *context) error {
-		b, err := c.binding()
+		b, err := c.liveBinding()
 		if err != nil {
 			return err
-		}
-		if p := b.panic.Load(); p != nil {
-			c.llama.CompareAndSwap(b, nil) // the adapter may hold its lock: never use it again
-			return fail(statusInternal, "internal error in keyformer_llama_eval_callback: %s; please report this bug. "+
-				"The context is now detached: attach it again and reset its sequences", *p)
 		}
 		if b.evals.Load() == 0 {
 			return invalid("no graph went through keyformer_llama_eval_callback with this context as user_data: " +
@@ -324,4 +319,75 @@ func llamaApply(h uintptr, seq int32) (int32, C.keyformer_status) {
 	var n C.int32_t = -1
 	st := kfgo_llama_apply(C.uintptr_t(h), C.int32_t(seq), &n)
 	return int32(n), st
+}
+
+// liveBinding returns c's attachment, or an error: not attached, or a panic was recovered inside
+// the eval callback, after which the context is detached (the adapter may hold its lock: it is
+// never used again).
+func (c *context) liveBinding() (*llamaBinding, error) {
+	b, err := c.binding()
+	if err != nil {
+		return nil, err
+	}
+	if p := b.panic.Load(); p != nil {
+		c.llama.CompareAndSwap(b, nil)
+		return nil, fail(statusInternal, "internal error in keyformer_llama_eval_callback: %s; please report this bug. "+
+			"The context is now detached: attach it again and reset its sequences", *p)
+	}
+	return b, nil
+}
+
+// llamaEdit runs a mirror of the host's own llama_memory_* edit on c's adapter: an argument the
+// adapter refuses is KEYFORMER_ERR_INVALID_ARGUMENT, an edit the tracker cannot follow
+// (keyformer.ErrPositionConflict) KEYFORMER_ERR_UNSUPPORTED.
+func llamaEdit(name string, h C.uintptr_t, edit func(*adapter.Adapter) error) C.keyformer_status {
+	return call(name, uintptr(h), func(c *context) error {
+		b, err := c.liveBinding()
+		if err != nil {
+			return err
+		}
+		if err := edit(b.adapter); err != nil {
+			if errors.Is(err, keyformer.ErrPositionConflict) {
+				return fail(statusUnsupported, "%v", err)
+			}
+			return invalid("%v", err)
+		}
+		return nil
+	})
+}
+
+//export kfgo_llama_seq_rm
+func kfgo_llama_seq_rm(h C.uintptr_t, seq, p0, p1 C.int32_t) C.keyformer_status {
+	return llamaEdit("keyformer_llama_seq_rm", h, func(a *adapter.Adapter) error {
+		return a.SeqRm(int32(seq), int32(p0), int32(p1))
+	})
+}
+
+//export kfgo_llama_seq_add
+func kfgo_llama_seq_add(h C.uintptr_t, seq, p0, p1, delta C.int32_t) C.keyformer_status {
+	return llamaEdit("keyformer_llama_seq_add", h, func(a *adapter.Adapter) error {
+		return a.SeqAdd(int32(seq), int32(p0), int32(p1), int32(delta))
+	})
+}
+
+//export kfgo_llama_seq_cp
+func kfgo_llama_seq_cp(h C.uintptr_t, src, dst, p0, p1 C.int32_t) C.keyformer_status {
+	return llamaEdit("keyformer_llama_seq_cp", h, func(a *adapter.Adapter) error {
+		return a.SeqCp(int32(src), int32(dst), int32(p0), int32(p1))
+	})
+}
+
+//export kfgo_llama_seq_keep
+func kfgo_llama_seq_keep(h C.uintptr_t, seq C.int32_t) C.keyformer_status {
+	return llamaEdit("keyformer_llama_seq_keep", h, func(a *adapter.Adapter) error { return a.SeqKeep(int32(seq)) })
+}
+
+//export kfgo_llama_clear
+func kfgo_llama_clear(h C.uintptr_t) C.keyformer_status {
+	return llamaEdit("keyformer_llama_clear", h, (*adapter.Adapter).Clear)
+}
+
+//export kfgo_llama_sync
+func kfgo_llama_sync(h C.uintptr_t, seq C.int32_t) C.keyformer_status {
+	return llamaEdit("keyformer_llama_sync", h, func(a *adapter.Adapter) error { return a.Sync(int32(seq)) })
 }

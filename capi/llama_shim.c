@@ -228,3 +228,27 @@ keyformer_status keyformer_llama_apply(keyformer_context *ctx, int32_t seq, int3
 keyformer_status keyformer_llama_restore(keyformer_context *ctx, int32_t seq, const uint8_t *state, size_t size) {
     return kfgo_llama_restore((uintptr_t)ctx, seq, (uint8_t *)state, size);
 }
+
+keyformer_status keyformer_llama_seq_rm(keyformer_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
+    return kfgo_llama_seq_rm((uintptr_t)ctx, seq, p0, p1);
+}
+
+keyformer_status keyformer_llama_seq_add(keyformer_context *ctx, int32_t seq, int32_t p0, int32_t p1, int32_t delta) {
+    return kfgo_llama_seq_add((uintptr_t)ctx, seq, p0, p1, delta);
+}
+
+keyformer_status keyformer_llama_seq_cp(keyformer_context *ctx, int32_t src, int32_t dst, int32_t p0, int32_t p1) {
+    return kfgo_llama_seq_cp((uintptr_t)ctx, src, dst, p0, p1);
+}
+
+keyformer_status keyformer_llama_seq_keep(keyformer_context *ctx, int32_t seq) {
+    return kfgo_llama_seq_keep((uintptr_t)ctx, seq);
+}
+
+keyformer_status keyformer_llama_clear(keyformer_context *ctx) {
+    return kfgo_llama_clear((uintptr_t)ctx);
+}
+
+keyformer_status keyformer_llama_sync(keyformer_context *ctx, int32_t seq) {
+    return kfgo_llama_sync((uintptr_t)ctx, seq);
+}

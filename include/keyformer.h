@@ -47,8 +47,10 @@ extern "C" {
 /* The API this header describes. A host checks keyformer_api_version() >= KEYFORMER_API_VERSION
  * at start-up (later versions only append: struct fields, guarded by `size`, and functions); the
  * version string is informational. Version 2 added the observation schedule (keyformer_params'
- * observe_* and evict_slack fields, keyformer_wants_attention). */
-#define KEYFORMER_API_VERSION 2
+ * observe_* and evict_slack fields, keyformer_wants_attention). Version 3 added the mirrors of a
+ * host's own llama.cpp cache edits (keyformer_llama_seq_rm, _seq_add, _seq_cp, _seq_keep, _clear)
+ * and keyformer_llama_sync. */
+#define KEYFORMER_API_VERSION 3
 #define KEYFORMER_VERSION_MAJOR 0
 #define KEYFORMER_VERSION_MINOR 1
 #define KEYFORMER_VERSION_PATCH 0
@@ -331,6 +333,63 @@ KEYFORMER_API keyformer_status keyformer_llama_apply(keyformer_context *ctx, int
  * context. */
 KEYFORMER_API keyformer_status keyformer_llama_restore(keyformer_context *ctx, int32_t seq, const uint8_t *state,
                                                        size_t size);
+
+/* ---- Hosts that edit their own llama.cpp cache ----
+ *
+ * A host that edits the cache itself (prefix reuse, truncation, regeneration, context shift) calls
+ * the matching function right after the llama.cpp call, with the same arguments, so that the
+ * library's sequences hold what llama.cpp holds; otherwise the next keyformer_llama_apply fails
+ * (tokens the library still holds where llama.cpp decoded new ones) or, worse, evicts by stale
+ * positions. Positions follow llama.cpp: p0 < 0 means 0, p1 < 0 means no end, an empty range
+ * changes nothing. Sequence ids are checked (0 <= id < 65536; a negative id only where llama.cpp
+ * takes one). Errors: KEYFORMER_ERR_INVALID_HANDLE for a NULL or unknown ctx,
+ * KEYFORMER_ERR_INVALID_ARGUMENT when ctx is not attached or for a bad id; on an error nothing
+ * changes. Not concurrently with a llama_decode of the attached context. A sequence an edit leaves
+ * empty starts over as a new one (its budget resolves again with the next prompt). */
+
+/* After llama_memory_seq_rm(mem, seq, p0, p1) returned true: forgets the tokens of seq (of every
+ * sequence when seq < 0) at positions [p0, p1). */
+KEYFORMER_API keyformer_status keyformer_llama_seq_rm(keyformer_context *ctx, int32_t seq, int32_t p0, int32_t p1);
+
+/* After llama_memory_seq_add(mem, seq, p0, p1, delta): the positions of seq in [p0, p1) move by
+ * delta. As in llama.cpp, a token whose position falls below 0 is forgotten (llama.cpp frees its
+ * cell), and a cell seq shares with other sequences (keyformer_llama_seq_cp) moves, or goes, in
+ * all of them. KEYFORMER_ERR_UNSUPPORTED (nothing changes): the shift gives two tokens of a
+ * sequence one position, which llama.cpp allows but the library cannot follow (it frees by
+ * position): remove the sequence on both sides (llama_memory_seq_rm(mem, seq, -1, -1), then
+ * keyformer_llama_seq_rm(ctx, seq, -1, -1)). */
+KEYFORMER_API keyformer_status keyformer_llama_seq_add(keyformer_context *ctx, int32_t seq, int32_t p0, int32_t p1,
+                                                       int32_t delta);
+
+/* After llama_memory_seq_cp(mem, src, dst, p0, p1): in llama.cpp's unified cache dst now also
+ * holds src's cells in [p0, p1), the same cells. Sequence dst gets those tokens (same cells and
+ * positions) with a copy of their scores; a dst that never held a token also continues src's
+ * prompt length, budget and step count. From then on each sequence scores and evicts the shared
+ * cells on its own: keyformer_llama_apply of one removes the cell from that sequence only
+ * (llama_memory_seq_rm of one sequence), and the cell stays for the other. Cells dst holds
+ * already are skipped. KEYFORMER_ERR_UNSUPPORTED (nothing changes): dst holds a copied position in
+ * another cell. src == dst changes nothing. */
+KEYFORMER_API keyformer_status keyformer_llama_seq_cp(keyformer_context *ctx, int32_t src, int32_t dst, int32_t p0,
+                                                      int32_t p1);
+
+/* After llama_memory_seq_keep(mem, seq): every other sequence forgets everything. */
+KEYFORMER_API keyformer_status keyformer_llama_seq_keep(keyformer_context *ctx, int32_t seq);
+
+/* After llama_memory_clear(mem, data): every sequence forgets everything. */
+KEYFORMER_API keyformer_status keyformer_llama_clear(keyformer_context *ctx);
+
+/* Resynchronises sequence seq (every sequence that holds tokens when seq < 0) with llama.cpp
+ * after a failed llama_decode (llama.cpp then removes the positions of the ubatch that failed,
+ * whose cells the library had already recorded, and keeps the earlier ubatches of the batch), or
+ * after any edit the host did not mirror that removed a head or a tail of a sequence: reads
+ * llama_memory_seq_pos_min / _pos_max and forgets the tokens outside [pos_min, pos_max] (every
+ * token when llama.cpp holds none). It also drops the state kept from the decode for
+ * keyformer_llama_apply (the keyformer_llama_set_batch declaration, the ubatch bookkeeping, an
+ * error met in the eval callback), so that the next decode starts clean: call it instead of
+ * keyformer_llama_apply after a failed decode. It sees only llama.cpp's lowest and highest
+ * positions: a hole removed inside a sequence, a shift or a copy cannot be detected and must be
+ * mirrored with the functions above. */
+KEYFORMER_API keyformer_status keyformer_llama_sync(keyformer_context *ctx, int32_t seq);
 
 #ifdef __cplusplus
 }

@@ -49,8 +49,9 @@ func fuzzConfig(r *fuzzReader) Config {
 	return cfg
 }
 
-// FuzzSequence drives arbitrary configs and attention through a sequence: no panic, invalid input
-// is an error, and after every plan + forget a sequence holds at most its budget and its window.
+// FuzzSequence drives arbitrary configs, attention and position edits through a sequence: no
+// panic, invalid input is an error, after every plan + forget a sequence holds at most its budget
+// and its window, and after every edit its state is consistent.
 func FuzzSequence(f *testing.F) {
 	f.Add([]byte{1, 3, 1, 1, 0, 0, 12, 1, 3, 0, 0, 0, 128, 63, 100, 8, 5, 7, 1, 9, 200, 4, 3, 2, 1})
 	f.Add([]byte{1, 1, 0, 2, 1, 1, 120, 1, 50, 4, 0, 0, 128, 63, 100, 8, 30, 255, 3, 1, 2, 3})
@@ -64,7 +65,7 @@ func FuzzSequence(f *testing.F) {
 		s, _ := tr.Sequence(int32(r.byte()))
 		nextPos, nextCell := int32(0), int32(0)
 		for op := 0; len(r) > 0 && op < 64; op++ {
-			switch r.byte() % 3 {
+			switch r.byte() % 5 {
 			case 0:
 				n := r.byte()%9 + 1
 				cells, pos := make([]int32, n), make([]int32, n)
@@ -93,6 +94,20 @@ func FuzzSequence(f *testing.F) {
 					t.Fatalf("forget of a plan: %v", err)
 				}
 				checkLimits(t, s)
+			case 3:
+				p0 := int32(r.byte())
+				if err := tr.ForgetPositions(s.ID(), p0, p0+int32(r.byte()%16)); err != nil {
+					t.Fatalf("forget positions: %v", err)
+				}
+				checkConsistent(t, s)
+			case 4:
+				p0 := int32(r.byte())
+				if tr.ShiftPositions(s.ID(), p0, p0+int32(r.byte()%32), int32(r.byte()-128)) == nil {
+					if toks := s.Tokens(); len(toks) > 0 {
+						nextPos = max(nextPos, toks[len(toks)-1].Pos+1)
+					}
+				}
+				checkConsistent(t, s)
 			}
 		}
 	})

@@ -557,27 +557,6 @@ func TestLargeObservationIsSplitAcrossWorkers(t *testing.T) {
 	}
 }
 
-func TestShiftPositions(t *testing.T) {
-	s := newTestSequence(t, testConfig(8, 2), 0)
-	require.NoError(t, s.AddCells([]int32{0, 1, 2, 3}, []int32{0, 2, 5, 6}))
-	require.NoError(t, s.ShiftPositions(2, 100, -1))
-	p, ok := s.Position(3)
-	assert.True(t, ok)
-	assert.Equal(t, int32(5), p)
-	assert.ErrorContains(t, s.ShiftPositions(4, 100, -4), "reorder")
-	assert.ErrorContains(t, s.ShiftPositions(0, 100, -1), "position range")
-	assert.ErrorContains(t, s.ShiftPositions(5, 2, 1), "bad range")
-	assert.NoError(t, s.ShiftPositions(50, 60, 3), "an empty range is a no-op")
-	var pos []int32
-	for _, tok := range s.Tokens() {
-		pos = append(pos, tok.Pos)
-	}
-	assert.Equal(t, []int32{0, 1, 4, 5}, pos)
-	_, ok = s.Position(9)
-	assert.False(t, ok)
-	require.Error(t, s.AddCells([]int32{9}, []int32{5}), "new tokens still come after the last position")
-}
-
 func TestMoveCells(t *testing.T) {
 	s := newTestSequence(t, testConfig(8, 2), 0)
 	require.NoError(t, s.AddCells([]int32{4, 7, 9}, []int32{0, 3, 5}))

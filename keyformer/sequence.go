@@ -495,40 +495,6 @@ func (s *Sequence) Position(c int32) (int32, bool) {
 	return 0, false
 }
 
-// ShiftPositions adds delta to the positions in [p0, p1), as llama_memory_seq_add does. The
-// shifted tokens must keep their order relative to the others (no position may reach or pass a
-// token outside the range): that is an error and changes nothing.
-func (s *Sequence) ShiftPositions(p0, p1, delta int32) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p0 < 0 || p1 < p0 {
-		return fmt.Errorf("shift positions: bad range [%d, %d)", p0, p1)
-	}
-	lo, hi := -1, -1
-	for i, p := range s.pos {
-		if p >= p0 && p < p1 {
-			if lo < 0 {
-				lo = i
-			}
-			hi = i + 1
-		}
-	}
-	if lo < 0 || delta == 0 {
-		return nil
-	}
-	first, last := int64(s.pos[lo])+int64(delta), int64(s.pos[hi-1])+int64(delta)
-	switch {
-	case first < 0 || last > math.MaxInt32:
-		return fmt.Errorf("shift positions: [%d, %d) by %d leaves the position range", p0, p1, delta)
-	case lo > 0 && first <= int64(s.pos[lo-1]), hi < len(s.pos) && last >= int64(s.pos[hi]):
-		return fmt.Errorf("shift positions: [%d, %d) by %d would reorder the sequence", p0, p1, delta)
-	}
-	for i := lo; i < hi; i++ {
-		s.pos[i] += delta
-	}
-	return nil
-}
-
 // MoveCells renames cells: from[i] becomes to[i], keeping its position and scores (for an engine
 // that moved the sequence, e.g. by restoring a saved state into other cells). Every cell of from
 // must be held; afterwards no two tokens may share a cell. On an error nothing changes.

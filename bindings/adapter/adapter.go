@@ -494,7 +494,8 @@ func (a *Adapter) free(id int32, s *keyformer.Sequence) ([]keyformer.Eviction, e
 
 // compact renumbers the sequence's tokens 0..n-1 once its highest position reaches
 // Options.CompactAt, shifting each run of consecutive positions down with one
-// llama_memory_seq_add and the same shift in the tracker (a.mu held).
+// llama_memory_seq_add and the same shift in the tracker, which moves cells the sequence shares
+// with others in theirs too (a.mu held).
 func (a *Adapter) compact(id int32, s *keyformer.Sequence) error {
 	toks := s.Tokens()
 	if len(toks) == 0 || toks[len(toks)-1].Pos < a.opts.CompactAt {
@@ -512,7 +513,7 @@ func (a *Adapter) compact(id int32, s *keyformer.Sequence) error {
 		if delta := int32(i) - toks[i].Pos; delta != 0 {
 			p0, p1 := toks[i].Pos, toks[j-1].Pos+1
 			a.lib.MemorySeqAdd(a.mem, id, p0, p1, delta)
-			if err := s.ShiftPositions(p0, p1, delta); err != nil {
+			if err := a.tracker.ShiftPositions(id, p0, p1, delta); err != nil {
 				return fmt.Errorf("adapter: sequence %d: %w", id, err)
 			}
 		}

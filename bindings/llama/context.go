@@ -300,6 +300,13 @@ func (c *Context) SeqRm(seq, p0, p1 int32) bool { return c.lib.MemorySeqRm(c.mem
 // lazily at the next decode). Only where CanShift.
 func (c *Context) SeqAdd(seq, p0, p1, delta int32) { c.lib.MemorySeqAdd(c.mem, seq, p0, p1, delta) }
 
+// SeqCp makes seq dst also hold the cells of src with positions in [p0, p1)
+// (llama_memory_seq_cp; in a unified cache the cells are shared, not copied).
+func (c *Context) SeqCp(src, dst, p0, p1 int32) { c.lib.MemorySeqCp(c.mem, src, dst, p0, p1) }
+
+// SeqKeep removes every sequence but seq from the memory (llama_memory_seq_keep).
+func (c *Context) SeqKeep(seq int32) { c.lib.MemorySeqKeep(c.mem, seq) }
+
 // SeqPosMin returns the smallest position of seq (-1 if empty).
 func (c *Context) SeqPosMin(seq int32) int32 { return c.lib.MemorySeqPosMin(c.mem, seq) }
 

@@ -78,6 +78,8 @@ type Funcs struct {
 	MemoryClear     func(mem uintptr, data bool)                `sym:"llama_memory_clear"`
 	MemorySeqRm     func(mem uintptr, seq, p0, p1 int32) bool   `sym:"llama_memory_seq_rm,attach"`
 	MemorySeqAdd    func(mem uintptr, seq, p0, p1, delta int32) `sym:"llama_memory_seq_add,attach"`
+	MemorySeqCp     func(mem uintptr, src, dst, p0, p1 int32)   `sym:"llama_memory_seq_cp"`
+	MemorySeqKeep   func(mem uintptr, seq int32)                `sym:"llama_memory_seq_keep"`
 	MemorySeqPosMin func(mem uintptr, seq int32) int32          `sym:"llama_memory_seq_pos_min,attach"`
 	MemorySeqPosMax func(mem uintptr, seq int32) int32          `sym:"llama_memory_seq_pos_max,attach"`
 	MemoryCanShift  func(mem uintptr) bool                      `sym:"llama_memory_can_shift,attach"`

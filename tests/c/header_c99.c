@@ -28,7 +28,15 @@ int kf_header_c99(void) {
     keyformer_status (*attach)(keyformer_context *, struct llama_context *, const char *) = keyformer_llama_attach;
     keyformer_status (*chain)(keyformer_context *, bool (*)(struct ggml_tensor *, bool, void *), void *) =
         keyformer_llama_chain;
+    /* The cache-edit mirrors (API version 3) take llama_memory_*'s arguments in llama.cpp's order. */
+    keyformer_status (*seq_rm)(keyformer_context *, int32_t, int32_t, int32_t) = keyformer_llama_seq_rm;
+    keyformer_status (*seq_add)(keyformer_context *, int32_t, int32_t, int32_t, int32_t) = keyformer_llama_seq_add;
+    keyformer_status (*seq_cp)(keyformer_context *, int32_t, int32_t, int32_t, int32_t) = keyformer_llama_seq_cp;
+    keyformer_status (*seq_keep)(keyformer_context *, int32_t) = keyformer_llama_seq_keep;
+    keyformer_status (*clear)(keyformer_context *) = keyformer_llama_clear;
+    keyformer_status (*sync)(keyformer_context *, int32_t) = keyformer_llama_sync;
     p.size = sizeof p;
     return (int)p.size + (fn != NULL) + (cb != NULL) + (attach != NULL) + (chain != NULL) + KEYFORMER_API_VERSION + KEYFORMER_ERR_INTERNAL + KEYFORMER_POLICY_WINDOW +
-           KEYFORMER_GRANULARITY_PER_HEAD;
+           KEYFORMER_GRANULARITY_PER_HEAD + (seq_rm != NULL) + (seq_add != NULL) + (seq_cp != NULL) + (seq_keep != NULL) +
+           (clear != NULL) + (sync != NULL);
 }

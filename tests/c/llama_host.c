@@ -9,8 +9,12 @@
  *             checks the budget after each apply, then saves and restores the sequence
  *             (llama_state_seq_* + keyformer_state_save / keyformer_llama_restore) and checks that
  *             the next token's logits match the ones before the save.
+ *   edits     a host that edits its own cache: prefix reuse after evictions (llama_memory_seq_rm
+ *             mirrored by keyformer_llama_seq_rm), the apply that fails when it is not mirrored and
+ *             keyformer_llama_sync repairing it, llama_memory_clear + keyformer_llama_clear.
  *   errors    flash attention on -> KEYFORMER_ERR_UNSUPPORTED naming flash attention; no cb_eval,
- *             apply before attach, a library that is not loaded, per-head granularity.
+ *             apply before attach, a library that is not loaded, per-head granularity, the cache
+ *             edits' sequence ids.
  *   chain     a host eval callback chained behind keyformer's (keyformer_llama_chain): it is asked
  *             about every node, sees the tensors it asked for (result_output, kq_soft_max-3) and
  *             only those, while keyformer keeps the budget.
@@ -316,6 +320,64 @@ static int mode_generate(struct llama_model *model) {
     return 0;
 }
 
+/* edits: a host that edits its own cache. Prefix reuse after evictions: drop a tail with
+ * llama_memory_seq_rm, mirror it, decode another continuation from there. Unmirrored, the next
+ * apply fails; after rolling llama.cpp back, keyformer_llama_sync repairs the sequence. Then
+ * llama_memory_clear and a new prompt from position 0. */
+static int mode_edits(struct llama_model *model) {
+    int32_t n_prompt = 0, evicted = 0;
+    llama_token *prompt = tokenize(model, 4, &n_prompt);
+    keyformer_context *kf = new_kf(model, BUDGET, KEYFORMER_GRANULARITY_SHARED);
+    struct llama_context *lctx =
+        new_lctx(model, BUDGET + UBATCH, LLAMA_FLASH_ATTN_TYPE_DISABLED, keyformer_llama_eval_callback, kf);
+    llama_memory_t mem = llama_get_memory(lctx);
+    char text[1024];
+    KF_OK(kf, keyformer_llama_attach(kf, lctx, NULL));
+    KF_OK(kf, keyformer_set_prompt_length(kf, 0, n_prompt));
+    evicted += feed(lctx, kf, prompt, n_prompt, BUDGET);
+    CHECK(generate(lctx, kf, 8, BUDGET, text, sizeof text, &evicted) == 8, "generation stopped early");
+    CHECK(evicted > 0, "nothing evicted");
+
+    /* Prefix reuse: the tail of 4 tokens goes (the recent window holds it whole). */
+    int32_t p = llama_memory_seq_pos_max(mem, 0) - 3, held = seq_length(kf);
+    CHECK(llama_memory_seq_rm(mem, 0, p, -1), "llama_memory_seq_rm");
+    KF_OK(kf, keyformer_llama_seq_rm(kf, 0, p, -1));
+    CHECK(llama_memory_seq_pos_max(mem, 0) == p - 1 && seq_length(kf) == held - 4, "after seq_rm: pos_max %d, %d tokens",
+          (int)llama_memory_seq_pos_max(mem, 0), seq_length(kf));
+    feed(lctx, kf, prompt + 10, 2 * UBATCH, BUDGET);
+    CHECK(generate(lctx, kf, 4, BUDGET, text, sizeof text, &evicted) == 4, "generation after prefix reuse");
+    printf("llama_host: edits: prefix reuse at %d after %d evictions: %s\n", p, evicted, text);
+
+    /* Unmirrored: the tracker still holds the tail, and the next apply fails. */
+    p = llama_memory_seq_pos_max(mem, 0) - 3;
+    CHECK(llama_memory_seq_rm(mem, 0, p, -1), "llama_memory_seq_rm");
+    CHECK(llama_decode(lctx, llama_batch_get_one(prompt, 4)) == 0, "decode after an unmirrored seq_rm");
+    int32_t ev = -1;
+    keyformer_status st = keyformer_llama_apply(kf, 0, &ev);
+    CHECK(st == KEYFORMER_ERR_INVALID_ARGUMENT && strstr(keyformer_last_error(kf), "does not come after") != NULL,
+          "apply after an unmirrored seq_rm: %s: %s", keyformer_status_string(st), keyformer_last_error(kf));
+    /* Roll llama.cpp back to before that decode; sync forgets the tail llama.cpp no longer holds. */
+    CHECK(llama_memory_seq_rm(mem, 0, p, -1), "llama_memory_seq_rm");
+    KF_OK(kf, keyformer_llama_sync(kf, 0));
+    CHECK(seq_length(kf) <= BUDGET + slack, "after sync: %d tokens", seq_length(kf));
+    feed(lctx, kf, prompt + 20, UBATCH, BUDGET);
+    CHECK(generate(lctx, kf, 4, BUDGET, text, sizeof text, &evicted) == 4, "generation after sync");
+
+    /* Clear: a new prompt from position 0. */
+    llama_memory_clear(mem, true);
+    KF_OK(kf, keyformer_llama_clear(kf));
+    CHECK(seq_length(kf) == 0, "after clear: %d tokens", seq_length(kf));
+    KF_OK(kf, keyformer_set_prompt_length(kf, 0, n_prompt));
+    feed(lctx, kf, prompt, n_prompt, BUDGET);
+    CHECK(generate(lctx, kf, 4, BUDGET, text, sizeof text, &evicted) == 4, "generation after clear");
+
+    llama_free(lctx);
+    KF_OK(NULL, keyformer_context_free(kf));
+    free(prompt);
+    printf("llama_host: edits ok\n");
+    return 0;
+}
+
 static int mode_errors(struct llama_model *model) {
     int32_t n_prompt = 0;
     llama_token *prompt = tokenize(model, 2, &n_prompt);
@@ -362,6 +424,22 @@ static int mode_errors(struct llama_model *model) {
     CHECK(keyformer_llama_restore(kf, -1, NULL, 0) == KEYFORMER_ERR_INVALID_ARGUMENT, "bad sequence");
     uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     CHECK(keyformer_llama_restore(kf, 0, junk, sizeof junk) == KEYFORMER_ERR_INVALID_STATE, "junk state");
+    /* The cache edits check their sequence ids, even for an empty range, and change nothing. */
+    int32_t held = seq_length(kf);
+    CHECK(keyformer_llama_seq_rm(kf, 65536, 0, -1) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_rm: sequence 65536");
+    CHECK(strstr(keyformer_last_error(kf), "keyformer_llama_seq_rm") != NULL, "message: %s", keyformer_last_error(kf));
+    CHECK(keyformer_llama_seq_rm(kf, 70000, 5, 2) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_rm: empty range, bad id");
+    CHECK(keyformer_llama_seq_add(kf, -1, 0, -1, 1) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_add: sequence -1");
+    CHECK(keyformer_llama_seq_add(kf, 65536, 0, -1, 1) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_add: sequence 65536");
+    CHECK(keyformer_llama_seq_cp(kf, -1, 1, -1, -1) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_cp: src -1");
+    CHECK(keyformer_llama_seq_cp(kf, 0, -1, -1, -1) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_cp: dst -1");
+    CHECK(keyformer_llama_seq_cp(kf, 0, 65536, -1, -1) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_cp: dst 65536");
+    CHECK(keyformer_llama_seq_keep(kf, -1) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_keep: sequence -1");
+    CHECK(keyformer_llama_seq_keep(kf, 65536) == KEYFORMER_ERR_INVALID_ARGUMENT, "seq_keep: sequence 65536");
+    CHECK(strstr(keyformer_last_error(kf), "keyformer_llama_seq_keep") != NULL, "message: %s", keyformer_last_error(kf));
+    CHECK(seq_length(kf) == held, "the failed edits changed sequence 0: %d tokens, %d before", seq_length(kf), held);
+    CHECK(keyformer_llama_seq_rm(NULL, 0, -1, -1) == KEYFORMER_ERR_INVALID_HANDLE, "seq_rm: NULL ctx");
+    CHECK(keyformer_llama_sync(NULL, -1) == KEYFORMER_ERR_INVALID_HANDLE, "sync: NULL ctx");
     llama_free(lctx);
     KF_OK(NULL, keyformer_context_free(kf));
     CHECK(keyformer_llama_apply(kf, 0, &ev) == KEYFORMER_ERR_INVALID_HANDLE, "freed ctx");
@@ -613,7 +691,7 @@ static int mode_bench(struct llama_model *model) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: llama_host generate|errors|chain|readme|bench LIB_DIR MODEL\n");
+        fprintf(stderr, "usage: llama_host generate|edits|errors|chain|readme|bench LIB_DIR MODEL\n");
         return 2;
     }
     CHECK(keyformer_api_version() >= KEYFORMER_API_VERSION, "API version %d", keyformer_api_version());
@@ -621,6 +699,8 @@ int main(int argc, char **argv) {
     int rc = 2;
     if (strcmp(argv[1], "generate") == 0) {
         rc = mode_generate(model);
+    } else if (strcmp(argv[1], "edits") == 0) {
+        rc = mode_edits(model);
     } else if (strcmp(argv[1], "errors") == 0) {
         rc = mode_errors(model);
     } else if (strcmp(argv[1], "chain") == 0) {

@@ -172,6 +172,12 @@ static void misuse_handles(keyformer_context *bad, const char *what) {
     EXPECT(keyformer_state_size, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, &sz);
     EXPECT(keyformer_state_save, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, buf, sizeof buf, &sz);
     EXPECT(keyformer_state_load, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, saved, saved_n);
+    EXPECT(keyformer_llama_seq_rm, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, -1, -1);
+    EXPECT(keyformer_llama_seq_add, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 0, 4, 1);
+    EXPECT(keyformer_llama_seq_cp, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 1, -1, -1);
+    EXPECT(keyformer_llama_seq_keep, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0);
+    EXPECT(keyformer_llama_clear, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad);
+    EXPECT(keyformer_llama_sync, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, -1);
     /* the last error of an unknown handle is the process-global one */
     if (bad != NULL && strcmp(keyformer_last_error(bad), keyformer_last_error(NULL)) != 0) {
         fail_at(__LINE__, "keyformer_last_error", "an unknown handle does not give the global message");
@@ -186,6 +192,15 @@ static void misuse_calls(void) {
     size_t sz = 0;
     uint8_t *garbage, small[4];
     const int32_t n_kv = 16;
+
+    /* the llama.cpp cache edits on a context never attached (their argument checks need one:
+     * tests/c/llama_host.c) */
+    EXPECT(keyformer_llama_seq_rm, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "keyformer_llama_attach", ctx, 0, -1, -1);
+    EXPECT(keyformer_llama_seq_add, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "keyformer_llama_attach", ctx, 0, 0, 4, -2);
+    EXPECT(keyformer_llama_seq_cp, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "keyformer_llama_attach", ctx, 0, 1, -1, -1);
+    EXPECT(keyformer_llama_seq_keep, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "keyformer_llama_attach", ctx, 1);
+    EXPECT(keyformer_llama_clear, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "keyformer_llama_attach", ctx);
+    EXPECT(keyformer_llama_sync, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "keyformer_llama_attach", ctx, -1);
 
     /* sequence ids */
     EXPECT(keyformer_set_prompt_length, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "sequence", ctx, -1, 4);

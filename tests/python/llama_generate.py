@@ -166,6 +166,7 @@ LLAMA_FUNCTIONS = {
     "llama_get_logits_ith": (ctypes.POINTER(c_float), [c_void_p, c_int32]),
     "llama_get_memory": (c_void_p, [c_void_p]),
     "llama_memory_seq_pos_max": (c_int32, [c_void_p, c_int32]),
+    "llama_memory_seq_rm": (c_bool, [c_void_p, c_int32, c_int32, c_int32]),
 }
 
 #: offsetof(struct ggml_tensor, name) in ggml.h of llama.cpp v0.5.0 (checked by test_llama.py).
@@ -315,6 +316,8 @@ def run(args):
             max_len = max(max_len, kf.seq_length(0))
             n_gen += 1
         t2 = time.perf_counter()
+        if args.prefix_reuse:
+            result["prefix_reuse"] = prefix_reuse(dll, lctx, kf, prompt, n_vocab, args)
     except keyformer.KeyformerError as e:
         result["error"] = "%s: %s" % (type(e).__name__, e)
         print(json.dumps(result))
@@ -335,6 +338,52 @@ def run(args):
     return 0
 
 
+def decode_apply(dll, lctx, kf, toks):
+    """One llama_decode of toks for sequence 0 at its next position, then llama_apply."""
+    chunk = np.ascontiguousarray(toks, dtype=np.int32)
+    rc = dll.llama_decode(lctx, dll.llama_batch_get_one(chunk.ctypes.data, chunk.shape[0]))
+    if rc != 0:
+        raise RuntimeError("llama_decode of %d tokens: %d" % (chunk.shape[0], rc))
+    return kf.llama_apply(0)
+
+
+def prefix_reuse(dll, lctx, kf, prompt, n_vocab, args):
+    """After the generation (evictions done): drops the last four positions with
+    llama_memory_seq_rm and decodes another continuation from there, then greedy tokens. With
+    ``--prefix-reuse mirror`` the edit is mirrored (kf.llama_seq_rm); with ``unmirrored`` it is not,
+    the apply that follows fails, and the host rolls llama.cpp back and calls kf.llama_sync."""
+    mem = dll.llama_get_memory(lctx)
+    p = dll.llama_memory_seq_pos_max(mem, 0) - 3
+    held = kf.seq_length(0)
+    out = {"at": p, "held_before": held}
+    if not dll.llama_memory_seq_rm(mem, 0, p, -1):
+        raise RuntimeError("llama_memory_seq_rm refused")
+    if args.prefix_reuse == "mirror":
+        kf.llama_seq_rm(0, p, -1)
+    else:
+        try:
+            decode_apply(dll, lctx, kf, prompt[:4])
+        except keyformer.KeyformerError as e:
+            out["apply_error"] = "%s: %s" % (type(e).__name__, e)
+        if not dll.llama_memory_seq_rm(mem, 0, p, -1):
+            raise RuntimeError("llama_memory_seq_rm refused")
+        kf.llama_sync(0)
+    out["held_after_edit"] = kf.seq_length(0)
+    out["pos_max_after_edit"] = dll.llama_memory_seq_pos_max(mem, 0)
+    evicted = max_len = 0
+    for i in range(0, 2 * args.ubatch, args.ubatch):
+        evicted += decode_apply(dll, lctx, kf, prompt[10 + i:10 + i + args.ubatch])
+        max_len = max(max_len, kf.seq_length(0))
+    tok = np.zeros(1, np.int32)
+    for _ in range(4):
+        tok[0] = argmax_token(dll, lctx, n_vocab)
+        evicted += decode_apply(dll, lctx, kf, tok)
+        max_len = max(max_len, kf.seq_length(0))
+    out.update({"evicted": evicted, "max_seq_length": max_len, "final_seq_length": kf.seq_length(0),
+                "last_position": dll.llama_memory_seq_pos_max(mem, 0)})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lib-dir", default=DEFAULT_LIB_DIR, help="the llama.cpp runtime (libllama.so ...)")
@@ -348,6 +397,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--flash-attn", action="store_true", help="turn flash attention on (apply must refuse)")
     ap.add_argument("--chain", action="store_true", help="chain a Python eval callback (slow: ~1100 calls a decode)")
+    ap.add_argument("--prefix-reuse", choices=["mirror", "unmirrored"],
+                    help="after the generation, drop a tail with llama_memory_seq_rm and continue (see prefix_reuse)")
     return run(ap.parse_args(argv))
 
 

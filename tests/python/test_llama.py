@@ -96,6 +96,53 @@ def test_chained_python_callback():
     assert r["chain"]["asks"] > 100 * decodes
 
 
+def check_prefix_reuse(r):
+    pr = r["prefix_reuse"]
+    slack = r["evict_slack"]
+    assert r["evicted"] > 0, "the prefix is reused after evictions"
+    # the last four positions go, all of them held (the recent window); llama.cpp continues at p
+    assert pr["held_after_edit"] == pr["held_before"] - 4, pr
+    assert pr["pos_max_after_edit"] == pr["at"] - 1, pr
+    # the other continuation: two ubatches, then four generated tokens, within the budget
+    assert pr["last_position"] == pr["at"] + 2 * 128 + 4 - 1, pr
+    assert pr["max_seq_length"] <= BUDGET + 128 and BUDGET <= pr["final_seq_length"] <= BUDGET + slack, pr
+    assert pr["evicted"] > 0, pr
+
+
+def test_prefix_reuse_after_evictions():
+    rc, r, _ = generate("--reps", "6", "--n-gen", "8", "--prefix-reuse", "mirror")
+    assert rc == 0 and "error" not in r, r
+    assert "apply_error" not in r["prefix_reuse"]
+    check_prefix_reuse(r)
+
+
+def test_unmirrored_edit_fails_and_sync_repairs():
+    rc, r, _ = generate("--reps", "6", "--n-gen", "8", "--prefix-reuse", "unmirrored")
+    assert rc == 0 and "error" not in r, r
+    assert r["prefix_reuse"]["apply_error"].startswith("InvalidArgument"), r["prefix_reuse"]
+    assert "does not come after" in r["prefix_reuse"]["apply_error"]
+    check_prefix_reuse(r)
+
+
+def test_cache_edits_check_their_arguments():
+    with keyformer.Context(n_layer=2, n_head=2, budget=8) as kf:
+        for call in (lambda: kf.llama_seq_rm(0), lambda: kf.llama_seq_add(0, 0, 4, 1),
+                     lambda: kf.llama_seq_cp(0, 1), lambda: kf.llama_seq_keep(0), kf.llama_clear,
+                     kf.llama_sync):
+            with pytest.raises(keyformer.InvalidArgument, match="keyformer_llama_attach first"):
+                call()
+        with pytest.raises(TypeError):
+            kf.llama_seq_rm("0")
+        with pytest.raises(TypeError):
+            kf.llama_seq_add(0, 0, 1, 1.5)
+        with pytest.raises(ValueError, match="int32"):
+            kf.llama_seq_cp(0, 1, 2**31, -1)
+        with pytest.raises(ValueError, match="int32"):
+            kf.llama_sync(-2**40)
+    with pytest.raises(keyformer.InvalidHandle):
+        kf.llama_seq_keep(0)
+
+
 def test_context_llama_api_without_llama():
     with keyformer.Context(n_layer=2, n_head=2, budget=8) as kf:
         assert kf.llama_eval_callback == keyformer.llama_eval_callback() != 0

@@ -610,6 +610,63 @@ class Context:
         if st:
             self._raise(st, "keyformer_llama_restore", ctx)
 
+    def _llama_edit(self, function, **args):
+        """Calls the cache-edit mirror ``function`` with the int32 arguments ``args`` (in order)."""
+        ctx = self._handle()
+        values = [_int32(name, v) for name, v in args.items()]
+        st = getattr(self._lib, function)(ctx, *values)
+        if st:
+            self._raise(st, function, ctx)
+
+    # The mirrors of a host's own llama.cpp cache edits: call each right after the llama.cpp call it
+    # follows, with the same arguments (p0 < 0 means 0, p1 < 0 means no end). They raise
+    # InvalidArgument when the context is not attached or for a bad sequence id, and change nothing
+    # then. A sequence an edit leaves empty starts over as a new one.
+
+    def llama_seq_rm(self, seq, p0=-1, p1=-1):
+        """After ``llama_memory_seq_rm(mem, seq, p0, p1)`` returned true: forgets the tokens of
+        ``seq`` (of every sequence when ``seq < 0``) at positions [p0, p1) (keyformer_llama_seq_rm)."""
+        self._llama_edit("keyformer_llama_seq_rm", seq=seq, p0=p0, p1=p1)
+
+    def llama_seq_add(self, seq, p0, p1, delta):
+        """After ``llama_memory_seq_add(mem, seq, p0, p1, delta)``: the positions of ``seq`` in
+        [p0, p1) move by ``delta``; a token shifted below 0 is forgotten, as llama.cpp frees its
+        cell, and a cell shared with other sequences moves in all of them (keyformer_llama_seq_add).
+
+        Raises:
+            Unsupported: the shift gives two tokens of a sequence one position (nothing changes).
+        """
+        self._llama_edit("keyformer_llama_seq_add", seq=seq, p0=p0, p1=p1, delta=delta)
+
+    def llama_seq_cp(self, src, dst, p0=-1, p1=-1):
+        """After ``llama_memory_seq_cp(mem, src, dst, p0, p1)``: ``dst`` also holds ``src``'s
+        tokens in [p0, p1), the same cells, with a copy of their scores; each sequence then evicts
+        them on its own, a cell freed by one staying for the other (keyformer_llama_seq_cp).
+
+        Raises:
+            Unsupported: ``dst`` holds a copied position in another cell (nothing changes).
+        """
+        self._llama_edit("keyformer_llama_seq_cp", src=src, dst=dst, p0=p0, p1=p1)
+
+    def llama_seq_keep(self, seq):
+        """After ``llama_memory_seq_keep(mem, seq)``: every other sequence forgets everything
+        (keyformer_llama_seq_keep)."""
+        self._llama_edit("keyformer_llama_seq_keep", seq=seq)
+
+    def llama_clear(self):
+        """After ``llama_memory_clear(mem, data)``: every sequence forgets everything
+        (keyformer_llama_clear)."""
+        self._llama_edit("keyformer_llama_clear")
+
+    def llama_sync(self, seq=-1):
+        """Resynchronises sequence ``seq`` (every sequence holding tokens when ``seq < 0``) with
+        llama.cpp after a failed ``llama_decode`` (call it instead of :meth:`llama_apply`), or an
+        unmirrored edit that removed a head or a tail: forgets the tokens outside llama.cpp's
+        [pos_min, pos_max] and drops the state kept from the decode (keyformer_llama_sync). It sees
+        only those two positions: holes, shifts and copies must be mirrored with the methods above.
+        """
+        self._llama_edit("keyformer_llama_sync", seq=seq)
+
     def load_state(self, seq, data):
         """Replaces sequence ``seq``'s state with ``data`` from :meth:`save_state` of a context with
         the same policy, granularity and model shape.

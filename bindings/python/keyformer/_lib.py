@@ -11,7 +11,7 @@ import os
 import threading
 
 #: The API version these bindings were written against (KEYFORMER_API_VERSION in keyformer.h).
-API_VERSION = 2
+API_VERSION = 3
 
 #: The environment variable that names the shared library to load (a path to the .so file).
 ENV_VAR = "KEYFORMER_LIB"
@@ -121,6 +121,12 @@ PROTOTYPES = {
     "keyformer_llama_set_batch": (ctypes.c_int32, [_c_ctx, ctypes.c_void_p, ctypes.c_int32]),
     "keyformer_llama_apply": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, _p_i32]),
     "keyformer_llama_restore": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, _p_u8, ctypes.c_size_t]),
+    "keyformer_llama_seq_rm": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]),
+    "keyformer_llama_seq_add": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]),
+    "keyformer_llama_seq_cp": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]),
+    "keyformer_llama_seq_keep": (ctypes.c_int32, [_c_ctx, ctypes.c_int32]),
+    "keyformer_llama_clear": (ctypes.c_int32, [_c_ctx]),
+    "keyformer_llama_sync": (ctypes.c_int32, [_c_ctx, ctypes.c_int32]),
 }
 
 #: The C type of llama.cpp's eval callback (ggml_backend_sched_eval_callback):
