@@ -70,11 +70,12 @@ def check_bounded(r):
     assert r["evicted"] > 0
 
 
-def check_answer(text):
+def check_answer(text, coherent=True):
     words = text.split()
     assert len(words) >= 3, text
-    assert len(set(words)) >= len(words) / 3, "degenerate repetition: %r" % text
     assert sum(c.isalpha() or c.isspace() for c in text) >= 0.8 * len(text), text
+    if coherent:
+        assert len(set(words)) >= len(words) / 3, "degenerate repetition: %r" % text
 
 
 def test_installed_package_bundles_the_library(venv):
@@ -99,7 +100,9 @@ def test_long_document_through_a_bounded_cache(venv, policy):
     assert r["last_position"] + 1 >= r["prompt_tokens"]  # positions are kept: llama.cpp's count every token
     assert r["evicted"] == r["last_position"] + 1 - r["final_cells"]
     for text in (r["text"], r["regenerated"]["text"]):
-        check_answer(text)
+        # The window alone drops the first tokens (the attention sinks) and, as the StreamingLLM paper
+        # found, then falls into repetition ("and the lighthouse on the mainland, and the ...").
+        check_answer(text, coherent=policy != "window")
         if policy in ("keyformer", "h2o", "tova"):  # kept by attention; streaming and window keep only the
             assert "marta" in text.lower(), text  # end, where SmolLM2-135M answers fluently but not always right
 
