@@ -18,6 +18,7 @@ import sys
 import llama_cpp
 
 import keyformer
+import keyformer.llama_cpp
 from keyformer.llama_cpp import Llama
 from lighthouse import PARAGRAPH, QUESTION
 
@@ -52,10 +53,18 @@ def main():
     ap.add_argument("--n-batch", type=int, default=128)
     ap.add_argument("--reps", type=int, default=12, help="paragraphs of the document")
     ap.add_argument("--window", type=int, help="keyformer's recent window (default: the library's)")
+    ap.add_argument("--enable", action="store_true", help="keyformer.llama_cpp.enable() and llama_cpp.Llama")
     args = ap.parse_args()
-    llm = Llama(model_path=args.model, n_ctx=8192, n_batch=args.n_batch, n_ubatch=args.n_batch, n_threads=2,
-                seed=0, verbose=False, keyformer_budget=args.budget, keyformer_policy=args.policy,
-                **({} if args.window is None else {"keyformer_window": args.window}))
+    options = {} if args.window is None else {"window": args.window}
+    common = dict(model_path=args.model, n_ctx=8192, n_batch=args.n_batch, n_ubatch=args.n_batch, n_threads=2,
+                  seed=0, verbose=False)
+    if args.enable:  # the other way in: enable(), then llama-cpp-python's own class
+        keyformer.llama_cpp.enable(budget=args.budget, policy=args.policy, **options)
+        llm = llama_cpp.Llama(**common)
+        llm.keyformer = keyformer.llama_cpp.session(llm)
+    else:
+        llm = Llama(**common, keyformer_budget=args.budget, keyformer_policy=args.policy,
+                    **{"keyformer_" + k: v for k, v in options.items()})
     out = {"policy": args.policy}
     if args.what == "document":
         messages = [{"role": "user", "content": PARAGRAPH * args.reps + QUESTION}]

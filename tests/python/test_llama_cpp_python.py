@@ -117,6 +117,14 @@ def test_regeneration_after_the_last_prompt_token_was_evicted(venv):
     assert "marta" in r["regenerated"]["text"].lower()
 
 
+def test_enable_then_llama_cpp_llama(venv):
+    """keyformer.llama_cpp.enable() gives llama-cpp-python's own Llama the same bounded cache."""
+    r = run(venv, "document", "--enable", "--budget", str(BUDGET), "--n-batch", str(N_BATCH))
+    check_bounded(r)
+    check_answer(r["text"])
+    assert "marta" in r["text"].lower(), r["text"]
+
+
 def test_policy_full_keeps_everything(venv):
     r = run(venv, "document", "--policy", "full", "--budget", str(BUDGET), "--n-batch", str(N_BATCH), "--reps", "4")
     assert r["evicted"] == 0 and r["n_cells"] >= r["n_ctx"], r
@@ -146,3 +154,17 @@ def test_readme_snippet(venv):
     check_answer(reply)
     assert re.fullmatch(r"<keyformer\.llama_cpp\.Session policy=keyformer budget=256 cells=\d+ n_ctx=8192 "
                         r"evicted=\d+ peak=\d+>", session), session
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ("keyformer_budget=-1", "ValueError: keyformer budget must be positive"),
+    ("keyformer_budget=1.5", "ValueError: a fractional keyformer budget must be in (0, 1]"),
+    ("keyformer_budget='half'", "TypeError: keyformer budget must be an int"),
+    ("keyformer_n_layer=3", "TypeError: keyformer option 'n_layer' is set by the model"),
+    ("keyformer_policy='lru'", "ValueError: unknown policy 'lru'"),
+])
+def test_bad_arguments_raise_before_loading(venv, kwargs, error):
+    code = "from keyformer.llama_cpp import Llama\nLlama(model_path=%r, verbose=False, %s)" % (MODEL, kwargs)
+    p = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=str(venv), env=_clean_env())
+    assert p.returncode != 0 and error in p.stderr, p.stderr[-2000:]

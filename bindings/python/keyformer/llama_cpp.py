@@ -11,6 +11,8 @@ Or, for code that constructs ``llama_cpp.Llama`` itself, before it does::
 
     import keyformer.llama_cpp
     keyformer.llama_cpp.enable(budget=1024, policy="keyformer")
+    llm = llama_cpp.Llama(model_path="model.gguf", n_ctx=8192)
+    keyformer.llama_cpp.session(llm)     # its Session: cells, evictions
 
 What changes:
 
@@ -49,10 +51,10 @@ import threading
 import llama_cpp
 import llama_cpp.llama_cpp as _llama
 
-from ._context import Context, Policy
+from ._context import Context, Policy, _enum
 from ._errors import Unsupported
 
-__all__ = ["Llama", "Session", "enable", "disable"]
+__all__ = ["Llama", "Session", "enable", "disable", "session"]
 
 _PREFIX = "keyformer_"
 
@@ -87,7 +89,8 @@ class Session:
 
     def __repr__(self):
         return "<keyformer.llama_cpp.Session policy=%s budget=%d cells=%d n_ctx=%d evicted=%d peak=%d>" % (
-            Policy(self.context.params["policy"]).name.lower(), self.budget, self.n_cells, self.n_ctx, self.evicted, self.peak_cells)
+            Policy(self.context.params["policy"]).name.lower(), self.budget, self.n_cells, self.n_ctx,
+            self.evicted, self.peak_cells)
 
     def _decode(self, ctx, batch):
         seqs = _batch_sequences(batch)
@@ -140,6 +143,12 @@ def _session(ctx):
         return _by_ctx.get(ctx)
 
 
+def session(llm):
+    """The :class:`Session` of a ``llama_cpp.Llama`` (one made by :class:`Llama`, or by
+    ``llama_cpp.Llama`` after :func:`enable`); None if its context has no keyformer."""
+    return _session(llm._ctx.ctx)
+
+
 def _session_of_memory(mem):
     with _registry_lock:
         return _by_mem.get(mem)
@@ -158,7 +167,7 @@ def _config(budget, policy, options):
     for name in ("n_layer", "n_head", "n_head_kv", "budget", "policy"):
         if name in options:
             raise TypeError("keyformer option %r is set by the model or has its own argument" % name)
-    return {"budget": budget, "policy": policy, "options": dict(options)}
+    return {"budget": budget, "policy": _enum(Policy, "policy", policy), "options": dict(options)}
 
 
 def enable(budget=0.5, policy="keyformer", **options):
@@ -201,7 +210,7 @@ class Llama(llama_cpp.Llama):
             super().__init__(*args, **kwargs)
         finally:
             _pending.config = None
-        self.keyformer = _session(self._ctx.ctx)
+        self.keyformer = session(self)
 
 
 def _install():
