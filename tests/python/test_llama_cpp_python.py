@@ -168,3 +168,4 @@ def test_bad_arguments_raise_before_loading(venv, kwargs, error):
     p = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300,
                        cwd=str(venv), env=_clean_env())
     assert p.returncode != 0 and error in p.stderr, p.stderr[-2000:]
+    assert "Exception ignored" not in p.stderr, p.stderr[-2000:]  # no half-built Llama left behind

@@ -201,16 +201,27 @@ class Llama(llama_cpp.Llama):
         keyformer: the :class:`Session` of its context.
     """
 
+    def __new__(cls, *args, keyformer_budget=0.5, keyformer_policy="keyformer", **kwargs):
+        # Bad arguments raise here, before an instance exists: llama_cpp.Llama.__del__ needs a
+        # finished __init__.
+        _config(keyformer_budget, keyformer_policy, _split(kwargs)[0])
+        return super().__new__(cls)
+
     def __init__(self, *args, keyformer_budget=0.5, keyformer_policy="keyformer", **kwargs):
-        options = {k[len(_PREFIX):]: kwargs.pop(k) for k in list(kwargs) if k.startswith(_PREFIX)}
-        cfg = _config(keyformer_budget, keyformer_policy, options)
+        options, kwargs = _split(kwargs)
         _install()
-        _pending.config = cfg
+        _pending.config = _config(keyformer_budget, keyformer_policy, options)
         try:
             super().__init__(*args, **kwargs)
         finally:
             _pending.config = None
         self.keyformer = session(self)
+
+
+def _split(kwargs):
+    """The keyformer_<name> arguments (as {name: value}) and the others."""
+    options = {k[len(_PREFIX):]: v for k, v in kwargs.items() if k.startswith(_PREFIX)}
+    return options, {k: v for k, v in kwargs.items() if not k.startswith(_PREFIX)}
 
 
 def _install():
