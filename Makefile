@@ -86,7 +86,7 @@ wheel:
 	python3 -m pip wheel --no-deps --disable-pip-version-check -w build/wheels ./bindings/python
 
 ## llama-cpp-python: its wheel (with the llama.cpp its sdist vendors) built once into build/deps, for
-## the tests that run keyformer inside llama-cpp-python (about 10 minutes the first time).
+## the tests that run keyformer inside llama-cpp-python (about 5 minutes the first time).
 llama-cpp-python: deps
 	bash build/llama-cpp-python.sh >/dev/null
 

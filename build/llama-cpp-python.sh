@@ -7,7 +7,7 @@
 # (git-ignored, names shortened);
 # a second run finds it there and returns at once. The sdist comes from PyPI and must match the
 # checksum below; building it compiles llama.cpp with cmake (CPU only, no tools or examples):
-# about 10 minutes on 2 cores. Prints the wheel's path on its last line.
+# about 5 minutes on 2 cores. Prints the wheel's path on its last line.
 #
 # Usage: build/llama-cpp-python.sh
 set -euo pipefail
@@ -46,7 +46,7 @@ log "downloading the llama-cpp-python $VERSION source distribution from PyPI (75
 "$PY" -m pip download --disable-pip-version-check --no-input --no-deps --no-binary :all: --progress-bar on \
     --require-hashes -r "$work/requirements.txt" -d "$work/sdist" >&2 ||
     die "pip download failed (above): PyPI must be reachable (PIP_INDEX_URL for a mirror)"
-log "building its wheel (llama.cpp $LLAMA_CPP with cmake, CPU only; about 10 minutes on 2 cores)..."
+log "building its wheel (llama.cpp $LLAMA_CPP with cmake, CPU only; about 5 minutes on 2 cores)..."
 T0=$SECONDS
 CMAKE_ARGS="$CMAKE_ARGS_FIXED" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     "$PY" -m pip wheel --disable-pip-version-check --no-input --no-deps -w "$work/wheel" "$work"/sdist/*.tar.gz >&2 ||

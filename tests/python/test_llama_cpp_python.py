@@ -3,7 +3,7 @@ bundles libkeyformer.so) next to llama-cpp-python 0.3.36, whose own llama.cpp (t
 vendors, not the one build/deps pins) keyformer attaches to through the C ABI.
 
 llama-cpp-python's wheel is built once from its source distribution into build/deps
-(build/llama-cpp-python.sh, about 10 minutes on 2 cores; reused after). The venv is made once per
+(build/llama-cpp-python.sh, about 5 minutes on 2 cores; reused after). The venv is made once per
 test run; each scenario runs llama_cpp_python_run.py in it, as a subprocess (one llama.cpp per
 process), with no KEYFORMER_LIB and no PYTHONPATH.
 """
