@@ -134,11 +134,8 @@ func (a *Adapter) Sync(seq int32) error {
 	}
 	return a.eachTracker("sync", func(tr *keyformer.Tracker) error {
 		for _, h := range keep {
-			outside := [][2]int32{{0, h.lo}, {h.hi + 1, math.MaxInt32}}
-			if h.hi < 0 {
-				outside = [][2]int32{{0, math.MaxInt32}}
-			}
-			for _, r := range outside {
+			// llama.cpp reports -1, -1 for a sequence it holds nothing of: everything is outside.
+			for _, r := range [][2]int32{{0, h.lo}, {h.hi + 1, math.MaxInt32}} {
 				if r[0] >= r[1] {
 					continue
 				}

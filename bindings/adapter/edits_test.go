@@ -184,15 +184,21 @@ func prefixReuse(t *testing.T, m *llama.Model, mirror bool) (*editHost, error) {
 	return h, h.feed(0, prompt[40:120])
 }
 
-func TestEditPrefixReuseAfterEvictions(t *testing.T) {
+// repairedOnly runs an edit scenario with its repair (a mirror call or a sync), which must then
+// agree with llama.cpp and keep generating, and without it, whose next decode must fail with want.
+func repairedOnly(t *testing.T, scenario func(*testing.T, *llama.Model, bool) (*editHost, error), generate int, want, why string) {
 	m := model(t)
-	h, err := prefixReuse(t, m, true)
+	h, err := scenario(t, m, true)
 	require.NoError(t, err)
 	h.agree(0)
-	h.generate(0, 6)
+	h.generate(0, generate)
 
-	_, err = prefixReuse(t, m, false)
-	assert.ErrorContains(t, err, "does not come after position", "unmirrored, the tracker still holds the suffix")
+	_, err = scenario(t, m, false)
+	assert.ErrorContains(t, err, want, why)
+}
+
+func TestEditPrefixReuseAfterEvictions(t *testing.T) {
+	repairedOnly(t, prefixReuse, 6, "does not come after position", "unmirrored, the tracker still holds the suffix")
 }
 
 // TestEditRegenerationOfTheLastAnswer generates an answer after a prompt read with evictions,
@@ -353,14 +359,7 @@ func failedDecode(t *testing.T, m *llama.Model, sync bool) (*editHost, error) {
 }
 
 func TestEditSyncAfterFailedDecode(t *testing.T) {
-	m := model(t)
-	h, err := failedDecode(t, m, true)
-	require.NoError(t, err)
-	h.agree(0)
-	h.generate(0, 3)
-
-	_, err = failedDecode(t, m, false)
-	assert.Error(t, err, "without sync the next decode's apply fails")
+	repairedOnly(t, failedDecode, 3, "", "without sync the next decode's apply fails")
 }
 
 func TestEditCallsBeforeAttachAndBadArguments(t *testing.T) {
