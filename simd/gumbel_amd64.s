@@ -560,287 +560,43 @@ fdone:
 	VZEROUPPER
 	RET
 
-// Constants, broadcast to 8 lanes.
+// Constants, broadcast to 8 lanes. SPLAT8(name, v) is the 32-byte name<> holding v in every
+// lane. The loops use most of them as memory operands or load them into registers once; AVX2 has
+// no broadcasting memory operand, so a 4-byte constant would cost a register or an extra
+// instruction per use inside the loops.
+#define SPLAT8(name, v) \
+	DATA name<>+0(SB)/4, v; DATA name<>+4(SB)/4, v; DATA name<>+8(SB)/4, v; DATA name<>+12(SB)/4, v; \
+	DATA name<>+16(SB)/4, v; DATA name<>+20(SB)/4, v; DATA name<>+24(SB)/4, v; DATA name<>+28(SB)/4, v; \
+	GLOBL name<>(SB), RODATA|NOPTR, $32
 
-DATA hashC1<>+0(SB)/4, $0x7feb352d
-DATA hashC1<>+4(SB)/4, $0x7feb352d
-DATA hashC1<>+8(SB)/4, $0x7feb352d
-DATA hashC1<>+12(SB)/4, $0x7feb352d
-DATA hashC1<>+16(SB)/4, $0x7feb352d
-DATA hashC1<>+20(SB)/4, $0x7feb352d
-DATA hashC1<>+24(SB)/4, $0x7feb352d
-DATA hashC1<>+28(SB)/4, $0x7feb352d
-GLOBL hashC1<>(SB), RODATA|NOPTR, $32
-
-DATA hashC2<>+0(SB)/4, $0x846ca68b
-DATA hashC2<>+4(SB)/4, $0x846ca68b
-DATA hashC2<>+8(SB)/4, $0x846ca68b
-DATA hashC2<>+12(SB)/4, $0x846ca68b
-DATA hashC2<>+16(SB)/4, $0x846ca68b
-DATA hashC2<>+20(SB)/4, $0x846ca68b
-DATA hashC2<>+24(SB)/4, $0x846ca68b
-DATA hashC2<>+28(SB)/4, $0x846ca68b
-GLOBL hashC2<>(SB), RODATA|NOPTR, $32
-
-DATA oneI<>+0(SB)/4, $0x00000001
-DATA oneI<>+4(SB)/4, $0x00000001
-DATA oneI<>+8(SB)/4, $0x00000001
-DATA oneI<>+12(SB)/4, $0x00000001
-DATA oneI<>+16(SB)/4, $0x00000001
-DATA oneI<>+20(SB)/4, $0x00000001
-DATA oneI<>+24(SB)/4, $0x00000001
-DATA oneI<>+28(SB)/4, $0x00000001
-GLOBL oneI<>(SB), RODATA|NOPTR, $32
-
-DATA two25I<>+0(SB)/4, $0x02000000
-DATA two25I<>+4(SB)/4, $0x02000000
-DATA two25I<>+8(SB)/4, $0x02000000
-DATA two25I<>+12(SB)/4, $0x02000000
-DATA two25I<>+16(SB)/4, $0x02000000
-DATA two25I<>+20(SB)/4, $0x02000000
-DATA two25I<>+24(SB)/4, $0x02000000
-DATA two25I<>+28(SB)/4, $0x02000000
-GLOBL two25I<>(SB), RODATA|NOPTR, $32
-
-DATA exp25<>+0(SB)/4, $0x0c800000
-DATA exp25<>+4(SB)/4, $0x0c800000
-DATA exp25<>+8(SB)/4, $0x0c800000
-DATA exp25<>+12(SB)/4, $0x0c800000
-DATA exp25<>+16(SB)/4, $0x0c800000
-DATA exp25<>+20(SB)/4, $0x0c800000
-DATA exp25<>+24(SB)/4, $0x0c800000
-DATA exp25<>+28(SB)/4, $0x0c800000
-GLOBL exp25<>(SB), RODATA|NOPTR, $32
-
-DATA bias25<>+0(SB)/4, $0x4bb504f3
-DATA bias25<>+4(SB)/4, $0x4bb504f3
-DATA bias25<>+8(SB)/4, $0x4bb504f3
-DATA bias25<>+12(SB)/4, $0x4bb504f3
-DATA bias25<>+16(SB)/4, $0x4bb504f3
-DATA bias25<>+20(SB)/4, $0x4bb504f3
-DATA bias25<>+24(SB)/4, $0x4bb504f3
-DATA bias25<>+28(SB)/4, $0x4bb504f3
-GLOBL bias25<>(SB), RODATA|NOPTR, $32
-
-DATA bias<>+0(SB)/4, $0x3f3504f3
-DATA bias<>+4(SB)/4, $0x3f3504f3
-DATA bias<>+8(SB)/4, $0x3f3504f3
-DATA bias<>+12(SB)/4, $0x3f3504f3
-DATA bias<>+16(SB)/4, $0x3f3504f3
-DATA bias<>+20(SB)/4, $0x3f3504f3
-DATA bias<>+24(SB)/4, $0x3f3504f3
-DATA bias<>+28(SB)/4, $0x3f3504f3
-GLOBL bias<>(SB), RODATA|NOPTR, $32
-
-DATA mant<>+0(SB)/4, $0x007fffff
-DATA mant<>+4(SB)/4, $0x007fffff
-DATA mant<>+8(SB)/4, $0x007fffff
-DATA mant<>+12(SB)/4, $0x007fffff
-DATA mant<>+16(SB)/4, $0x007fffff
-DATA mant<>+20(SB)/4, $0x007fffff
-DATA mant<>+24(SB)/4, $0x007fffff
-DATA mant<>+28(SB)/4, $0x007fffff
-GLOBL mant<>(SB), RODATA|NOPTR, $32
-
-DATA oneF<>+0(SB)/4, $0x3f800000
-DATA oneF<>+4(SB)/4, $0x3f800000
-DATA oneF<>+8(SB)/4, $0x3f800000
-DATA oneF<>+12(SB)/4, $0x3f800000
-DATA oneF<>+16(SB)/4, $0x3f800000
-DATA oneF<>+20(SB)/4, $0x3f800000
-DATA oneF<>+24(SB)/4, $0x3f800000
-DATA oneF<>+28(SB)/4, $0x3f800000
-GLOBL oneF<>(SB), RODATA|NOPTR, $32
-
-DATA negTwoM64<>+0(SB)/4, $0x9f800000
-DATA negTwoM64<>+4(SB)/4, $0x9f800000
-DATA negTwoM64<>+8(SB)/4, $0x9f800000
-DATA negTwoM64<>+12(SB)/4, $0x9f800000
-DATA negTwoM64<>+16(SB)/4, $0x9f800000
-DATA negTwoM64<>+20(SB)/4, $0x9f800000
-DATA negTwoM64<>+24(SB)/4, $0x9f800000
-DATA negTwoM64<>+28(SB)/4, $0x9f800000
-GLOBL negTwoM64<>(SB), RODATA|NOPTR, $32
-
-DATA two64<>+0(SB)/4, $0x5f800000
-DATA two64<>+4(SB)/4, $0x5f800000
-DATA two64<>+8(SB)/4, $0x5f800000
-DATA two64<>+12(SB)/4, $0x5f800000
-DATA two64<>+16(SB)/4, $0x5f800000
-DATA two64<>+20(SB)/4, $0x5f800000
-DATA two64<>+24(SB)/4, $0x5f800000
-DATA two64<>+28(SB)/4, $0x5f800000
-GLOBL two64<>(SB), RODATA|NOPTR, $32
-
-DATA negInf<>+0(SB)/4, $0xff800000
-DATA negInf<>+4(SB)/4, $0xff800000
-DATA negInf<>+8(SB)/4, $0xff800000
-DATA negInf<>+12(SB)/4, $0xff800000
-DATA negInf<>+16(SB)/4, $0xff800000
-DATA negInf<>+20(SB)/4, $0xff800000
-DATA negInf<>+24(SB)/4, $0xff800000
-DATA negInf<>+28(SB)/4, $0xff800000
-GLOBL negInf<>(SB), RODATA|NOPTR, $32
-
-DATA posInf<>+0(SB)/4, $0x7f800000
-DATA posInf<>+4(SB)/4, $0x7f800000
-DATA posInf<>+8(SB)/4, $0x7f800000
-DATA posInf<>+12(SB)/4, $0x7f800000
-DATA posInf<>+16(SB)/4, $0x7f800000
-DATA posInf<>+20(SB)/4, $0x7f800000
-DATA posInf<>+24(SB)/4, $0x7f800000
-DATA posInf<>+28(SB)/4, $0x7f800000
-GLOBL posInf<>(SB), RODATA|NOPTR, $32
-
-DATA negZero<>+0(SB)/4, $0x80000000
-DATA negZero<>+4(SB)/4, $0x80000000
-DATA negZero<>+8(SB)/4, $0x80000000
-DATA negZero<>+12(SB)/4, $0x80000000
-DATA negZero<>+16(SB)/4, $0x80000000
-DATA negZero<>+20(SB)/4, $0x80000000
-DATA negZero<>+24(SB)/4, $0x80000000
-DATA negZero<>+28(SB)/4, $0x80000000
-GLOBL negZero<>(SB), RODATA|NOPTR, $32
-
-DATA zero<>+0(SB)/4, $0x00000000
-DATA zero<>+4(SB)/4, $0x00000000
-DATA zero<>+8(SB)/4, $0x00000000
-DATA zero<>+12(SB)/4, $0x00000000
-DATA zero<>+16(SB)/4, $0x00000000
-DATA zero<>+20(SB)/4, $0x00000000
-DATA zero<>+24(SB)/4, $0x00000000
-DATA zero<>+28(SB)/4, $0x00000000
-GLOBL zero<>(SB), RODATA|NOPTR, $32
-
-DATA log2e<>+0(SB)/4, $0x3fb8aa3b
-DATA log2e<>+4(SB)/4, $0x3fb8aa3b
-DATA log2e<>+8(SB)/4, $0x3fb8aa3b
-DATA log2e<>+12(SB)/4, $0x3fb8aa3b
-DATA log2e<>+16(SB)/4, $0x3fb8aa3b
-DATA log2e<>+20(SB)/4, $0x3fb8aa3b
-DATA log2e<>+24(SB)/4, $0x3fb8aa3b
-DATA log2e<>+28(SB)/4, $0x3fb8aa3b
-GLOBL log2e<>(SB), RODATA|NOPTR, $32
-
-DATA m127<>+0(SB)/4, $0xc2fe0000
-DATA m127<>+4(SB)/4, $0xc2fe0000
-DATA m127<>+8(SB)/4, $0xc2fe0000
-DATA m127<>+12(SB)/4, $0xc2fe0000
-DATA m127<>+16(SB)/4, $0xc2fe0000
-DATA m127<>+20(SB)/4, $0xc2fe0000
-DATA m127<>+24(SB)/4, $0xc2fe0000
-DATA m127<>+28(SB)/4, $0xc2fe0000
-GLOBL m127<>(SB), RODATA|NOPTR, $32
-
-DATA expMagic<>+0(SB)/4, $0x4b40007f
-DATA expMagic<>+4(SB)/4, $0x4b40007f
-DATA expMagic<>+8(SB)/4, $0x4b40007f
-DATA expMagic<>+12(SB)/4, $0x4b40007f
-DATA expMagic<>+16(SB)/4, $0x4b40007f
-DATA expMagic<>+20(SB)/4, $0x4b40007f
-DATA expMagic<>+24(SB)/4, $0x4b40007f
-DATA expMagic<>+28(SB)/4, $0x4b40007f
-GLOBL expMagic<>(SB), RODATA|NOPTR, $32
-
-DATA log2c0<>+0(SB)/4, $0x3fb8aa38
-DATA log2c0<>+4(SB)/4, $0x3fb8aa38
-DATA log2c0<>+8(SB)/4, $0x3fb8aa38
-DATA log2c0<>+12(SB)/4, $0x3fb8aa38
-DATA log2c0<>+16(SB)/4, $0x3fb8aa38
-DATA log2c0<>+20(SB)/4, $0x3fb8aa38
-DATA log2c0<>+24(SB)/4, $0x3fb8aa38
-DATA log2c0<>+28(SB)/4, $0x3fb8aa38
-GLOBL log2c0<>(SB), RODATA|NOPTR, $32
-
-DATA log2c1<>+0(SB)/4, $0xbf38aa30
-DATA log2c1<>+4(SB)/4, $0xbf38aa30
-DATA log2c1<>+8(SB)/4, $0xbf38aa30
-DATA log2c1<>+12(SB)/4, $0xbf38aa30
-DATA log2c1<>+16(SB)/4, $0xbf38aa30
-DATA log2c1<>+20(SB)/4, $0xbf38aa30
-DATA log2c1<>+24(SB)/4, $0xbf38aa30
-DATA log2c1<>+28(SB)/4, $0xbf38aa30
-GLOBL log2c1<>(SB), RODATA|NOPTR, $32
-
-DATA log2c2<>+0(SB)/4, $0x3ef6b296
-DATA log2c2<>+4(SB)/4, $0x3ef6b296
-DATA log2c2<>+8(SB)/4, $0x3ef6b296
-DATA log2c2<>+12(SB)/4, $0x3ef6b296
-DATA log2c2<>+16(SB)/4, $0x3ef6b296
-DATA log2c2<>+20(SB)/4, $0x3ef6b296
-DATA log2c2<>+24(SB)/4, $0x3ef6b296
-DATA log2c2<>+28(SB)/4, $0x3ef6b296
-GLOBL log2c2<>(SB), RODATA|NOPTR, $32
-
-DATA log2c3<>+0(SB)/4, $0xbeb9248d
-DATA log2c3<>+4(SB)/4, $0xbeb9248d
-DATA log2c3<>+8(SB)/4, $0xbeb9248d
-DATA log2c3<>+12(SB)/4, $0xbeb9248d
-DATA log2c3<>+16(SB)/4, $0xbeb9248d
-DATA log2c3<>+20(SB)/4, $0xbeb9248d
-DATA log2c3<>+24(SB)/4, $0xbeb9248d
-DATA log2c3<>+28(SB)/4, $0xbeb9248d
-GLOBL log2c3<>(SB), RODATA|NOPTR, $32
-
-DATA exp2c0<>+0(SB)/4, $0x3f800001
-DATA exp2c0<>+4(SB)/4, $0x3f800001
-DATA exp2c0<>+8(SB)/4, $0x3f800001
-DATA exp2c0<>+12(SB)/4, $0x3f800001
-DATA exp2c0<>+16(SB)/4, $0x3f800001
-DATA exp2c0<>+20(SB)/4, $0x3f800001
-DATA exp2c0<>+24(SB)/4, $0x3f800001
-DATA exp2c0<>+28(SB)/4, $0x3f800001
-GLOBL exp2c0<>(SB), RODATA|NOPTR, $32
-
-DATA exp2c1<>+0(SB)/4, $0x3f317214
-DATA exp2c1<>+4(SB)/4, $0x3f317214
-DATA exp2c1<>+8(SB)/4, $0x3f317214
-DATA exp2c1<>+12(SB)/4, $0x3f317214
-DATA exp2c1<>+16(SB)/4, $0x3f317214
-DATA exp2c1<>+20(SB)/4, $0x3f317214
-DATA exp2c1<>+24(SB)/4, $0x3f317214
-DATA exp2c1<>+28(SB)/4, $0x3f317214
-GLOBL exp2c1<>(SB), RODATA|NOPTR, $32
-
-DATA exp2c2<>+0(SB)/4, $0x3e75fc8c
-DATA exp2c2<>+4(SB)/4, $0x3e75fc8c
-DATA exp2c2<>+8(SB)/4, $0x3e75fc8c
-DATA exp2c2<>+12(SB)/4, $0x3e75fc8c
-DATA exp2c2<>+16(SB)/4, $0x3e75fc8c
-DATA exp2c2<>+20(SB)/4, $0x3e75fc8c
-DATA exp2c2<>+24(SB)/4, $0x3e75fc8c
-DATA exp2c2<>+28(SB)/4, $0x3e75fc8c
-GLOBL exp2c2<>(SB), RODATA|NOPTR, $32
-
-DATA exp2c3<>+0(SB)/4, $0x3d635b72
-DATA exp2c3<>+4(SB)/4, $0x3d635b72
-DATA exp2c3<>+8(SB)/4, $0x3d635b72
-DATA exp2c3<>+12(SB)/4, $0x3d635b72
-DATA exp2c3<>+16(SB)/4, $0x3d635b72
-DATA exp2c3<>+20(SB)/4, $0x3d635b72
-DATA exp2c3<>+24(SB)/4, $0x3d635b72
-DATA exp2c3<>+28(SB)/4, $0x3d635b72
-GLOBL exp2c3<>(SB), RODATA|NOPTR, $32
-
-DATA exp2c4<>+0(SB)/4, $0x3c1e8629
-DATA exp2c4<>+4(SB)/4, $0x3c1e8629
-DATA exp2c4<>+8(SB)/4, $0x3c1e8629
-DATA exp2c4<>+12(SB)/4, $0x3c1e8629
-DATA exp2c4<>+16(SB)/4, $0x3c1e8629
-DATA exp2c4<>+20(SB)/4, $0x3c1e8629
-DATA exp2c4<>+24(SB)/4, $0x3c1e8629
-DATA exp2c4<>+28(SB)/4, $0x3c1e8629
-GLOBL exp2c4<>(SB), RODATA|NOPTR, $32
-
-DATA exp2c5<>+0(SB)/4, $0x3aae0473
-DATA exp2c5<>+4(SB)/4, $0x3aae0473
-DATA exp2c5<>+8(SB)/4, $0x3aae0473
-DATA exp2c5<>+12(SB)/4, $0x3aae0473
-DATA exp2c5<>+16(SB)/4, $0x3aae0473
-DATA exp2c5<>+20(SB)/4, $0x3aae0473
-DATA exp2c5<>+24(SB)/4, $0x3aae0473
-DATA exp2c5<>+28(SB)/4, $0x3aae0473
-GLOBL exp2c5<>(SB), RODATA|NOPTR, $32
+SPLAT8(hashC1, $0x7feb352d)
+SPLAT8(hashC2, $0x846ca68b)
+SPLAT8(oneI, $0x00000001)
+SPLAT8(two25I, $0x02000000)
+SPLAT8(exp25, $0x0c800000)
+SPLAT8(bias25, $0x4bb504f3)
+SPLAT8(bias, $0x3f3504f3)
+SPLAT8(mant, $0x007fffff)
+SPLAT8(oneF, $0x3f800000)
+SPLAT8(negTwoM64, $0x9f800000)
+SPLAT8(two64, $0x5f800000)
+SPLAT8(negInf, $0xff800000)
+SPLAT8(posInf, $0x7f800000)
+SPLAT8(negZero, $0x80000000)
+SPLAT8(zero, $0x00000000)
+SPLAT8(log2e, $0x3fb8aa3b)
+SPLAT8(m127, $0xc2fe0000)
+SPLAT8(expMagic, $0x4b40007f)
+SPLAT8(log2c0, $0x3fb8aa38)
+SPLAT8(log2c1, $0xbf38aa30)
+SPLAT8(log2c2, $0x3ef6b296)
+SPLAT8(log2c3, $0xbeb9248d)
+SPLAT8(exp2c0, $0x3f800001)
+SPLAT8(exp2c1, $0x3f317214)
+SPLAT8(exp2c2, $0x3e75fc8c)
+SPLAT8(exp2c3, $0x3d635b72)
+SPLAT8(exp2c4, $0x3c1e8629)
+SPLAT8(exp2c5, $0x3aae0473)
 
 // The log2 tables: invc[i] = float32(1/c_i), logc[i] = float32(-log2(invc[i])).
 DATA invcTab<>+0(SB)/4, $0x3fad5ba2 // 1.35435891

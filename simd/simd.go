@@ -14,7 +14,9 @@
 //
 // The build tag purego forces the Go twins everywhere. GumbelScores runs as a
 // few passes over the row (gumbel.go drives them, in chunks of 1024 cells);
-// SmallestK is pure Go on every architecture (it runs once per prefill).
+// SmallestK is pure Go on every architecture: it runs only for plans that
+// evict several cells at once (a prefill chunk, or a decode with eviction
+// slack); a single eviction takes Argmin.
 package simd
 
 import "math"

@@ -5,9 +5,9 @@ package simd
 // equal elements the one with the lower index counts as smaller. k must be in
 // [0, len(x)] and x must hold no NaN.
 //
-// SmallestK is pure Go on every architecture: it runs once per prefill (to
-// pick the cells to evict from a prompt), not once per generated token. It
-// selects the k-th smallest (value, index) pair with an introselect-style
+// SmallestK is pure Go on every architecture: it runs for plans that evict
+// several cells at once (each chunk of a prompt; a decode with eviction slack,
+// once per slack tokens), while a single eviction takes Argmin. It selects the k-th smallest (value, index) pair with an introselect-style
 // quickselect over a copy of the values (O(n) expected) and then collects
 // the indices in one pass.
 func SmallestK(dst []int32, x []float32, k int) []int32 {

@@ -176,7 +176,7 @@ func TestEvalFlashAttentionHidesAttention(t *testing.T) {
 	if len(p.layers) != 0 {
 		t.Fatalf("flash attention on, yet kq_soft_max seen for %d layers", len(p.layers))
 	}
-	t.Logf("flash attention on: %d asks, no kq_soft_max (as DESIGN §3 says)", p.asks)
+	t.Logf("flash attention on: %d asks, no kq_soft_max (flash attention fuses the softmax away)", p.asks)
 }
 
 // TestTensorOffsets checks the Go-read struct ggml_tensor fields against ggml's own accessors on
