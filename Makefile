@@ -63,11 +63,12 @@ bench-kernels:
 	  'naive_ns_per_elem=GumbelScores/naive/n=4096$$:ns/elem' \
 	  'argmin_ns_per_elem=Argmin/asm/n=4096$$:ns/elem'
 
-## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) via CMake.
-lib: deps
+## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) via CMake,
+## without the tests, so nothing is fetched: Go and a C compiler are all it needs.
+lib:
 	bash build/ensure-tools.sh
-	cmake -S . -B build/cmake -G Ninja
-	cmake --build build/cmake --target keyformer_go
+	cmake -S . -B build/cmake-lib -G Ninja -DKEYFORMER_BUILD_TESTS=OFF
+	cmake --build build/cmake-lib --target keyformer_go
 
 ## ctest: the C/C++ tests of tests/c (consumers, misuse, header, install, README snippets, the C
 ## llama.cpp host), then the consumers, misuse, snippets and llama.cpp host again built with
@@ -151,8 +152,10 @@ eval-questions: deps
 
 ## bench-llama: ns per ask through keyformer_llama_eval_callback, and decode ms/token of the C host
 ## with no callback, the callback unattached and keyformer (KEYFORMER_TEST_THREADS, default 1).
-bench-llama: lib
-	cmake --build build/cmake --target llama_host
+bench-llama: deps
+	bash build/ensure-tools.sh
+	cmake -S . -B build/cmake -G Ninja
+	cmake --build build/cmake --target llama_host keyformer_go
 	build/cmake/tests/c/llama_host bench build/deps/llama/cpu build/deps/models/smollm2.gguf
 
 ## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes; last line JSON.
