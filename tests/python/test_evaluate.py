@@ -4,6 +4,7 @@ Needs rouge-score and matplotlib (bindings/python/requirements-eval.txt, in buil
 tests skip without them. None of them loads libkeyformer.
 """
 import json
+import sys
 
 import pytest
 
@@ -12,7 +13,7 @@ pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/ven
 
 import eval_helpers  # noqa: E402
 from eval_helpers import PNG_MAGIC, run_cli  # noqa: E402
-from keyformer.evaluate import records, rouge  # noqa: E402
+from keyformer.evaluate import plots, records, rouge  # noqa: E402
 from keyformer.evaluate.bench import bench_series  # noqa: E402
 from keyformer.evaluate.compare import compare_command  # noqa: E402
 
@@ -262,3 +263,14 @@ def test_compare_paired_differences(tmp_path):
     assert bad.returncode == 1 and "no generations of policy 'h2o'" in bad.stderr
     missing = run_cli("compare", str(tmp_path / "nowhere"), "keyformer", "full")
     assert missing.returncode == 1 and "run `score` first" in missing.stderr
+
+
+@pytest.mark.parametrize("blocked, make", [
+    ("rouge_score", lambda: rouge._rouge_scorer()),
+    ("matplotlib.figure", lambda: plots.figure(7, 4.5)),
+])
+def test_missing_eval_dependency_names_the_extra(monkeypatch, blocked, make):
+    monkeypatch.setitem(sys.modules, blocked, None)  # import fails as if not installed
+    with pytest.raises(records.EvaluateError) as e:
+        make()
+    assert "is not installed" in str(e.value) and "pip install 'keyformer[eval]'" in str(e.value)
