@@ -225,7 +225,7 @@ def test_bench_series_keep_configurations_apart():
         for config, budget in (("keyformer 0.5", 0.5), ("none", None), ("full", 1.0), ("full all", 1.0),
                                ("streaming 0.5", 0.5)):
             rows.append(dict(bench_row(c, budget, 50.0), config=config))
-    rows.append(bench_row(4096, 0.25, 60.0))  # a row of an older bench.json, without config
+    rows.append(bench_row(4096, 0.25, 60.0))  # a row without config: named by its budget
     got = [(label, budget, [r["context"] for r in rs]) for label, budget, rs in bench_series(rows)]
     assert got == [("plain llama.cpp", None, [1024, 2048]),
                    ("hook, no eviction", 1.0, [1024, 2048]),

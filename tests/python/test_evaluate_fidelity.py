@@ -1,4 +1,4 @@
-"""keyformer.evaluate fidelity / tune / compare --metric top1 (keyformer/fidelity.py) on synthetic data.
+"""keyformer.evaluate fidelity / tune / compare --metric top1 (keyformer/evaluate/fidelity.py) on synthetic data.
 
 Needs matplotlib (build/deps/venv); skips without it. Does not load libkeyformer. The expected
 means and standard errors are computed by hand in the comments (SE = sample sd / sqrt(n)).
