@@ -58,9 +58,9 @@ import sys
 from .plots import figure, plot_policy_lines, save_figure
 from .records import (FIDELITY_FILE, FULL, QUALITY, SPARSITY_FILE, EvaluateError, read_fidelity,
                       read_sparsity)
-from .report import (by_policy, finish_report, mean_se, paired_differences, plus_minus, render_table,
-                     round_cell, round_or_none, round_row, setting_key, setting_label, sort_rows,
-                     write_output, write_table_csv, write_text)
+from .report import (by_policy, finish_report, group_runs, mean_se, paired_differences, plus_minus,
+                     render_table, round_cell, round_or_none, round_row, setting_key, setting_label,
+                     sort_rows, write_output, write_table_csv, write_text)
 
 METRICS = ("top1", "kl", "nll", "ref_nll")
 #: The keys of one ``results`` entry of the JSON summary (and the columns of fidelity.csv).
@@ -83,10 +83,7 @@ def aggregate_fidelity(mode, records):
     budget, in the report's order, with the keys of :data:`RESULT_KEYS`) and ``pairs`` (with the
     keys of :data:`PAIR_KEYS`, by budget, then policy A, then B)."""
     setting = setting_key(mode)
-    groups = {}
-    for r in records:
-        groups.setdefault((r.policy, r.budget, r.cache), {})[r.id] = r
-    full_by_id = next((g for (policy, _, _), g in groups.items() if policy == FULL), {})
+    groups, full_by_id = group_runs(records)
     full = None
     rows = []
     for (policy, budget, cache), members in groups.items():

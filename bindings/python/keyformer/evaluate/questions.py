@@ -40,9 +40,9 @@ import sys
 
 from .plots import figure, plot_policy_lines, save_figure
 from .records import ANSWERS_FILE, FULL, QUALITY, normalize, read_answers
-from .report import (finish_report, mean_se, paired_differences, plus_minus, render_table, round_cell,
-                     round_or_none, round_row, setting_key, setting_label, sort_rows, write_output,
-                     write_table_csv, write_text)
+from .report import (finish_report, group_runs, mean_se, paired_differences, plus_minus, render_table,
+                     round_cell, round_or_none, round_row, setting_key, setting_label, sort_rows,
+                     write_output, write_table_csv, write_text)
 
 RESULT_KEYS = ("policy", "budget", "cache", "n", "accuracy", "accuracy_se", "agreement", "agreement_se")
 PAIR_KEYS = ("a", "b", "budget", "cache", "n", "accuracy_diff", "accuracy_diff_se")
@@ -76,10 +76,7 @@ def aggregate_questions(mode, answers):
     ``rows`` (one per policy x budget with the keys of :data:`RESULT_KEYS`, in the report's order)
     and ``pairs`` (keyformer - each other policy at the same budget, keys :data:`PAIR_KEYS`)."""
     setting = setting_key(mode)
-    groups = {}
-    for a in answers:
-        groups.setdefault((a.policy, a.budget, a.cache), {})[a.id] = a
-    full_by_id = next((g for (policy, _, _), g in groups.items() if policy == FULL), {})
+    groups, full_by_id = group_runs(answers)
     full = None
     rows = []
     score = {}

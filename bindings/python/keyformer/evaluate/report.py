@@ -51,6 +51,16 @@ def sort_rows(rows, setting):
                   key=lambda r: (POLICY_ORDER.index(r["policy"]), r[setting]))
 
 
+def group_runs(records):
+    """``(groups, full_by_id)``: ``groups`` maps each run (policy, budget, cache) to ``{id:
+    record}`` of the records read for it, ``full_by_id`` is the full cache's (empty without
+    full lines)."""
+    groups = {}
+    for r in records:
+        groups.setdefault((r.policy, r.budget, r.cache), {})[r.id] = r
+    return groups, next((g for (policy, _, _), g in groups.items() if policy == FULL), {})
+
+
 def by_policy(rows):
     """The rows grouped by policy (a dict in the rows' order)."""
     policies = {}
