@@ -4,6 +4,7 @@ Needs rouge-score and matplotlib (bindings/python/requirements-eval.txt, in buil
 tests skip without them. None of them loads libkeyformer.
 """
 import json
+import sys
 
 import pytest
 
@@ -12,7 +13,9 @@ pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/ven
 
 import eval_helpers  # noqa: E402
 from eval_helpers import PNG_MAGIC, run_cli  # noqa: E402
-from keyformer import evaluate  # noqa: E402
+from keyformer.evaluate import plots, records, rouge  # noqa: E402
+from keyformer.evaluate.bench import bench_series  # noqa: E402
+from keyformer.evaluate.compare import compare_command  # noqa: E402
 
 pytestmark = pytest.mark.nolib
 
@@ -35,7 +38,7 @@ def write_jsonl(directory, lines):
 def score(directory):
     """Runs `score DIR --json` in this process; returns (stdout, the last line as JSON)."""
     out = _Capture()
-    evaluate.score_command(str(directory), True, out=out)
+    rouge.score_command(str(directory), True, out=out)
     text = "".join(out.parts)
     return text, json.loads(text.splitlines()[-1])
 
@@ -70,7 +73,7 @@ def test_identical_text_scores_one(tmp_path):
 
 def test_hand_computed_example_and_stemming(tmp_path):
     write_jsonl(tmp_path, [line("a", "full", NEAR), line("a", "h2o", "running dogs", reference="run dog", budget=0.5)])
-    evaluate.score_command(str(tmp_path), False, out=_Capture())
+    rouge.score_command(str(tmp_path), False, out=_Capture())
     rows = [json.loads(l) for l in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert rows[0] == {"id": "a", "policy": "full", "budget": None, "rouge1": 0.8333, "rouge2": 0.6,
                        "rougeL": 0.8333, "rouge1_vs_full": None, "rouge2_vs_full": None, "rougeL_vs_full": None}
@@ -169,8 +172,8 @@ def test_missing_full_line_warns(tmp_path, capsys):
 ])
 def test_bad_generations(tmp_path, content, message):
     path = write_jsonl(tmp_path, content)
-    with pytest.raises(evaluate.EvaluateError) as e:
-        evaluate.read_generations(str(path))
+    with pytest.raises(records.EvaluateError) as e:
+        records.read_generations(str(path))
     assert str(path) in str(e.value) and message in str(e.value)
 
 
@@ -222,8 +225,8 @@ def test_bench_series_keep_configurations_apart():
         for config, budget in (("keyformer 0.5", 0.5), ("none", None), ("full", 1.0), ("full all", 1.0),
                                ("streaming 0.5", 0.5)):
             rows.append(dict(bench_row(c, budget, 50.0), config=config))
-    rows.append(bench_row(4096, 0.25, 60.0))  # a row of an older bench.json, without config
-    got = [(label, budget, [r["context"] for r in rs]) for label, budget, rs in evaluate.bench_series(rows)]
+    rows.append(bench_row(4096, 0.25, 60.0))  # a row without config: named by its budget
+    got = [(label, budget, [r["context"] for r in rs]) for label, budget, rs in bench_series(rows)]
     assert got == [("plain llama.cpp", None, [1024, 2048]),
                    ("hook, no eviction", 1.0, [1024, 2048]),
                    ("hook reading everything, no eviction", 1.0, [1024, 2048]),
@@ -242,8 +245,8 @@ def test_bench_series_keep_configurations_apart():
 def test_bad_bench(tmp_path, content, message):
     path = tmp_path / "bench.json"
     path.write_text(content)
-    with pytest.raises(evaluate.EvaluateError) as e:
-        evaluate.read_bench(str(path))
+    with pytest.raises(records.EvaluateError) as e:
+        records.read_bench(str(path))
     assert str(path) in str(e.value) and message in str(e.value)
 
 
@@ -253,10 +256,21 @@ def test_compare_paired_differences(tmp_path):
                            line("c", "full", NEAR), line("c", "keyformer", NEAR, budget=0.5)])
     score(tmp_path)
     out = _Capture()
-    evaluate.compare_command(str(tmp_path), "keyformer", "full", out=out)
+    compare_command(str(tmp_path), "keyformer", "full", out=out)
     # Differences in ROUGE-L points: 0, 5/6 - 1, 0: mean -5.56, standard deviation 9.62, error 5.56.
     assert "| 50% | 3 | -5.56 | 5.56 |" in "".join(out.parts)
     bad = run_cli("compare", str(tmp_path), "h2o", "full")
     assert bad.returncode == 1 and "no generations of policy 'h2o'" in bad.stderr
     missing = run_cli("compare", str(tmp_path / "nowhere"), "keyformer", "full")
     assert missing.returncode == 1 and "run `score` first" in missing.stderr
+
+
+@pytest.mark.parametrize("blocked, make", [
+    ("rouge_score", lambda: rouge._rouge_scorer()),
+    ("matplotlib.figure", lambda: plots.figure(7, 4.5)),
+])
+def test_missing_eval_dependency_names_the_extra(monkeypatch, blocked, make):
+    monkeypatch.setitem(sys.modules, blocked, None)  # import fails as if not installed
+    with pytest.raises(records.EvaluateError) as e:
+        make()
+    assert "is not installed" in str(e.value) and "pip install 'keyformer[eval]'" in str(e.value)

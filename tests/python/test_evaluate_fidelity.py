@@ -1,4 +1,4 @@
-"""keyformer.evaluate fidelity / tune / compare --metric top1 (keyformer/eval_fidelity.py) on synthetic data.
+"""keyformer.evaluate fidelity / tune / compare --metric top1 (keyformer/evaluate/fidelity.py) on synthetic data.
 
 Needs matplotlib (build/deps/venv); skips without it. Does not load libkeyformer. The expected
 means and standard errors are computed by hand in the comments (SE = sample sd / sqrt(n)).
@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
 
 from eval_helpers import PNG_MAGIC, Capture, approx, run_cli, run_json, write_jsonl  # noqa: E402
-from keyformer import eval_fidelity, evaluate  # noqa: E402
+from keyformer.evaluate import fidelity, records  # noqa: E402
+from keyformer.evaluate.compare import compare_command  # noqa: E402
 
 pytestmark = pytest.mark.nolib
 
@@ -43,7 +44,7 @@ QUALITY = [
 
 def test_quality_means_ses_and_paired_against_full(tmp_path):
     write_jsonl(tmp_path / "fidelity.jsonl", QUALITY)
-    stdout, result = run_json(eval_fidelity.fidelity_command, str(tmp_path), True)
+    stdout, result = run_json(fidelity.fidelity_command, str(tmp_path), True)
     assert result["metric"] == "fidelity" and result["records"] == 3
     assert result["full"] == {"nll": approx(0.6), "ref_nll": approx(2.5)}  # (.5+.7+.6)/3, (2+3)/2
     rows = {(r["policy"], r["budget"]): r for r in result["results"]}
@@ -81,7 +82,7 @@ def test_quality_means_ses_and_paired_against_full(tmp_path):
 
 def test_reports_markdown_csv_png(tmp_path):
     write_jsonl(tmp_path / "fidelity.jsonl", QUALITY)
-    stdout, _ = run_json(eval_fidelity.fidelity_command, str(tmp_path), True)
+    stdout, _ = run_json(fidelity.fidelity_command, str(tmp_path), True)
     md = (tmp_path / "fidelity.md").read_text()
     assert md in stdout
     table = [l for l in md.splitlines() if l.startswith("|")]
@@ -94,7 +95,7 @@ def test_reports_markdown_csv_png(tmp_path):
     assert "| keyformer | h2o | 50% | 3 | +10.00 ± 5.77 | -0.2000 ± 0.0000 |" in table
     assert "| h2o | window | 50% | 2 | +20.00 ± 0.00 | -0.7500 ± 0.0500 |" in table
     csv_lines = (tmp_path / "fidelity.csv").read_text().splitlines()
-    assert csv_lines[0] == ",".join(eval_fidelity.RESULT_KEYS)
+    assert csv_lines[0] == ",".join(fidelity.RESULT_KEYS)
     assert csv_lines[1] == "full,,,3,1.0,0.0,0.0,0.0,0.6,0.057735,2.5,0.5,,,,"
     assert csv_lines[3] == "keyformer,0.5,,3,0.9,0.057735,0.1,0.057735,0.7,0.1,2.65,0.45,0.1,0.057735,0.15,0.05"
     assert len(csv_lines) == 6
@@ -110,7 +111,7 @@ def test_long_document_nulls_and_optional_full(tmp_path):
         fid("d1", "context-shift", 0.6, 0.5, 1.5, 2.5, cache=512),
         fid("d2", "context-shift", None, None, None, 3.5, cache=512, positions=0),
     ])
-    _, result = run_json(eval_fidelity.fidelity_command, str(tmp_path), True)
+    _, result = run_json(fidelity.fidelity_command, str(tmp_path), True)
     assert result["records"] == 2 and result["full"] == {"nll": 0.9, "ref_nll": 1.9}
     k, cs = result["results"]
     assert (k["policy"], k["budget"], k["cache"], k["n"]) == ("keyformer", None, 512, 2)
@@ -127,7 +128,7 @@ def test_long_document_nulls_and_optional_full(tmp_path):
 def test_long_document_without_full(tmp_path):
     write_jsonl(tmp_path / "fidelity.jsonl", [fid("d1", "keyformer", 0.9, 0.1, 1.0, 2.0, cache=256),
                                               fid("d1", "keyformer", 0.95, 0.05, 0.9, 1.8, cache=1024)])
-    _, result = run_json(eval_fidelity.fidelity_command, str(tmp_path), True)
+    _, result = run_json(fidelity.fidelity_command, str(tmp_path), True)
     assert result["full"] is None and result["pairs"] == []
     assert [(r["cache"], r["top1"], r["nll_vs_full"]) for r in result["results"]] == [(256, 0.9, None),
                                                                                      (1024, 0.95, None)]
@@ -136,13 +137,13 @@ def test_long_document_without_full(tmp_path):
 def test_compare_top1_and_kl(tmp_path):
     write_jsonl(tmp_path / "fidelity.jsonl", QUALITY)
     out = Capture()
-    evaluate.compare_command(str(tmp_path), "h2o", "keyformer", metric="top1", out=out)
+    compare_command(str(tmp_path), "h2o", "keyformer", metric="top1", out=out)
     assert "| 50% | 3 | -10.00 | 5.77 |" in out.text  # points: -20, 0, -10
     out = Capture()
-    evaluate.compare_command(str(tmp_path), "h2o", "keyformer", metric="kl", out=out)
+    compare_command(str(tmp_path), "h2o", "keyformer", metric="kl", out=out)
     assert "| 50% | 3 | +0.2000 | 0.0000 |" in out.text and "nats" in out.text
     out = Capture()
-    evaluate.compare_command(str(tmp_path), "h2o", "full", metric="nll", out=out)
+    compare_command(str(tmp_path), "h2o", "full", metric="nll", out=out)
     assert "| 50% | 3 | +0.2333 | 0.0667 |" in out.text
     p = run_cli("compare", str(tmp_path), "window", "keyformer", "--metric", "top1")
     assert p.returncode == 0, p.stderr
@@ -177,7 +178,7 @@ SPARSITY = [
 def test_tune_advice_and_sparsity(tmp_path):
     write_jsonl(tmp_path / "fidelity.jsonl", QUALITY)
     write_jsonl(tmp_path / "sparsity.jsonl", SPARSITY)
-    stdout, result = run_json(eval_fidelity.tune_command, str(tmp_path), 0.85, True)
+    stdout, result = run_json(fidelity.tune_command, str(tmp_path), 0.85, True)
     assert result["metric"] == "tune" and result["target"] == 0.85 and result["records"] == 3
     assert result["advice"] == [
         # keyformer: 20% -> .5, 50% -> .9: 50% is the smallest to reach .85
@@ -220,8 +221,8 @@ def test_cli_fidelity_json(tmp_path):
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout.splitlines()[-1])
     assert result["records"] == 3 and len(result["results"]) == 4 and len(result["pairs"]) == 3
-    assert list(result["results"][0]) == list(eval_fidelity.RESULT_KEYS)
-    assert list(result["pairs"][0]) == list(eval_fidelity.PAIR_KEYS)
+    assert list(result["results"][0]) == list(fidelity.RESULT_KEYS)
+    assert list(result["pairs"][0]) == list(fidelity.PAIR_KEYS)
     assert "| policy | budget | n | top-1 % |" in p.stdout
 
 
@@ -239,8 +240,8 @@ def test_cli_fidelity_json(tmp_path):
 ])
 def test_bad_fidelity(tmp_path, lines, message):
     path = write_jsonl(tmp_path / "fidelity.jsonl", lines)
-    with pytest.raises(evaluate.EvaluateError) as e:
-        eval_fidelity.read_fidelity(str(path))
+    with pytest.raises(records.EvaluateError) as e:
+        records.read_fidelity(str(path))
     assert str(path) in str(e.value) and message in str(e.value)
 
 
@@ -252,8 +253,8 @@ def test_bad_fidelity(tmp_path, lines, message):
 ])
 def test_bad_sparsity(tmp_path, lines, message):
     path = write_jsonl(tmp_path / "sparsity.jsonl", lines)
-    with pytest.raises(evaluate.EvaluateError) as e:
-        eval_fidelity.read_sparsity(str(path))
+    with pytest.raises(records.EvaluateError) as e:
+        records.read_sparsity(str(path))
     assert str(path) in str(e.value) and message in str(e.value)
 
 

@@ -1,4 +1,4 @@
-"""keyformer.evaluate questions (keyformer/eval_questions.py) on synthetic answers.jsonl files.
+"""keyformer.evaluate questions (keyformer/evaluate/questions.py) on synthetic answers.jsonl files.
 
 Needs matplotlib (build/deps/venv); skips without it. Does not load libkeyformer. Expected means
 and standard errors are computed by hand in the comments (SE = sample sd / sqrt(n)).
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
 
 from eval_helpers import PNG_MAGIC, approx, run_cli, run_json, write_jsonl  # noqa: E402
-from keyformer import eval_questions, evaluate  # noqa: E402
+from keyformer.evaluate import questions as eval_questions, records  # noqa: E402
 
 pytestmark = pytest.mark.nolib
 
@@ -61,7 +61,7 @@ QUALITY = [
     ("THE", ""),
 ])
 def test_normalize(text, expected):
-    assert eval_questions.normalize(text) == expected
+    assert records.normalize(text) == expected
 
 
 @pytest.mark.parametrize("answer, reference, right", [
@@ -72,7 +72,7 @@ def test_normalize(text, expected):
     (None, "Paris", False),
 ])
 def test_recall_correctness(answer, reference, right):
-    a = eval_questions.Answer("q", "d", "s", "h2o", 0.5, None, "recall", answer, None, reference)
+    a = records.Answer("q", "d", "s", "h2o", 0.5, None, "recall", answer, None, reference)
     assert eval_questions.correct(a) is right
 
 
@@ -174,8 +174,8 @@ def test_cli_questions_json(tmp_path):
 ])
 def test_bad_answers(tmp_path, lines, message):
     path = write_jsonl(tmp_path / "answers.jsonl", lines)
-    with pytest.raises(evaluate.EvaluateError) as e:
-        eval_questions.read_answers(str(path))
+    with pytest.raises(records.EvaluateError) as e:
+        records.read_answers(str(path))
     assert str(path) in str(e.value) and message in str(e.value)
 
 

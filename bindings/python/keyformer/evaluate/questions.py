@@ -1,38 +1,9 @@
-"""Question answering from a compressed KV cache, for ``keyformer eval`` on a question set (pure Python).
-
-Usage (through the one entry point, keyformer/evaluate.py)::
+"""``questions``: question answering from a compressed KV cache, for ``keyformer eval`` on a question
+set (matplotlib, of the ``eval`` extra, is imported when the plot is drawn)::
 
     python -m keyformer.evaluate questions DIR [--json]
 
-Input DIR/answers.jsonl
------------------------
-One JSON object per line, one line per (question, run). Each document is read once with the
-policy, then each of its questions is asked from a saved copy of the compressed cache::
-
-    {"id": "quality-00-03", "document": "quality-00", "set": "quality", "policy": "h2o", "budget": 0.5,
-     "cache": null, "kind": "choice", "prompt_tokens": 6120, "kv_cells": 3060,
-     "answer": "B", "gold": "A", "logprobs": {"A": -1.2, "B": -0.7, "C": -3.0, "D": -2.2},
-     "text": null, "reference": "(A) ..."}
-    {"id": "topic-retrieval-00-01", "document": "topic-retrieval-00", "set": "topic_retrieval",
-     "policy": "keyformer", "budget": null, "cache": 2048, "kind": "recall", "prompt_tokens": 14000,
-     "kv_cells": 2048, "answer": "The future of space tourism.", "gold": null, "logprobs": null,
-     "text": "The future of space tourism.", "reference": "The future of space tourism"}
-
-- ``id``: the question (a string or an integer); ``document``: the document it is asked about
-  (a string or an integer); ``set``: the question set (a string).
-- ``policy``, ``budget``, ``cache``: as in generations.jsonl and fidelity.jsonl: quality mode has
-  ``budget`` (a fraction of the prompt) and ``cache`` null; long-document mode has ``cache`` (KV
-  cells) and ``budget`` null. A line of policy ``full`` (``budget`` and ``cache`` null) per
-  question is the full cache; long-document mode may have none (then policy ``context-shift`` is
-  the baseline).
-- ``kind``: ``choice`` (multiple choice) or ``recall`` (free text).
-- ``answer``: a string, or null (no answer: counted wrong). For ``choice`` the letter picked;
-  for ``recall`` the generated answer.
-- ``gold``: for ``choice`` the right letter (a string); for ``recall`` not used (null).
-- ``reference``: for ``recall`` the reference answer (a string); for ``choice`` not used.
-- ``prompt_tokens``, ``kv_cells``, ``logprobs``, ``text`` (and any other field) are allowed and not used.
-
-A repeated (id, policy, budget, cache) line replaces the earlier one (the last one wins).
+The input, DIR/answers.jsonl, is described in :mod:`keyformer.evaluate.records`.
 
 Scoring
 -------
@@ -65,73 +36,19 @@ one-line message naming the file (and line).
 """
 
 import os
-import re
-import string
 import sys
-from collections import namedtuple
 
-from .evaluate import (FULL, QUALITY, EvaluateError, _figure, _round, _save_figure, check_run_key, finish_report, mean_se,
-                       paired_differences, plot_policy_lines, plus_minus, read_runs, render_table, require_fields,
-                       round_cell, round_row, setting_key, setting_label, sort_rows, write_output, write_table_csv,
-                       write_text)
+from .plots import figure, plot_policy_lines, save_figure
+from .records import ANSWERS_FILE, FULL, QUALITY, normalize, read_answers
+from .report import (finish_report, group_runs, mean_se, paired_differences, plus_minus, render_table,
+                     round_cell, round_or_none, round_row, setting_key, setting_label, sort_rows,
+                     write_output, write_table_csv, write_text)
 
-ANSWERS_FILE = "answers.jsonl"
-ANSWER_FIELDS = ("id", "document", "set", "policy", "budget", "cache", "kind", "answer", "gold", "reference")
-KINDS = ("choice", "recall")
 RESULT_KEYS = ("policy", "budget", "cache", "n", "accuracy", "accuracy_se", "agreement", "agreement_se")
 PAIR_KEYS = ("a", "b", "budget", "cache", "n", "accuracy_diff", "accuracy_diff_se")
 DIGITS = 6
 #: The policy the paired accuracy differences are taken from.
 LEAD = "keyformer"
-
-#: One line of answers.jsonl.
-Answer = namedtuple("Answer", "id document set policy budget cache kind answer gold reference")
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-
-def normalize(text):
-    """SQuAD-style answer normalisation: lowercase, drop punctuation (ASCII), drop the articles a,
-    an and the, collapse runs of whitespace to one space (and strip)."""
-    text = text.lower().translate(_PUNCTUATION)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def _key_value(obj, field, where):
-    """``obj[field]``, a string or an integer."""
-    value = obj[field]
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise EvaluateError("%s: %r must be a string or an integer, got %r" % (where, field, value))
-    return value
-
-
-def _parse_answer(obj, where):
-    """Checks one decoded line of answers.jsonl and returns it as an :class:`Answer`."""
-    require_fields(obj, ANSWER_FIELDS, where)
-    rid, policy, budget, cache = check_run_key(obj, where)
-    document = _key_value(obj, "document", where)
-    if not isinstance(obj["set"], str):
-        raise EvaluateError("%s: 'set' must be a string, got %r" % (where, obj["set"]))
-    kind = obj["kind"]
-    if kind not in KINDS:
-        raise EvaluateError("%s: 'kind' must be one of %s, got %r" % (where, ", ".join(KINDS), kind))
-    answer = obj["answer"]
-    if answer is not None and not isinstance(answer, str):
-        raise EvaluateError("%s: 'answer' must be a string or null, got %r" % (where, answer))
-    needed = "gold" if kind == "choice" else "reference"
-    if not isinstance(obj[needed], str):
-        raise EvaluateError("%s: %r must be a string for a %s question, got %r" % (where, needed, kind, obj[needed]))
-    if kind == "recall" and not normalize(obj["reference"]):
-        raise EvaluateError("%s: 'reference' is empty once normalised: %r" % (where, obj["reference"]))
-    return Answer(rid, document, obj["set"], policy, budget, cache, kind, answer, obj["gold"], obj["reference"])
-
-
-def read_answers(path):
-    """Reads answers.jsonl: returns ``(mode, answers)``, the last line winning for each (id,
-    policy, budget, cache). Raises :class:`EvaluateError` naming the line on bad input."""
-    return read_runs(path, _parse_answer, "answers", full_in_long=True)
 
 
 def correct(a):
@@ -159,10 +76,7 @@ def aggregate_questions(mode, answers):
     ``rows`` (one per policy x budget with the keys of :data:`RESULT_KEYS`, in the report's order)
     and ``pairs`` (keyformer - each other policy at the same budget, keys :data:`PAIR_KEYS`)."""
     setting = setting_key(mode)
-    groups = {}
-    for a in answers:
-        groups.setdefault((a.policy, a.budget, a.cache), {})[a.id] = a
-    full_by_id = next((g for (policy, _, _), g in groups.items() if policy == FULL), {})
+    groups, full_by_id = group_runs(answers)
     full = None
     rows = []
     score = {}
@@ -198,7 +112,7 @@ def questions_json(agg):
     """The ``questions --json`` object (see the module docstring)."""
     full = agg["full"]
     return {"metric": "questions", "set": agg["set"], "documents": agg["documents"], "questions": agg["questions"],
-            "full": None if full is None else {"accuracy": _round(full["accuracy"], DIGITS), "n": full["n"]},
+            "full": None if full is None else {"accuracy": round_or_none(full["accuracy"], DIGITS), "n": full["n"]},
             "results": [round_row(r, RESULT_KEYS) for r in agg["rows"]],
             "pairs": [round_row(p, PAIR_KEYS) for p in agg["pairs"]]}
 
@@ -240,14 +154,14 @@ def questions_markdown(agg):
 def plot_questions(path, agg):
     """Accuracy (percent, ±1 SE) against the budget (percent) or cache (cells), a line per policy,
     the full cache's accuracy dashed."""
-    fig, ax = _figure(7, 4.5)
+    fig, ax = figure(7, 4.5)
     plot_policy_lines(ax, agg["mode"], agg["rows"], "accuracy", 100)
     if agg["full"] is not None:
         ax.axhline(100 * agg["full"]["accuracy"], linestyle="--", color="black", label="full cache")
     ax.set_title("%s: accuracy from the compressed cache (%d questions)" % (agg["set"], agg["questions"]))
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
-    _save_figure(fig, (ax,), path)
+    save_figure(fig, (ax,), path)
 
 
 def questions_command(directory, as_json, out=None):

@@ -1,53 +1,12 @@
-"""Fidelity to the full cache, and budget advice, for ``keyformer eval --metric fidelity`` (pure Python).
-
-Usage (through the one entry point, keyformer/evaluate.py)::
+"""``fidelity`` and ``tune``: fidelity to the full cache, and budget advice, for ``keyformer eval
+--metric fidelity`` and ``keyformer tune`` (matplotlib, of the ``eval`` extra, is imported when a
+plot is drawn)::
 
     python -m keyformer.evaluate fidelity DIR [--json]
     python -m keyformer.evaluate tune DIR [--target 0.99] [--json]
-    python -m keyformer.evaluate compare DIR POLICY_A POLICY_B --metric top1   (or kl, nll, ref_nll)
 
-Input DIR/fidelity.jsonl
-------------------------
-One JSON object per line, one line per (record, run). For each record the full cache generates
-greedily once; its tokens are the *teacher*. Every policy and budget (or cache size) is then forced
-through the teacher's tokens, and separately through the reference text's tokens::
-
-    {"id": "cnndm-0000", "policy": "keyformer", "budget": 0.5, "cache": null,
-     "prompt_tokens": 812, "kv_cells": 418, "positions": 87,
-     "top1": 0.954, "kl": 0.0213, "nll": 0.61, "ref_tokens": 54, "ref_nll": 2.93}
-
-- ``id``: the record, a string or an integer.
-- ``policy``: ``full`` or one of keyformer, h2o, tova, streaming, window, context-shift.
-- ``budget`` / ``cache``: quality mode: ``budget`` the KV cache as a fraction of the prompt (a
-  positive number) and ``cache`` null, with one line of policy ``full`` per id (``budget`` and
-  ``cache`` null). Long-document mode: ``cache`` the KV cache in cells (a positive integer) and
-  ``budget`` null; the full line (``budget`` and ``cache`` null) is there when the document fit
-  the model, or not; policy ``context-shift`` may appear. All non-full lines of a file are in one mode.
-- ``positions``: the number of teacher tokens scored (an integer >= 0).
-- ``top1``: the share of those positions where the policy's argmax is the teacher token (0..1).
-- ``kl``: the mean KL(full || policy) in nats per position.
-- ``nll``: the mean negative log-likelihood (nats) of the teacher tokens under the policy (for the
-  full line: of its own greedy tokens).
-- ``ref_tokens``: the number of reference tokens scored (an integer >= 0).
-- ``ref_nll``: the mean negative log-likelihood (nats) of the reference tokens under the policy.
-- ``prompt_tokens`` and ``kv_cells`` (and any other field) are allowed and not used.
-
-When ``positions`` is 0, ``top1``, ``kl`` and ``nll`` are null (any value there is ignored) and the
-record is left out of their means; likewise ``ref_nll`` when ``ref_tokens`` is 0. The full line's
-``top1`` is 1.0 and its ``kl`` 0.0 by definition. A repeated (id, policy, budget, cache) line
-replaces the earlier one (a resumed run: the last one wins).
-
-Input DIR/sparsity.jsonl (``tune`` only; optional)
---------------------------------------------------
-One JSON object per (record, layer), measured on the full cache::
-
-    {"id": "cnndm-0000", "layer": 3, "rows": 1152, "cells": 812.4, "share90": 0.231}
-
-- ``layer``: the layer (an integer >= 0); ``rows``: the attention rows (heads x query tokens) that
-  were measured (an integer >= 0); ``cells``: the mean number of live cells (a number >= 0);
-  ``share90``: over those rows, the mean share (0..1) of the live cells needed to hold 90% of a
-  row's attention mass, null when ``rows`` is 0 (then the line is left out). The last line wins
-  for a repeated (id, layer).
+The inputs, DIR/fidelity.jsonl and DIR/sparsity.jsonl, are described in
+:mod:`keyformer.evaluate.records`.
 
 Statistics
 ----------
@@ -95,102 +54,20 @@ Bad input exits with status 1 and a one-line message naming the file (and line).
 
 import os
 import sys
-from collections import namedtuple
 
-from .evaluate import (FULL, QUALITY, EvaluateError, _by_policy, _figure, _is_number, _round, _save_figure, check_run_key,
-                       finish_report, iter_jsonl, mean_se, paired_differences, plot_policy_lines, read_runs,
-                       plus_minus, render_table, require_fields, round_cell, round_row, setting_key, setting_label, sort_rows,
-                       write_output, write_table_csv, write_text)
+from .plots import figure, plot_policy_lines, save_figure
+from .records import (FIDELITY_FILE, FULL, QUALITY, SPARSITY_FILE, EvaluateError, read_fidelity,
+                      read_sparsity)
+from .report import (by_policy, finish_report, group_runs, mean_se, paired_differences, plus_minus,
+                     render_table, round_cell, round_or_none, round_row, setting_key, setting_label,
+                     sort_rows, write_output, write_table_csv, write_text)
 
-FIDELITY_FILE = "fidelity.jsonl"
-SPARSITY_FILE = "sparsity.jsonl"
-FIDELITY_FIELDS = ("id", "policy", "budget", "cache", "positions", "top1", "kl", "nll", "ref_tokens", "ref_nll")
-SPARSITY_FIELDS = ("id", "layer", "rows", "cells", "share90")
 METRICS = ("top1", "kl", "nll", "ref_nll")
 #: The keys of one ``results`` entry of the JSON summary (and the columns of fidelity.csv).
 RESULT_KEYS = ("policy", "budget", "cache", "n", "top1", "top1_se", "kl", "kl_se", "nll", "nll_se",
                "ref_nll", "ref_nll_se", "nll_vs_full", "nll_vs_full_se", "ref_nll_vs_full", "ref_nll_vs_full_se")
 PAIR_KEYS = ("a", "b", "budget", "cache", "n", "top1_diff", "top1_diff_se", "kl_diff", "kl_diff_se")
 DIGITS = 6
-
-#: One line of fidelity.jsonl (the metrics None where their count is 0).
-Fidelity = namedtuple("Fidelity", "id policy budget cache positions top1 kl nll ref_tokens ref_nll")
-#: One line of sparsity.jsonl.
-Sparsity = namedtuple("Sparsity", "id layer rows cells share90")
-
-
-# --- reading ------------------------------------------------------------------------------------
-
-def _count(obj, field, where):
-    """The non-negative integer ``obj[field]``."""
-    value = obj[field]
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        raise EvaluateError("%s: %r must be an integer >= 0, got %r" % (where, field, value))
-    return value
-
-
-def _metric(obj, field, count, where, low=None, high=None):
-    """``obj[field]``, a number (within [low, high] where given) when ``count`` > 0; None (whatever
-    is there, a number or null) when ``count`` is 0."""
-    value = obj[field]
-    if count == 0:
-        if value is not None and not _is_number(value):
-            raise EvaluateError("%s: %r must be a number or null, got %r" % (where, field, value))
-        return None
-    if not _is_number(value):
-        raise EvaluateError("%s: %r must be a number, got %r" % (where, field, value))
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise EvaluateError("%s: %r must be between %g and %g, got %r" % (where, field, low, high, value))
-    return float(value)
-
-
-def _parse_fidelity(obj, where):
-    """Checks one decoded line of fidelity.jsonl and returns it as a :class:`Fidelity`."""
-    require_fields(obj, FIDELITY_FIELDS, where)
-    rid, policy, budget, cache = check_run_key(obj, where)
-    positions = _count(obj, "positions", where)
-    ref_tokens = _count(obj, "ref_tokens", where)
-    return Fidelity(rid, policy, budget, cache, positions,
-                    _metric(obj, "top1", positions, where, 0, 1), _metric(obj, "kl", positions, where),
-                    _metric(obj, "nll", positions, where), ref_tokens, _metric(obj, "ref_nll", ref_tokens, where))
-
-
-def read_fidelity(path):
-    """Reads fidelity.jsonl: returns ``(mode, records)``, the last line winning for each (id,
-    policy, budget, cache). Raises :class:`EvaluateError` naming the line on bad input."""
-    return read_runs(path, _parse_fidelity, "fidelity lines", full_in_long=True)
-
-
-def metric_by_run(path, metric):
-    """``{(policy, budget or cache, id): value}`` of one metric of fidelity.jsonl (for ``compare``;
-    the full cache's budget/cache is None)."""
-    _, records = read_fidelity(path)
-    return {(r.policy, r.budget if r.cache is None else r.cache, r.id): getattr(r, metric) for r in records}
-
-
-def _parse_sparsity(obj, where):
-    """Checks one decoded line of sparsity.jsonl and returns it as a :class:`Sparsity`."""
-    require_fields(obj, SPARSITY_FIELDS, where)
-    rid = obj["id"]
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-        raise EvaluateError("%s: 'id' must be a string or an integer, got %r" % (where, rid))
-    layer = _count(obj, "layer", where)
-    rows = _count(obj, "rows", where)
-    if not (_is_number(obj["cells"]) and obj["cells"] >= 0):
-        raise EvaluateError("%s: 'cells' must be a number >= 0, got %r" % (where, obj["cells"]))
-    return Sparsity(rid, layer, rows, float(obj["cells"]), _metric(obj, "share90", rows, where, 0, 1))
-
-
-def read_sparsity(path):
-    """Reads sparsity.jsonl: returns its lines as :class:`Sparsity` records, the last line winning
-    for each (id, layer). Raises :class:`EvaluateError` naming the line on bad input."""
-    latest = {}
-    for _, where, obj in iter_jsonl(path):
-        s = _parse_sparsity(obj, where)
-        latest[(s.id, s.layer)] = s
-    if not latest:
-        raise EvaluateError("%s: no sparsity lines (the file is empty)" % path)
-    return list(latest.values())
 
 
 # --- aggregation --------------------------------------------------------------------------------
@@ -206,10 +83,7 @@ def aggregate_fidelity(mode, records):
     budget, in the report's order, with the keys of :data:`RESULT_KEYS`) and ``pairs`` (with the
     keys of :data:`PAIR_KEYS`, by budget, then policy A, then B)."""
     setting = setting_key(mode)
-    groups = {}
-    for r in records:
-        groups.setdefault((r.policy, r.budget, r.cache), {})[r.id] = r
-    full_by_id = next((g for (policy, _, _), g in groups.items() if policy == FULL), {})
+    groups, full_by_id = group_runs(records)
     full = None
     rows = []
     for (policy, budget, cache), members in groups.items():
@@ -249,8 +123,8 @@ def fidelity_json(agg):
     """The ``fidelity --json`` object (see the module docstring)."""
     full = agg["full"]
     return {"metric": "fidelity", "records": agg["records"],
-            "full": None if full is None else {"nll": _round(full["nll"], DIGITS),
-                                               "ref_nll": _round(full["ref_nll"], DIGITS)},
+            "full": None if full is None else {"nll": round_or_none(full["nll"], DIGITS),
+                                               "ref_nll": round_or_none(full["ref_nll"], DIGITS)},
             "results": [round_row(r, RESULT_KEYS) for r in agg["rows"]],
             "pairs": [round_row(p, PAIR_KEYS) for p in agg["pairs"]]}
 
@@ -289,7 +163,7 @@ def fidelity_markdown(agg):
 def plot_fidelity(path, agg, target=None):
     """Two panels against the budget (percent) or cache (cells), a line per policy with error bars
     of ±1 SE: top-1 agreement (percent; a dashed line at ``target`` when given) and KL(full‖policy)."""
-    fig, (top1, kl) = _figure(12, 4.5, ncols=2)
+    fig, (top1, kl) = figure(12, 4.5, ncols=2)
     plot_policy_lines(top1, agg["mode"], agg["rows"], "top1", 100)
     plot_policy_lines(kl, agg["mode"], agg["rows"], "kl")
     if target is not None:
@@ -300,7 +174,7 @@ def plot_fidelity(path, agg, target=None):
     kl.set_ylabel("KL (nats per token)")
     for ax in (top1, kl):
         ax.grid(alpha=0.3)
-    _save_figure(fig, (top1, kl), path)
+    save_figure(fig, (top1, kl), path)
 
 
 def fidelity_command(directory, as_json, out=None):
@@ -326,7 +200,7 @@ def advise(agg, target):
     or, when none is, the best one. Returns dicts with policy, budget, cache, top1, top1_se, best
     (see the module docstring)."""
     advice = []
-    for policy, prows in _by_policy(agg["rows"]).items():
+    for policy, prows in by_policy(agg["rows"]).items():
         reached = next((r for r in prows if r["top1"] is not None and r["top1"] >= target), None)
         if reached is not None:
             advice.append({"policy": policy, "budget": reached["budget"], "cache": reached["cache"],
@@ -384,7 +258,7 @@ def tune_markdown(agg, target, advice, sparsity):
 
 def plot_sparsity(path, sparsity):
     """share90 (percent, ±1 SE) per layer as bars."""
-    fig, ax = _figure(7, 4.5)
+    fig, ax = figure(7, 4.5)
     rows = [s for s in sparsity if s["share90"] is not None]
     ax.bar([s["layer"] for s in rows], [100 * s["share90"] for s in rows],
            yerr=[100 * (s["share90_se"] or 0) for s in rows], capsize=2)
