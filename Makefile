@@ -50,9 +50,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $$((200000 * $(FUZZEXECS)))x ./keyformer/
 	$(GO) test -run '^$$' -fuzz '^FuzzGumbelScores$$' -fuzztime $$((50000 * $(FUZZEXECS)))x ./simd/
 
-## arm64: the simd and keyformer tests cross-compiled for arm64, run under qemu user emulation.
+## arm64: the simd and keyformer tests cross-compiled for linux/arm64 (static test binaries, no
+## cgo) and run under qemu user emulation: with the NEON kernels, then the Go twins only (purego).
+## build/ensure-tools.sh --arm64 installs qemu-user when qemu-aarch64 is missing.
+ARM64 := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) test -count=1 -exec qemu-aarch64
 arm64:
-	bash build/arm64-test.sh
+	bash build/ensure-tools.sh --arm64
+	$(ARM64) ./simd/ ./keyformer/
+	$(ARM64) -tags purego ./simd/ ./keyformer/
 
 ## bench-kernels: row kernel (asm, Go twin, naive float64) and argmin; last line is JSON for n=4096.
 bench-kernels:
