@@ -59,14 +59,12 @@ arm64:
 	$(ARM64) ./simd/ ./keyformer/
 	$(ARM64) -tags purego ./simd/ ./keyformer/
 
-## bench-kernels: row kernel (asm, Go twin, naive float64) and argmin; last line is JSON for n=4096.
+## bench-kernels: row kernel (asm, Go twin, naive float64) and argmin; last line is JSON for n=4096
+## (medians of 5 runs, also in build/bench/kernels.json).
 bench-kernels:
-	set -o pipefail; $(GO) test -run '^$$' -bench 'GumbelScores|Argmin' -benchtime 200ms -count 5 ./simd/ | \
-	$(GO) run ./bindings/cmd/benchjson n=4096 \
-	  'asm_ns_per_elem=GumbelScores/asm/n=4096$$:ns/elem' \
-	  'generic_ns_per_elem=GumbelScores/generic/n=4096$$:ns/elem' \
-	  'naive_ns_per_elem=GumbelScores/naive/n=4096$$:ns/elem' \
-	  'argmin_ns_per_elem=Argmin/asm/n=4096$$:ns/elem'
+	$(GO) test -run '^$$' -bench 'GumbelScores|Argmin' -benchtime 200ms -count 5 ./simd/
+	$(GO) test -run '^TestKernelsJSON$$' -count=1 -benchtime 200ms ./simd/ -args -kernels.json $(CURDIR)/build/bench/kernels.json
+	@cat build/bench/kernels.json
 
 ## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) via CMake.
 lib: deps
