@@ -158,6 +158,8 @@ bench-llama: lib
 	cmake --build build/cmake --target llama_host
 	build/cmake/tests/c/llama_host bench build/deps/llama/cpu build/deps/models/smollm2.gguf
 
-## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes; last line JSON.
-bench-abi:
-	bash tests/c/bench_abi.sh
+## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes (the Python
+## of build/deps/venv); tests/c/bench_abi.py combines them: c_over_go, and a last line of JSON.
+bench-abi: lib
+	cmake --build build/cmake --target bench_observe
+	build/deps/venv/bin/python tests/c/bench_abi.py
