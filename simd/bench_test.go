@@ -183,21 +183,21 @@ var kernelsJSON = flag.String("kernels.json", "",
 	"TestKernelsJSON writes the medians of the n=4096 kernel benchmarks as one JSON line to this file (make bench-kernels)")
 
 // kernelsResult is the JSON line of TestKernelsJSON: ns per element at n, medians over kernelsRuns
-// runs of the benchmarks above.
+// runs of the benchmarks above, each to 4 significant digits (strconv's 'g' format).
 type kernelsResult struct {
-	N         int     `json:"n"`
-	AsmNs     float64 `json:"asm_ns_per_elem"`
-	GenericNs float64 `json:"generic_ns_per_elem"`
-	NaiveNs   float64 `json:"naive_ns_per_elem"`
-	ArgminNs  float64 `json:"argmin_ns_per_elem"`
+	N         int         `json:"n"`
+	AsmNs     json.Number `json:"asm_ns_per_elem"`
+	GenericNs json.Number `json:"generic_ns_per_elem"`
+	NaiveNs   json.Number `json:"naive_ns_per_elem"`
+	ArgminNs  json.Number `json:"argmin_ns_per_elem"`
 }
 
 const kernelsRuns = 5
 
 // TestKernelsJSON runs, with -kernels.json FILE only, the n=4096 row-kernel benchmarks (asm,
 // generic, naive) and the asm argmin benchmark kernelsRuns times each through testing.Benchmark
-// (at -benchtime) and writes their median ns/elem, to 4 significant digits, as one JSON line to
-// FILE (go test shows a passing test's output only with -v).
+// (at -benchtime) and writes their median ns/elem as one JSON line to FILE (go test shows a
+// passing test's output only with -v).
 func TestKernelsJSON(t *testing.T) {
 	if *kernelsJSON == "" {
 		t.Skip("runs with -kernels.json FILE (make bench-kernels)")
@@ -208,7 +208,7 @@ func TestKernelsJSON(t *testing.T) {
 	for _, f := range []struct {
 		name  string
 		bench func(*testing.B)
-		out   *float64
+		out   *json.Number
 	}{
 		{"GumbelScores/asm/n=4096", benchGumbel("asm", n), &res.AsmNs},
 		{"GumbelScores/generic/n=4096", benchGumbel("generic", n), &res.GenericNs},
@@ -223,7 +223,7 @@ func TestKernelsJSON(t *testing.T) {
 			}
 			v[i] = r.Extra["ns/elem"]
 		}
-		*f.out, _ = strconv.ParseFloat(strconv.FormatFloat(median(v), 'g', 4, 64), 64)
+		*f.out = json.Number(strconv.FormatFloat(median(v), 'g', 4, 64))
 	}
 	line, err := json.Marshal(res)
 	if err != nil {

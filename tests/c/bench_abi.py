@@ -7,7 +7,7 @@ row, Keyformer policy, probabilities) through
 
 each as ROUNDS rounds of CALLS calls (medians over the rounds). Echoes the three outputs, then
 prints c_over_go (the target: the C ABI adds at most 10% over the Go call) and, as its last line,
-the medians as JSON, to 4 significant digits: {"go_ns":...,"c_ns":...,"python_ns":...}.
+the medians as JSON, to 4 significant digits (%.4g): {"go_ns":...,"c_ns":...,"python_ns":...}.
 
     build/deps/venv/bin/python tests/c/bench_abi.py
 
@@ -68,7 +68,7 @@ def main():
 
     print("c_over_go=%.3f (target <= 1.10)" % (c_ns / go_ns))
     medians = {"go_ns": go_ns, "c_ns": c_ns, "python_ns": python_ns}
-    print(json.dumps({k: float("%.4g" % v) for k, v in medians.items()}, separators=(",", ":")))
+    print("{%s}" % ",".join('"%s":%.4g' % kv for kv in medians.items()))
 
 
 if __name__ == "__main__":
