@@ -50,18 +50,21 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $$((200000 * $(FUZZEXECS)))x ./keyformer/
 	$(GO) test -run '^$$' -fuzz '^FuzzGumbelScores$$' -fuzztime $$((50000 * $(FUZZEXECS)))x ./simd/
 
-## arm64: the simd and keyformer tests cross-compiled for arm64, run under qemu user emulation.
+## arm64: the simd and keyformer tests cross-compiled for linux/arm64 (static test binaries, no
+## cgo) and run under qemu user emulation: with the NEON kernels, then the Go twins only (purego).
+## build/ensure-tools.sh --arm64 installs qemu-user when qemu-aarch64 is missing.
+ARM64 := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) test -count=1 -exec qemu-aarch64
 arm64:
-	bash build/arm64-test.sh
+	bash build/ensure-tools.sh --arm64
+	$(ARM64) ./simd/ ./keyformer/
+	$(ARM64) -tags purego ./simd/ ./keyformer/
 
-## bench-kernels: row kernel (asm, Go twin, naive float64) and argmin; last line is JSON for n=4096.
+## bench-kernels: row kernel (asm, Go twin, naive float64) and argmin; last line is JSON for n=4096
+## (medians of 5 runs, also in build/bench/kernels.json).
 bench-kernels:
-	set -o pipefail; $(GO) test -run '^$$' -bench 'GumbelScores|Argmin' -benchtime 200ms -count 5 ./simd/ | \
-	$(GO) run ./bindings/cmd/benchjson n=4096 \
-	  'asm_ns_per_elem=GumbelScores/asm/n=4096$$:ns/elem' \
-	  'generic_ns_per_elem=GumbelScores/generic/n=4096$$:ns/elem' \
-	  'naive_ns_per_elem=GumbelScores/naive/n=4096$$:ns/elem' \
-	  'argmin_ns_per_elem=Argmin/asm/n=4096$$:ns/elem'
+	$(GO) test -run '^$$' -bench 'GumbelScores|Argmin' -benchtime 200ms -count 5 ./simd/
+	$(GO) test -run '^TestKernelsJSON$$' -count=1 -benchtime 200ms ./simd/ -args -kernels.json $(CURDIR)/build/bench/kernels.json
+	@cat build/bench/kernels.json
 
 ## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) via CMake,
 ## without the tests, so nothing is fetched: Go and a C compiler are all it needs.
@@ -158,6 +161,8 @@ bench-llama: deps
 	cmake --build build/cmake --target llama_host keyformer_go
 	build/cmake/tests/c/llama_host bench build/deps/llama/cpu build/deps/models/smollm2.gguf
 
-## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes; last line JSON.
-bench-abi:
-	bash tests/c/bench_abi.sh
+## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes (the Python
+## of build/deps/venv); tests/c/bench_abi.py combines them: c_over_go, and a last line of JSON.
+bench-abi: lib
+	cmake --build build/cmake --target bench_observe
+	build/deps/venv/bin/python tests/c/bench_abi.py

@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# build/ensure-tools.sh: installs, from Debian's packages, the tools the C ABI build and its tests
-# need when they are missing (a fresh CI machine): cmake, ninja (ninja-build), pkg-config, gcc,
-# g++, and the ASan/UBSan runtimes (libasan8, libubsan1) for the sanitizer configuration; and
-# python3-venv when python3 cannot create a virtual environment (build/venv.sh).
-# Does nothing when everything is there. `make lib`, `make ctest` and `make bench-abi` run it.
+# build/ensure-tools.sh: installs, from Debian's packages, the tools a build or test needs when they
+# are missing (a fresh CI machine). Does nothing when everything is there.
+#   (no argument)  the C ABI build and its tests: cmake, ninja (ninja-build), pkg-config, gcc, g++,
+#                  the ASan/UBSan runtimes (libasan8, libubsan1) for the sanitizer configuration,
+#                  and python3-venv when python3 cannot create a virtual environment (build/venv.sh);
+#                  `make lib`, `make ctest` and `make bench-abi` run it.
+#   --arm64        qemu-aarch64 (qemu-user), which runs the linux/arm64 test binaries; `make arm64`.
 set -euo pipefail
 
-declare -A pkg_of=([cmake]=cmake [ninja]=ninja-build [pkg-config]=pkg-config [gcc]=gcc [g++]=g++)
 missing=()
-for tool in cmake ninja pkg-config gcc g++; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_of[$tool]}")
-done
+case "${1:-}" in
+--arm64)
+  command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
+  ;;
+"")
+  declare -A pkg_of=([cmake]=cmake [ninja]=ninja-build [pkg-config]=pkg-config [gcc]=gcc [g++]=g++)
+  for tool in cmake ninja pkg-config gcc g++; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_of[$tool]}")
+  done
 
-# The sanitizer runtimes: can gcc link -fsanitize=address,undefined?
-if command -v gcc >/dev/null 2>&1; then
-  probe=$(mktemp -d)
-  trap 'rm -rf "$probe"' EXIT
-  echo 'int main(void) { return 0; }' > "$probe/t.c"
-  if ! gcc -fsanitize=address,undefined "$probe/t.c" -o "$probe/t" >/dev/null 2>&1; then
-    missing+=(libasan8 libubsan1)
+  # The sanitizer runtimes: can gcc link -fsanitize=address,undefined?
+  if command -v gcc >/dev/null 2>&1; then
+    probe=$(mktemp -d)
+    trap 'rm -rf "$probe"' EXIT
+    echo 'int main(void) { return 0; }' > "$probe/t.c"
+    if ! gcc -fsanitize=address,undefined "$probe/t.c" -o "$probe/t" >/dev/null 2>&1; then
+      missing+=(libasan8 libubsan1)
+    fi
   fi
-fi
 
-# Python's venv and ensurepip (Debian splits them into python3-venv).
-if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-  missing+=(python3-venv)
-fi
+  # Python's venv and ensurepip (Debian splits them into python3-venv).
+  if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+  fi
+  ;;
+*)
+  echo "ensure-tools: unknown argument $1 (none, or --arm64)" >&2
+  exit 2
+  ;;
+esac
 
 if ((${#missing[@]} == 0)); then
   exit 0

@@ -1,11 +1,11 @@
 /* bench_observe: the time of one keyformer_observe call through the C ABI for one layer of a
  * SmolLM2-shaped model at 4k cells: n_kv = 4096 columns, 9 query heads (3 KV heads), 1 query row,
  * Keyformer policy, probabilities. The same workload as BenchmarkObserveGo in
- * tests/go/bench_test.go (make bench-abi compares them).
+ * tests/go/bench_test.go (make bench-abi, tests/c/bench_abi.py, compares them).
  *
  * Usage: bench_observe [calls per round (default 2000)] [rounds (default 7)]
- * Prints one Go-benchmark-format line per round ("BenchmarkObserveC <calls> <ns> ns/op") and last
- * "c_ns=<median ns per call>". */
+ * Prints one line per round ("round <r>: <ns> ns per call") and, last, one JSON line:
+ * {"c_ns":<median ns per call>,"rounds_ns":[<ns per call of each round>]}. */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
     int calls = argc > 1 ? atoi(argv[1]) : 2000, rounds = argc > 2 ? atoi(argv[2]) : 7, r, i, h, j;
     static float data[HEADS * N_KV];
     static int32_t cells[N_KV], pos[N_KV];
-    double *ns;
+    double *ns, *sorted;
     keyformer_params p;
     keyformer_context *ctx = NULL;
     keyformer_attention a;
@@ -87,17 +87,29 @@ int main(int argc, char **argv) {
         must(keyformer_observe(ctx, 0, 0, &a), ctx, "observe");
     }
     ns = (double *)malloc(sizeof *ns * (size_t)rounds);
+    sorted = (double *)malloc(sizeof *sorted * (size_t)rounds);
+    if (ns == NULL || sorted == NULL) {
+        fprintf(stderr, "bench_observe: out of memory for %d rounds\n", rounds);
+        return 1;
+    }
     for (r = 0; r < rounds; r++) {
         double t0 = now_ns();
         for (i = 0; i < calls; i++) {
             must(keyformer_observe(ctx, 0, 0, &a), ctx, "observe");
         }
         ns[r] = (now_ns() - t0) / calls;
-        printf("BenchmarkObserveC %d %.1f ns/op\n", calls, ns[r]);
+        printf("round %d: %.1f ns per call\n", r + 1, ns[r]);
     }
-    qsort(ns, (size_t)rounds, sizeof *ns, cmp_double);
-    printf("c_ns=%.1f\n", rounds % 2 ? ns[rounds / 2] : (ns[rounds / 2 - 1] + ns[rounds / 2]) / 2);
+    memcpy(sorted, ns, sizeof *ns * (size_t)rounds);
+    qsort(sorted, (size_t)rounds, sizeof *sorted, cmp_double);
+    printf("{\"c_ns\":%.1f,\"rounds_ns\":[",
+           rounds % 2 ? sorted[rounds / 2] : (sorted[rounds / 2 - 1] + sorted[rounds / 2]) / 2);
+    for (r = 0; r < rounds; r++) {
+        printf("%s%.1f", r ? "," : "", ns[r]);
+    }
+    printf("]}\n");
     free(ns);
+    free(sorted);
     keyformer_context_free(ctx);
     return 0;
 }

@@ -4,8 +4,8 @@
  *    never evicted, the same seed giving the same evictions in two contexts, a saved state loaded
  *    into another context (and sequence id) continuing identically;
  *  - plan with too small a capacity: KEYFORMER_ERR_BUFFER_TOO_SMALL with *n_out set;
- *  - several threads driving different sequences of one context at once: the same evictions as
- *    one thread driving them in turn;
+ *  - several threads driving different sequences of one context at once, while as many threads
+ *    drive contexts of their own: the same evictions as one thread driving them in turn;
  *  - the observation schedule (API version 2): what keyformer_wants_attention answers, a version 1
  *    host's smaller keyformer_params getting the defaults, bad schedules rejected by name. */
 #define _POSIX_C_SOURCE 200809L
@@ -208,10 +208,16 @@ static void *run_thread(void *arg) {
 
 #define KF_THREADS 4
 
+static int same_log(const kf_run *a, const kf_run *b) {
+    return a->n_log == b->n_log && memcmp(a->log, b->log, sizeof a->log[0] * (size_t)a->n_log) == 0;
+}
+
+/* Threads 0..KF_THREADS-1 drive sequences of one shared context, threads KF_THREADS.. a context
+ * each, all at once. */
 static void test_threads(void) {
-    static kf_run alone[KF_THREADS], together[KF_THREADS];
+    static kf_run alone[KF_THREADS], together[KF_THREADS], own[KF_THREADS];
     keyformer_context *a = new_keyformer_context(9), *b = new_keyformer_context(9);
-    pthread_t th[KF_THREADS];
+    pthread_t th[2 * KF_THREADS];
     int i;
     for (i = 0; i < KF_THREADS; i++) {
         start_in(&alone[i], a, 9, 10 + i);
@@ -219,27 +225,29 @@ static void test_threads(void) {
     }
     for (i = 0; i < KF_THREADS; i++) {
         start_in(&together[i], b, 9, 10 + i);
-        if (pthread_create(&th[i], NULL, run_thread, &together[i]) != 0) {
+        start(&own[i], 9, 10 + i);
+    }
+    for (i = 0; i < 2 * KF_THREADS; i++) {
+        kf_run *r = i < KF_THREADS ? &together[i] : &own[i - KF_THREADS];
+        if (pthread_create(&th[i], NULL, run_thread, r) != 0) {
             fprintf(stderr, "pthread_create failed\n");
             exit(1);
         }
     }
-    for (i = 0; i < KF_THREADS; i++) {
+    for (i = 0; i < 2 * KF_THREADS; i++) {
         pthread_join(th[i], NULL);
     }
     for (i = 0; i < KF_THREADS; i++) {
         CHECK(alone[i].n_log == KF_SIM_PROMPT - KF_SIM_BUDGET + KF_SIM_STEPS, "sequence %d: %d evictions", 10 + i,
               alone[i].n_log);
-        CHECK(alone[i].n_log == together[i].n_log &&
-                  memcmp(alone[i].log, together[i].log, sizeof alone[i].log[0] * (size_t)alone[i].n_log) == 0,
-              "sequence %d: threads changed the evictions", 10 + i);
+        CHECK(same_log(&alone[i], &together[i]), "sequence %d: threads on one context changed the evictions",
+              10 + i);
+        CHECK(same_log(&alone[i], &own[i]), "sequence %d: threads on contexts of their own changed the evictions",
+              10 + i);
+        MUST(own[i].ctx, keyformer_context_free(own[i].ctx));
     }
     MUST(a, keyformer_context_free(a));
     MUST(b, keyformer_context_free(b));
-}
-
-static int same_log(const kf_run *a, const kf_run *b) {
-    return a->n_log == b->n_log && memcmp(a->log, b->log, sizeof a->log[0] * (size_t)a->n_log) == 0;
 }
 
 static uint8_t *save(kf_run *r, size_t *size) {

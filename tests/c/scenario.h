@@ -1,5 +1,5 @@
 /* scenario.h: the synthetic attention streams shared by the C and C++ consumer tests (and
- * mirrored by tests/go/abi_test.go). Plain C99, usable from C++11. */
+ * mirrored by tests/python/test_keyformer_scenario.py). Plain C99, usable from C++11. */
 #ifndef KEYFORMER_TEST_SCENARIO_H
 #define KEYFORMER_TEST_SCENARIO_H
 

@@ -1,11 +1,9 @@
-// Package abitest holds the Go side of the cross-language tests of libkeyformer: abi_test.go loads
-// build/lib/libkeyformer.so with purego and drives the C ABI through the same H2O scenario as the
-// C and C++ consumers (tests/c/scenario.h), and bench_test.go is the Go baseline of `make
-// bench-abi` (one observe call through the Go API).
+// Package abitest holds the Go side of the cross-language checks of libkeyformer: bench_test.go is
+// the Go baseline of `make bench-abi` (one observe call through the Go API, beside the same call
+// through the C ABI from C and from ctypes), and readme_test.go keeps the README's C snippets the
+// files ctest compiles and runs.
 //
-// Caveat: a Go program that loads a Go c-shared library holds two Go runtimes in one process,
-// which Go does not support (keyformer.h says so: Go programs import the Go packages instead).
-// On linux/amd64 it works for this test's use: the library's runtime starts in its own threads
-// and each call crosses from one runtime to the other through C; see abi_test.go for what it
-// relies on. It is a test of the ABI, not a supported way to use the library from Go.
+// The C ABI itself is tested from C (tests/c) and Python (tests/python), not from Go: a Go program
+// that loaded the Go c-shared library would hold two Go runtimes in one process, which Go does not
+// support (include/keyformer.h: Go programs import the Go packages instead).
 package abitest

@@ -2,15 +2,17 @@
 softmax probabilities over n_kv = 4096 columns, 9 query heads (SmolLM2-135M's shape: 9 heads, 3 KV
 heads), policy keyformer (Gumbel noise on).
 
-    KEYFORMER_LIB=build/lib/libkeyformer.so python3 tests/python/bench_observe.py
+    KEYFORMER_LIB=build/lib/libkeyformer.so build/deps/venv/bin/python tests/python/bench_observe.py
 
-Prints per-round numbers, the same call made straight through the ctypes prototype with a
-prebuilt struct (the library's own time plus the bare ctypes crossing), and, as its last line,
-``python_ns=<median ns per Context.observe call>``.
+(make bench-abi runs it through tests/c/bench_abi.py). Prints per-round numbers, the same call made
+straight through the ctypes prototype with a prebuilt struct (the library's own time plus the bare
+ctypes crossing), and, as its last line, one JSON object: ``python_ns`` (the median ns per
+Context.observe call), ``rounds_ns``, ``raw_ctypes_ns`` and ``wrapped_floor_ns``.
 """
 
 import argparse
 import ctypes
+import json
 import os
 import statistics
 import sys
@@ -85,7 +87,9 @@ def main():
     print("raw_ctypes_ns=%.0f  (keyformer_observe through the prototype, prebuilt struct)" % raw_ns)
     print("wrapped_floor_ns=%.0f  (Context.seq_length: a wrapped call doing no work)" % floor_ns)
     print("ns_per_element=%.3f" % (med / n))
-    print("python_ns=%.0f" % med)
+    print(json.dumps({"python_ns": round(med), "rounds_ns": [round(r) for r in rounds],
+                      "raw_ctypes_ns": round(raw_ns), "wrapped_floor_ns": round(floor_ns)},
+                     separators=(",", ":")))
 
 
 if __name__ == "__main__":
