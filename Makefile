@@ -163,6 +163,8 @@ bench-llama: deps
 
 ## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes (the Python
 ## of build/deps/venv); tests/c/bench_abi.py combines them: c_over_go, and a last line of JSON.
-bench-abi: lib
-	cmake --build build/cmake --target bench_observe
+bench-abi: deps
+	bash build/ensure-tools.sh
+	cmake -S . -B build/cmake -G Ninja
+	cmake --build build/cmake --target bench_observe keyformer_go
 	build/deps/venv/bin/python tests/c/bench_abi.py
