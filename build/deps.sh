@@ -76,10 +76,7 @@ while (($#)); do
         --force) force=1 ;;
         --print) print_only=1 ;;
         --model=*) add_model "${arg#--model=}" ;;
-        --model)
-            (($#)) || die "--model needs a name ($MODEL_NAMES)"
-            add_model "$1"
-            shift ;;
+        --model) (($#)) || die "--model needs a name ($MODEL_NAMES)"; add_model "$1"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $arg" ;;
     esac
@@ -114,10 +111,7 @@ size_mb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1048576 }'
 stamp_ok() { ((force == 0)) && [[ -f $DEPS/.stamp-$1 && "$(cat "$DEPS/.stamp-$1")" == "$2" ]]; }
 stamp_write() { printf '%s\n' "$2" >"$DEPS/.stamp-$1"; }
 lock_stamp() { local h; h=$(sha256sum <"$ROOT/build/npm/$1/package-lock.json"); printf 'layout=%s lock=%s\n' "$LAYOUT" "${h%% *}"; }
-TMPS=()
-cleanup() { rm -rf "${TMPS[@]+"${TMPS[@]}"}"; }
-trap cleanup EXIT
-mktmp() { TMP=$(mktemp -d "$DEPS/.tmp.XXXXXX"); TMPS+=("$TMP"); } # a new folder: $TMP
+mktmp() { TMP=$(mktemp -d "$DEPS/.tmp.XXXXXX"); } # a new folder: $TMP (build/deps/.tmp.* go at exit)
 
 # npm_ci NAME: `npm ci` of build/npm/NAME/ in build/deps/npm/NAME/: npm checks each tarball against
 # the lockfile's integrity
@@ -179,6 +173,7 @@ if command -v flock >/dev/null 2>&1; then
     flock -w 900 9 || die "another build/deps.sh holds $DEPS/.lock"
 fi
 rm -rf "$DEPS"/.tmp.*
+trap 'rm -rf "$DEPS"/.tmp.*' EXIT
 T0=$SECONDS
 
 # 1. llama.cpp: the CPU runtime, and the headers and source from node-llama-cpp's llama/gitRelease.bundle
@@ -199,6 +194,7 @@ else
     # node-llama-cpp patches the source before building its binaries: so does this, so the source
     # reads as the runtime was built (the patches touch src/, not the headers)
     for p in "$pkg"/patches/*.diff; do
+        [[ -f $p ]] || continue
         if git -C "$TMP/src" apply "$p" 2>/dev/null; then
             log "applied node-llama-cpp's patch ${p##*/} to the source (git -C ${SRC_DIR#"$ROOT/"} diff)"
         else
@@ -239,7 +235,7 @@ cuda_step() {
     stamp_write cuda "$st"
 }
 if ((want_cuda)); then
-    if ! (trap cleanup EXIT; TMPS=(); cuda_step); then
+    if ! (cuda_step); then
         ((cuda_explicit)) && exit 1
         warn "CUDA runtime not installed (nvidia-smi works, so it was tried): going on without it"
     fi
