@@ -2,10 +2,11 @@
 # build/venv.sh: the Python environment for scoring and plotting (`keyformer eval`, `keyformer bench`:
 # python -m keyformer.evaluate) and for the Python tests (make pytest), in build/deps/venv (git-ignored).
 #
-# It installs bindings/python/requirements-eval.txt (rouge-score, matplotlib, numpy, every
-# dependency pinned) and tests/python/requirements.txt (pytest) from PyPI with the venv's pip. A
-# stamp (build/deps/venv/.stamp-keyformer) records a hash of both files and of the Python: a second
-# run with nothing changed needs no network and returns at once; a change rebuilds the venv.
+# It installs bindings/python/requirements-eval.txt (rouge-score, matplotlib, numpy) and
+# tests/python/requirements.txt (pytest), every package pinned with the hashes of its files, from PyPI
+# with the venv's pip (--require-hashes: pip refuses a file whose hash is not listed). A stamp
+# (build/deps/venv/.stamp-keyformer) records a hash of both files and of the Python: a second run
+# with nothing changed needs no network and returns at once; a change rebuilds the venv.
 # build/deps.sh (make deps) runs it.
 #
 # Usage: build/venv.sh [--force]
@@ -62,7 +63,7 @@ log "creating ${VENV#"$ROOT/"} with $(command -v python3) ($(python3 -c 'import 
 python3 -m venv "$VENV" ||
     die "python3 -m venv failed (Debian: apt-get install python3-venv); nothing usable in ${VENV#"$ROOT/"}"
 log "installing ${REQS[*]#"$ROOT/"} from the Python package index..."
-if ! "$PY" -m pip install --disable-pip-version-check --no-input "${REQS[@]/#/--requirement=}" >&2; then
+if ! "$PY" -m pip install --disable-pip-version-check --no-input --require-hashes "${REQS[@]/#/--requirement=}" >&2; then
     die "pip install failed (its output is above): the Python package index must be reachable (PIP_INDEX_URL for a mirror); run build/venv.sh again when it is"
 fi
 "$PY" -c 'import matplotlib, numpy, pytest, rouge_score.rouge_scorer' ||
