@@ -69,7 +69,6 @@ type Stats struct {
 	Observations int           // layer x ubatch x sequence-run observations
 	ObserveTime  time.Duration // time spent reading and scoring attention inside the callback
 	Evicted      int           // cells freed
-	PeakCells    int           // most cells any one sequence held (after adding a ubatch, before evicting)
 	Compactions  int           // renumberings of a sequence's positions (Options.CompactPositions)
 }
 

@@ -58,10 +58,6 @@ func (a *Adapter) addUbatch(n int) error {
 	}
 	a.batchOff += n
 	return a.forEachRun(func(seq *keyformer.Sequence, r0, r1 int) error {
-		if err := seq.AddCells(a.cells[r0:r1], a.positions[r0:r1]); err != nil {
-			return err
-		}
-		a.stats.PeakCells = max(a.stats.PeakCells, seq.Len())
-		return nil
+		return seq.AddCells(a.cells[r0:r1], a.positions[r0:r1])
 	})
 }
