@@ -295,14 +295,7 @@ func measureContext(f *runFlags, l *loaded, configs []benchConfig, tag string, p
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.name, err)
 		}
-		start := time.Now()
-		o.Progress = func(done, total int) {
-			fmt.Fprintf(progress, "\r  %5d/%d tokens (%3.0f%%) %6.1fs", done, total, 100*float64(done)/float64(total),
-				time.Since(start).Seconds())
-			if done == total {
-				fmt.Fprintln(progress)
-			}
-		}
+		o.Progress = readingProgress(progress, "  ", 0)
 		r := &running{s: s}
 		runs[i] = r
 		o.StopAtEOG = false
@@ -312,6 +305,7 @@ func measureContext(f *runFlags, l *loaded, configs []benchConfig, tag string, p
 		r.before = observed(s)
 	}
 	fmt.Fprintf(progress, "bench: %s: %d configurations decode %d tokens in turns\n", tag, len(configs), f.maxNew)
+	decoded := newProgressLine(progress)
 	for step, more := 1, true; more; step++ {
 		more = false
 		for i, r := range runs {
@@ -322,10 +316,14 @@ func measureContext(f *runFlags, l *loaded, configs []benchConfig, tag string, p
 			more = more || m
 		}
 		if step%16 == 0 || !more {
-			fmt.Fprintf(progress, "\r  decoded %d/%d tokens", min(step, f.maxNew), f.maxNew)
+			text := fmt.Sprintf("  decoded %d/%d tokens", min(step, f.maxNew), f.maxNew)
+			if more {
+				decoded.update(text)
+			} else {
+				decoded.end(text)
+			}
 		}
 	}
-	fmt.Fprintln(progress)
 	samples := make([]benchSample, len(runs))
 	for i, r := range runs {
 		res := r.g.Result()
