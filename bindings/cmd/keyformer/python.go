@@ -1,5 +1,8 @@
 package main
 
+// The Python side of the commands: `python -m keyformer.evaluate` scores eval's results and plots
+// bench's.
+
 import (
 	"fmt"
 	"io"
@@ -43,4 +46,9 @@ func runEvaluate(out io.Writer, args ...string) error {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// metricScorers are the keyformer.evaluate commands that score each metric's results.
+var metricScorers = map[string]string{
+	metricROUGE: "score", metricFidelity: "fidelity", metricQuestions: "questions",
 }
