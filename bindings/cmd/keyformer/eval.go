@@ -55,7 +55,7 @@ func (o *evalOptions) register(fs *flag.FlagSet) {
 	o.f.registerRuntime(fs)
 	fs.StringVar(&o.data, "data", "", "dataset (JSONL: id, document, instruction, reference, max_new_tokens; or id, document, questions); required")
 	fs.StringVar(&o.metric, "metric", metricROUGE, "rouge: ROUGE of greedy generations; fidelity: teacher-forced agreement with the full cache (top-1, KL, NLL)")
-	fs.StringVar(&o.policies, "policies", "keyformer,h2o,tova,streaming,window", "eviction policies to compare")
+	fs.StringVar(&o.policies, "policies", strings.Join(evictingPolicies(), ","), "eviction policies to compare")
 	fs.StringVar(&o.budgets, "budgets", "0.2,0.3,0.5,0.7,0.9", "KV budgets, fractions of the prompt (quality mode)")
 	fs.StringVar(&o.caches, "cache", "", "KV cache sizes in cells, e.g. 1024,2048: long-document mode (llama.cpp's context shift as a baseline)")
 	fs.IntVar(&o.limit, "limit", 0, "evaluate the first N records only (0: all)")
