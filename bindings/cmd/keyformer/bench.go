@@ -31,7 +31,7 @@ import (
 // decode, one token each in turn, --gen tokens, so that the machine's noise falls on all alike
 // (decode tokens/s = 1 / median step). --repeats N repeats the whole measurement of a context
 // with fresh contexts and reports the median of every quantity. --context 4096 --gen 64
-// --budgets 1.0,0.5 is the single-context measurement of the former `keyformer bench-hook`.
+// --budgets 1.0,0.5 measures the hook's overhead at one context alone.
 //
 // The measured speedup of a configuration is none's decode step / its decode step. Beside it is
 // the ideal speedup if decoding were bound by memory traffic alone: (W + KV) / (W + b·KV), with W
@@ -52,7 +52,7 @@ import (
 //	 "hook_overhead": {"1024": float, ...} (full's decode step / none's, per context; empty
 //	                   without budget 1 in --budgets)}
 //
-// The plot DIR/bench.png is made by `python -m keyformer.evaluate plot-bench` (see runEvaluate);
+// The plot DIR/bench.png is made by `python -m keyformer.evaluate plot-bench` (see plotBench);
 // without a working plotting environment bench warns on progress and still succeeds.
 func bench(args []string, out, progress io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
