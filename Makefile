@@ -111,8 +111,8 @@ test-cuda:
 
 ## bench: prefill and decode tokens/s, KV memory, speedup beside the memory-traffic ideal, and the
 ## hook's overhead, at 1k..8k context for no hook and budgets 1.0 (hook observing), 0.5 and 0.25;
-## a table, then build/bench/bench.json and bench.png. Minutes: the former bench-hook alone is
-## `make bench BENCHFLAGS="--context 4096 --gen 64 --budgets 1.0,0.5"`.
+## a table, then build/bench/bench.json and bench.png. Minutes: the hook's overhead at one context
+## alone is `make bench BENCHFLAGS="--context 4096 --gen 64 --budgets 1.0,0.5"`.
 BENCHFLAGS ?=
 bench: deps
 	$(GO) run ./bindings/cmd/keyformer bench --context 1024,2048,4096,8192 --gen 256 --budgets 1.0,0.5,0.25 $(BENCHFLAGS)

@@ -37,6 +37,10 @@ const (
 
 var policyNames = [...]string{"full", "keyformer", "h2o", "tova", "streaming", "window"}
 
+// PolicyNames returns the name of every policy, in the order of their values (PolicyNames()[p] is
+// p.String()).
+func PolicyNames() []string { return slices.Clone(policyNames[:]) }
+
 // String returns the policy's lower-case name, as ParsePolicy accepts it.
 func (p Policy) String() string {
 	if p < 0 || int(p) >= len(policyNames) {

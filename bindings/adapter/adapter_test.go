@@ -85,12 +85,14 @@ func TestFullPolicyAndLargeBudgetMatchPlainLlama(t *testing.T) {
 	plain, err := generate.Run(newSession(t, m, nCtx, 256, nil).Ctx, nil, prompt, generate.Options{MaxNew: gen})
 	require.NoError(t, err)
 	require.Len(t, plain.Tokens, gen)
+	assert.Equal(t, len(prompt)+gen-1, plain.PeakCells, "without the hook every decoded token holds a cell")
 
 	full := newSession(t, m, nCtx, 256, config(m, keyformer.PolicyFull, keyformer.Fraction(0.5)))
 	got, err := full.Run(prompt, generate.Options{MaxNew: gen})
 	require.NoError(t, err)
 	assert.Equal(t, plain.Tokens, got.Tokens, "policy full with the hook")
 	assert.Zero(t, got.Evicted)
+	assert.Equal(t, plain.PeakCells, got.PeakCells, "the tracker's count of policy full is the count without the hook")
 	st := full.Adapter.Stats()
 	assert.Equal(t, m.NLayer*(len(prompt)/256+1+gen-1), st.Observations, "every layer of every ubatch observed")
 
@@ -113,9 +115,10 @@ func TestBoundedCacheEvictsLowestScores(t *testing.T) {
 	seq, err := s.Adapter.Tracker().Sequence(adapter.DefaultSequence)
 	require.NoError(t, err)
 	_, window, _ := seq.Limits()
-	checks := 0
+	checks, peak := 0, 0
 	res, err := s.Run(prompt, generate.Options{MaxNew: gen, AfterDecode: func() error {
 		toks := seq.Tokens()
+		peak = max(peak, len(toks))
 		if len(toks) > budget+ubatch {
 			return errors.New("more cells than budget + n_ubatch")
 		}
@@ -148,6 +151,7 @@ func TestBoundedCacheEvictsLowestScores(t *testing.T) {
 	assert.Len(t, res.Tokens, gen)
 	assert.Equal(t, len(prompt)/ubatch+1+gen-1, checks)
 	assert.LessOrEqual(t, res.PeakCells, budget+ubatch)
+	assert.Equal(t, peak, res.PeakCells, "the peak is the most cells held after a decode, before its evictions")
 	assert.Equal(t, budget, seq.Len())
 	assert.Equal(t, len(prompt)+gen-1-budget, res.Evicted)
 	assert.Greater(t, window, 0)

@@ -44,7 +44,11 @@ func RunBatch(s *Session, prompts [][]int32, maxNew int) (BatchResult, error) {
 	if len(prompts) == 0 || maxNew < 1 {
 		return res, errors.New("generate: batch: no prompt or no token to generate")
 	}
-	held := make([]int, len(prompts))
+	all := make([]int32, len(prompts))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	cells, started := newCellCount(ad), all[:0] // the sequences whose prompt reading began
 	decode := func(tokens, pos, seqs []int32, output []bool) error {
 		if ad != nil {
 			if err := ad.SetBatch(seqs); err != nil {
@@ -55,13 +59,12 @@ func RunBatch(s *Session, prompts [][]int32, maxNew int) (BatchResult, error) {
 			return err
 		}
 		for _, q := range seqs {
-			held[q]++
+			cells.add(q, 1)
 		}
-		total := 0
-		for _, h := range held {
-			total += h
+		if err := cells.record(started...); err != nil {
+			return err
 		}
-		res.PeakCells = max(res.PeakCells, total)
+		res.PeakCells = cells.peak
 		if ad == nil {
 			return nil
 		}
@@ -73,7 +76,6 @@ func RunBatch(s *Session, prompts [][]int32, maxNew int) (BatchResult, error) {
 			if err != nil {
 				return err
 			}
-			held[q] -= n
 			res.Evicted += n
 		}
 		return nil
@@ -82,6 +84,7 @@ func RunBatch(s *Session, prompts [][]int32, maxNew int) (BatchResult, error) {
 	start := time.Now()
 	for i, p := range prompts {
 		seq := int32(i)
+		started = all[:i+1]
 		if ad != nil {
 			sq, err := ad.Tracker().Sequence(seq)
 			if err == nil {
@@ -105,9 +108,9 @@ func RunBatch(s *Session, prompts [][]int32, maxNew int) (BatchResult, error) {
 		next[i] = llama.Argmax(c.Logits())
 	}
 	res.Prefill = time.Since(start)
-	seqs, out := make([]int32, len(prompts)), make([]bool, len(prompts))
-	for i := range seqs {
-		seqs[i], out[i] = int32(i), true
+	out := make([]bool, len(prompts))
+	for i := range out {
+		out[i] = true
 	}
 	pos := make([]int32, len(prompts))
 	for step := 1; step < maxNew; step++ {
@@ -115,7 +118,7 @@ func RunBatch(s *Session, prompts [][]int32, maxNew int) (BatchResult, error) {
 		for i := range pos {
 			pos[i] = c.SeqPosMax(int32(i)) + 1
 		}
-		if err := decode(slices.Clone(next), pos, seqs, out); err != nil {
+		if err := decode(slices.Clone(next), pos, all, out); err != nil {
 			return res, fmt.Errorf("generate: batch: step %d: %w", step, err)
 		}
 		res.Steps = append(res.Steps, time.Since(t0))

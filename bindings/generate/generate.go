@@ -91,7 +91,7 @@ type Generation struct {
 	ad    *adapter.Adapter
 	o     Options
 	res   Result
-	held  int // cells held without an adapter (nothing is evicted)
+	cells *cellCount
 	start time.Time
 	done  bool
 	first int32 // the token Next takes instead of the greedy pick, or -1
@@ -112,7 +112,7 @@ func Start(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) (*G
 
 // newGeneration returns a generation of prompt in c that has not started.
 func newGeneration(c *llama.Context, ad *adapter.Adapter, prompt []int32, o Options) *Generation {
-	return &Generation{c: c, ad: ad, o: forcing(o), res: Result{PromptTokens: len(prompt)}, first: -1}
+	return &Generation{c: c, ad: ad, o: forcing(o), res: Result{PromptTokens: len(prompt)}, cells: newCellCount(ad), first: -1}
 }
 
 // start is Start for a generation g set up by its caller.
@@ -179,8 +179,10 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 	if err := g.c.Decode(g.o.Seq, tokens, g.c.SeqPosMax(g.o.Seq)+1); err != nil {
 		return err
 	}
-	g.held += len(tokens)
-	g.res.PeakCells = max(g.res.PeakCells, g.held)
+	g.cells.add(g.o.Seq, len(tokens))
+	if err := g.cells.record(g.o.Seq); err != nil {
+		return err
+	}
 	if g.o.AfterDecode != nil {
 		if err := g.o.AfterDecode(); err != nil {
 			return err
@@ -198,8 +200,12 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 // fit, it removes the first half of the positions after the kept ones and moves the rest down.
 func (g *Generation) shift(n int) error {
 	keep := g.o.ShiftKeep
-	for g.held+n > g.o.ContextShift {
-		discard := (g.held - keep) / 2
+	for {
+		held, err := g.cells.held(g.o.Seq)
+		if err != nil || held+n <= g.o.ContextShift {
+			return err
+		}
+		discard := (held - keep) / 2
 		if keep < 0 || discard <= 0 {
 			return fmt.Errorf("generate: context shift: %d tokens do not fit %d cells with %d kept", n, g.o.ContextShift, keep)
 		}
@@ -207,10 +213,9 @@ func (g *Generation) shift(n int) error {
 			return fmt.Errorf("generate: context shift: llama_memory_seq_rm refused positions %d..%d", keep, keep+discard)
 		}
 		g.c.SeqAdd(g.o.Seq, int32(keep+discard), -1, int32(-discard))
-		g.held -= discard
+		g.cells.add(g.o.Seq, -discard)
 		g.res.Evicted += discard
 	}
-	return nil
 }
 
 // Next picks the greedy token and, unless generation is over (MaxNew tokens, or an
@@ -256,9 +261,7 @@ func (g *Generation) Next() (bool, error) {
 // Result returns what the generation did so far.
 func (g *Generation) Result() Result {
 	r := g.res
-	if g.ad != nil {
-		r.PeakCells = g.ad.Stats().PeakCells
-	}
+	r.PeakCells = g.cells.peak
 	return r
 }
 

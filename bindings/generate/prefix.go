@@ -102,9 +102,12 @@ func ReadBounded(m *llama.Model, prompt []int32, so SessionOptions, o Options) (
 func save(s *Session, g *Generation, trackers []*keyformer.Tracker) (*Prefix, error) {
 	logits := s.Ctx.Logits()
 	r := g.Result()
+	cells, err := g.cells.held(adapter.DefaultSequence)
+	if err != nil {
+		return nil, fmt.Errorf("generate: prefix: %w", err)
+	}
 	p := &Prefix{Prompt: r.PromptTokens, First: llama.Argmax(logits), Prefill: r.Prefill,
-		firstLogits: slices.Clone(logits), cells: g.held, scores: map[keyformer.Policy][]byte{}}
-	var err error
+		firstLogits: slices.Clone(logits), cells: cells, scores: map[keyformer.Policy][]byte{}}
 	if p.state, err = s.Ctx.SeqState(adapter.DefaultSequence); err != nil {
 		return nil, fmt.Errorf("generate: prefix: %w", err)
 	}
@@ -150,7 +153,7 @@ func (p *Prefix) Continue(m *llama.Model, so SessionOptions, suffix []int32, o O
 	defer s.Close()
 	o.Seq = adapter.DefaultSequence
 	g := &Generation{c: s.Ctx, ad: s.Adapter, o: forcing(o), res: Result{PromptTokens: p.Prompt, Prefill: p.Prefill},
-		first: p.First, firstLogits: p.firstLogits}
+		cells: newCellCount(s.Adapter), first: p.First, firstLogits: p.firstLogits}
 	if err := s.Ctx.SetSeqState(o.Seq, p.state); err != nil {
 		return Result{}, fmt.Errorf("generate: prefix: %w", err)
 	}
@@ -162,7 +165,7 @@ func (p *Prefix) Continue(m *llama.Model, so SessionOptions, suffix []int32, o O
 			return Result{}, fmt.Errorf("generate: prefix: %w", err)
 		}
 	}
-	g.held = p.cells
+	g.cells.add(o.Seq, p.cells)
 	if len(suffix) > 0 {
 		g.first, g.firstLogits = -1, nil
 		if err := g.read(suffix); err != nil {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -10,9 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/keyformer/keyformer/bindings/generate"
 	"github.com/keyformer/keyformer/bindings/llama"
@@ -35,7 +31,7 @@ import (
 // decode, one token each in turn, --gen tokens, so that the machine's noise falls on all alike
 // (decode tokens/s = 1 / median step). --repeats N repeats the whole measurement of a context
 // with fresh contexts and reports the median of every quantity. --context 4096 --gen 64
-// --budgets 1.0,0.5 is the single-context measurement of the former `keyformer bench-hook`.
+// --budgets 1.0,0.5 measures the hook's overhead at one context alone.
 //
 // The measured speedup of a configuration is none's decode step / its decode step. Beside it is
 // the ideal speedup if decoding were bound by memory traffic alone: (W + KV) / (W + b·KV), with W
@@ -56,7 +52,7 @@ import (
 //	 "hook_overhead": {"1024": float, ...} (full's decode step / none's, per context; empty
 //	                   without budget 1 in --budgets)}
 //
-// The plot DIR/bench.png is made by `python -m keyformer.evaluate plot-bench` (see runEvaluate);
+// The plot DIR/bench.png is made by `python -m keyformer.evaluate plot-bench` (see plotBench);
 // without a working plotting environment bench warns on progress and still succeeds.
 func bench(args []string, out, progress io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -154,28 +150,13 @@ func bench(args []string, out, progress io.Writer) error {
 	}
 
 	rep.printTable(out)
-	if err := os.MkdirAll(*outDir, 0o755); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	b, err := json.Marshal(rep)
+	b, jsonPath, err := rep.save(*outDir)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
-	jsonPath, pngPath := filepath.Join(*outDir, "bench.json"), filepath.Join(*outDir, "bench.png")
-	if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	wrote := "wrote " + jsonPath
-	switch {
-	case !*plot:
-		wrote += " (no plot: --plot=false)"
-	default:
-		if err := runEvaluate(progress, "plot-bench", jsonPath, pngPath); err != nil {
-			fmt.Fprintf(progress, "keyformer bench: warning: no plot: %v\n", err)
-			wrote += " (no plot: see the warning on stderr)"
-		} else {
-			wrote += " and " + pngPath
-		}
+	wrote := "wrote " + jsonPath + " (no plot: --plot=false)"
+	if *plot {
+		wrote = "wrote " + jsonPath + plotBench(progress, jsonPath, filepath.Join(*outDir, "bench.png"))
 	}
 	fmt.Fprintln(out, wrote)
 	if *asJSON {
@@ -256,248 +237,3 @@ func benchPrompt(f *runFlags, m *llama.Model, n int) ([]int32, error) {
 	}
 	return prompt, nil
 }
-
-// benchSample is what one configuration measured at one context in one repeat.
-type benchSample struct {
-	prefill   float64 // prompt tokens/s
-	step      float64 // median decode step, seconds
-	observe   float64 // the adapter's time observing attention per decode step, seconds
-	nCtx      int     // KV cells allocated
-	peak, end int     // KV cells held at most, and after decoding
-}
-
-// measureContext creates a session per configuration for l.prompt, reads the prompt in each in
-// turn, then decodes f.maxNew tokens in all of them, one token each in turn.
-func measureContext(f *runFlags, l *loaded, configs []benchConfig, tag string, progress io.Writer) ([]benchSample, error) {
-	type running struct {
-		s      *generate.Session
-		g      *generate.Generation
-		before time.Duration
-	}
-	runs := make([]*running, len(configs))
-	defer func() {
-		for _, r := range runs {
-			if r != nil {
-				r.s.Close()
-			}
-		}
-	}()
-	observe := f.observe
-	defer func() { f.observe = observe }()
-	for i, c := range configs {
-		f.observe = c.observe
-		f.budget = "1.0"
-		if c.policy != nil && c.budget < 1 {
-			f.budget = strconv.FormatFloat(c.budget, 'f', -1, 64)
-		}
-		fmt.Fprintf(progress, "bench: %s: %s reads %d prompt tokens\n", tag, c.name, len(l.prompt))
-		s, o, err := f.session(l, c.policy, nil)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", c.name, err)
-		}
-		start := time.Now()
-		o.Progress = func(done, total int) {
-			fmt.Fprintf(progress, "\r  %5d/%d tokens (%3.0f%%) %6.1fs", done, total, 100*float64(done)/float64(total),
-				time.Since(start).Seconds())
-			if done == total {
-				fmt.Fprintln(progress)
-			}
-		}
-		r := &running{s: s}
-		runs[i] = r
-		o.StopAtEOG = false
-		if r.g, err = generate.Start(s.Ctx, s.Adapter, l.prompt, o); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.name, err)
-		}
-		r.before = observed(s)
-	}
-	fmt.Fprintf(progress, "bench: %s: %d configurations decode %d tokens in turns\n", tag, len(configs), f.maxNew)
-	for step, more := 1, true; more; step++ {
-		more = false
-		for i, r := range runs {
-			m, err := r.g.Next()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", configs[i].name, err)
-			}
-			more = more || m
-		}
-		if step%16 == 0 || !more {
-			fmt.Fprintf(progress, "\r  decoded %d/%d tokens", min(step, f.maxNew), f.maxNew)
-		}
-	}
-	fmt.Fprintln(progress)
-	samples := make([]benchSample, len(runs))
-	for i, r := range runs {
-		res := r.g.Result()
-		end, err := trackerLen(r.s)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", configs[i].name, err)
-		}
-		samples[i] = benchSample{prefill: res.PrefillTokensPerSecond(), step: res.MedianStep().Seconds(),
-			observe: (observed(r.s) - r.before).Seconds() / float64(max(len(res.Steps), 1)),
-			nCtx:    r.s.Ctx.NCtx(), peak: res.PeakCells, end: end}
-	}
-	return samples, nil
-}
-
-// benchReport is bench's result, as --json prints it and bench.json holds it.
-type benchReport struct {
-	Model          string             `json:"model"`
-	Machine        string             `json:"machine"`
-	Gen            int                `json:"gen"`
-	Repeats        int                `json:"repeats"`
-	NUbatch        int                `json:"n_ubatch"`
-	Threads        int                `json:"threads"`
-	WeightBytes    int64              `json:"weight_bytes"`
-	KVBytesPerCell int                `json:"kv_bytes_per_cell"`
-	Rows           []benchRow         `json:"rows"`
-	HookOverhead   map[string]float64 `json:"hook_overhead"`
-	// HookOverheadAll is the overhead of observing every layer at every decode, when the schedule
-	// reads less (the "full all" rows).
-	HookOverheadAll map[string]float64 `json:"hook_overhead_all,omitempty"`
-}
-
-// benchRow is one configuration at one context: medians over the repeats.
-type benchRow struct {
-	Context           int      `json:"context"`
-	Config            string   `json:"config"`
-	Budget            *float64 `json:"budget"`
-	PromptTokens      int      `json:"prompt_tokens"`
-	PrefillTokPerS    float64  `json:"prefill_tok_per_s"`
-	DecodeTokPerS     float64  `json:"decode_tok_per_s"`
-	DecodeMsPerToken  float64  `json:"decode_ms_per_token"`
-	KVCells           int      `json:"kv_cells"`
-	KVBytes           int64    `json:"kv_bytes"`
-	KVCellsPeak       int      `json:"kv_cells_peak"`
-	KVCellsEnd        int      `json:"kv_cells_end"`
-	ObserveMsPerToken *float64 `json:"observe_ms_per_token"`
-	Speedup           float64  `json:"speedup"`
-	IdealSpeedup      *float64 `json:"ideal_speedup"`
-}
-
-// addContext adds the rows of context c (samples[config][repeat], configs[0] being none) and its
-// hook overhead.
-func (rep *benchReport) addContext(c, promptTokens int, configs []benchConfig, samples [][]benchSample) {
-	med := func(i int, get func(benchSample) float64) float64 {
-		v := make([]float64, len(samples[i]))
-		for r, s := range samples[i] {
-			v[r] = get(s)
-		}
-		return median(v)
-	}
-	noneStep := med(0, func(s benchSample) float64 { return s.step })
-	kv := float64(c) * float64(rep.KVBytesPerCell)
-	for i, cfg := range configs {
-		step := med(i, func(s benchSample) float64 { return s.step })
-		row := benchRow{Context: c, Config: cfg.name, PromptTokens: promptTokens,
-			PrefillTokPerS:   round(med(i, func(s benchSample) float64 { return s.prefill })),
-			DecodeTokPerS:    round(1 / step),
-			DecodeMsPerToken: round(1000 * step),
-			KVCells:          samples[i][0].nCtx,
-			KVBytes:          int64(samples[i][0].nCtx) * int64(rep.KVBytesPerCell),
-			KVCellsPeak:      int(med(i, func(s benchSample) float64 { return float64(s.peak) })),
-			KVCellsEnd:       int(med(i, func(s benchSample) float64 { return float64(s.end) })),
-			Speedup:          round(noneStep / step)}
-		if cfg.policy != nil {
-			w := float64(rep.WeightBytes)
-			row.Budget = ptr(cfg.budget)
-			row.IdealSpeedup = ptr(round((w + kv) / (w + cfg.budget*kv)))
-			row.ObserveMsPerToken = ptr(round(1000 * med(i, func(s benchSample) float64 { return s.observe })))
-			switch cfg.name {
-			case "full":
-				rep.HookOverhead[strconv.Itoa(c)] = round(step / noneStep)
-			case "full all":
-				if rep.HookOverheadAll == nil {
-					rep.HookOverheadAll = map[string]float64{}
-				}
-				rep.HookOverheadAll[strconv.Itoa(c)] = round(step / noneStep)
-			}
-		}
-		rep.Rows = append(rep.Rows, row)
-	}
-}
-
-// printTable writes the report as a table, then the hook overhead per context.
-func (rep *benchReport) printTable(out io.Writer) {
-	fmt.Fprintf(out, "model %s: %.1f MiB of weights, %.1f KiB of f16 KV per token; %s, n_ubatch %d\n",
-		rep.Model, float64(rep.WeightBytes)/(1<<20), float64(rep.KVBytesPerCell)/(1<<10), rep.Machine, rep.NUbatch)
-	fmt.Fprintf(out, "prompt = context - %d tokens, then %d tokens generated by all configurations in turns; medians over %d repeat(s)\n",
-		rep.Gen, rep.Gen, rep.Repeats)
-	fmt.Fprintf(out, "ideal = (weights + KV(context)) / (weights + budget x KV(context)): the speedup if decoding only moved memory\n\n")
-	fmt.Fprintf(out, "%7s  %-15s %8s %8s %9s %8s %8s %8s %8s %6s %7s\n", "context", "config", "prefill", "decode",
-		"ms/token", "cells", "cells", "KV MiB", "speedup", "ideal", "speedup")
-	fmt.Fprintf(out, "%7s  %-15s %8s %8s %9s %8s %8s %8s %8s %6s %7s\n", "", "", "tok/s", "tok/s", "", "peak", "end",
-		"alloc", "", "", "/ideal")
-	for i, r := range rep.Rows {
-		if i > 0 && r.Context != rep.Rows[i-1].Context {
-			fmt.Fprintln(out)
-		}
-		ideal, ratio := "", ""
-		if r.IdealSpeedup != nil {
-			ideal, ratio = fmt.Sprintf("%.3f", *r.IdealSpeedup), fmt.Sprintf("%.3f", r.Speedup / *r.IdealSpeedup)
-		}
-		fmt.Fprintf(out, "%7d  %-15s %8.0f %8.1f %9.2f %8d %8d %8.1f %8.3f %6s %7s\n", r.Context, r.Config,
-			r.PrefillTokPerS, r.DecodeTokPerS, r.DecodeMsPerToken, r.KVCellsPeak, r.KVCellsEnd,
-			float64(r.KVBytes)/(1<<20), r.Speedup, ideal, ratio)
-	}
-	if len(rep.HookOverhead) == 0 {
-		fmt.Fprintln(out, "\nhook overhead: not measured (no budget 1 in --budgets)")
-		return
-	}
-	fmt.Fprintln(out, "\nhook overhead (full's decode step / none's; observing = the adapter reading and scoring attention):")
-	for _, r := range rep.Rows {
-		over := rep.HookOverhead
-		if r.Config == "full all" {
-			over = rep.HookOverheadAll
-		} else if r.Config != "full" {
-			continue
-		}
-		fmt.Fprintf(out, "  %7d %-8s: x%.3f, observing %.2f ms/token\n", r.Context, r.Config, over[strconv.Itoa(r.Context)],
-			*r.ObserveMsPerToken)
-	}
-}
-
-// median returns the median of v (the mean of the middle two for an even length).
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
-// cpuName returns the CPU's model name from /proc/cpuinfo followed by ", ", or "" where that is
-// not available.
-func cpuName() string {
-	fh, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v) + ", "
-		}
-	}
-	return ""
-}
-
-// trackerLen returns the cells sequence 0 holds (the context size without an adapter).
-func trackerLen(s *generate.Session) (int, error) {
-	if s.Adapter == nil {
-		return int(s.Ctx.SeqPosMax(0)) + 1, nil
-	}
-	seq, err := s.Adapter.Tracker().Sequence(0)
-	if err != nil {
-		return 0, err
-	}
-	return seq.Len(), nil
-}
-
-// ptr returns a pointer to a copy of v.
-func ptr[T any](v T) *T { return &v }
-
-// round rounds v to 3 decimals (for JSON).
-func round(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }

@@ -12,22 +12,6 @@ import (
 // maxReferenceTokens caps the reference text forced through each run.
 const maxReferenceTokens = 256
 
-// fidelityLine is one line of DIR/fidelity.jsonl: how closely one run follows the full cache on
-// one record, teacher-forced (keyformer.evaluate fidelity reads it). The means are null when
-// there was nothing to average.
-type fidelityLine struct {
-	ID string `json:"id"`
-	evalRun
-	PromptTokens int      `json:"prompt_tokens"`
-	KVCells      int      `json:"kv_cells"`
-	Positions    int      `json:"positions"` // teacher tokens forced
-	Top1         *float64 `json:"top1"`      // share of positions whose argmax is the teacher's token
-	KL           *float64 `json:"kl"`        // mean KL(full || run) of the next-token distributions, nats
-	NLL          *float64 `json:"nll"`       // mean negative log-likelihood of the teacher's tokens, nats
-	RefTokens    int      `json:"ref_tokens"`
-	RefNLL       *float64 `json:"ref_nll"` // mean negative log-likelihood of the reference's tokens, nats
-}
-
 // forcedScore accumulates, position by position, a forced run's agreement with a teacher.
 type forcedScore struct {
 	n             int

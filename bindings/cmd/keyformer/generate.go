@@ -217,18 +217,9 @@ func (f *runFlags) session(l *loaded, policy *keyformer.Policy, progress io.Writ
 	if err != nil {
 		return nil, generate.Options{}, err
 	}
-	start := time.Now()
 	o := generate.Options{MaxNew: f.maxNew, StopAtEOG: true, Whole: f.whole,
-		Pack: f.pack && policy != nil && *policy != keyformer.PolicyFull,
-		Progress: func(done, total int) {
-			if progress != nil && total > f.ubatch {
-				fmt.Fprintf(progress, "\r  %-10s reading the prompt: %5d/%d tokens (%3.0f%%) %5.1fs", name, done, total,
-					100*float64(done)/float64(total), time.Since(start).Seconds())
-				if done == total {
-					fmt.Fprintln(progress)
-				}
-			}
-		}}
+		Pack:     f.pack && policy != nil && *policy != keyformer.PolicyFull,
+		Progress: readingProgress(progress, fmt.Sprintf("  %-10s reading the prompt: ", name), f.ubatch)}
 	return s, o, nil
 }
 
@@ -299,7 +290,7 @@ func generateCmd(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	var f runFlags
 	f.register(fs)
-	policyName := fs.String("policy", "keyformer", "eviction policy: keyformer, h2o, tova, streaming, window, full, or none (plain llama.cpp, no hook)")
+	policyName := fs.String("policy", "keyformer", "eviction policy: "+strings.Join(evictingPolicies(), ", ")+", full, or none (plain llama.cpp, no hook)")
 	asJSON := fs.Bool("json", false, "print one JSON object as the last line")
 	if err := fs.Parse(args); err != nil {
 		return err

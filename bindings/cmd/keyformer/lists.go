@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/keyformer/keyformer/keyformer"
 )
 
 // parseFractions reads flag --name: a comma-separated list of distinct fractions in (0, 1], each
@@ -43,4 +45,10 @@ func parseCounts(list, name string, lo int) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// evictingPolicies returns the names of the policies that evict (every one but full), in
+// keyformer's order.
+func evictingPolicies() []string {
+	return slices.DeleteFunc(keyformer.PolicyNames(), func(n string) bool { return n == keyformer.PolicyFull.String() })
 }

@@ -1,5 +1,7 @@
 package main
 
+// Progress on stderr: one line, redrawn in place, drawn the same way by generate, eval and bench.
+
 import (
 	"fmt"
 	"io"
@@ -8,11 +10,69 @@ import (
 	"time"
 )
 
-// progress draws a progress bar with an estimate of the time left on a terminal (a line per
-// record elsewhere). The estimate extrapolates from the runs done in this invocation.
+// progressLine draws one progress line on w: update redraws it in place (a carriage return, then
+// the text), end draws it a last time and ends it with a newline. A line that does not redraw (eval
+// writing to a log rather than a terminal) ignores update and prints whole lines with log instead.
+type progressLine struct {
+	w      io.Writer
+	redraw bool
+}
+
+// newProgressLine returns a line on w that redraws in place.
+func newProgressLine(w io.Writer) *progressLine { return &progressLine{w: w, redraw: true} }
+
+// newTerminalLine returns a line on w that redraws in place where w is a terminal.
+func newTerminalLine(w *os.File) *progressLine {
+	st, err := w.Stat()
+	return &progressLine{w: w, redraw: err == nil && st.Mode()&os.ModeCharDevice != 0}
+}
+
+// update redraws the line as text.
+func (p *progressLine) update(text string) {
+	if p.redraw {
+		fmt.Fprint(p.w, "\r"+text)
+	}
+}
+
+// log prints text as a line of its own where the line does not redraw.
+func (p *progressLine) log(text string) {
+	if !p.redraw {
+		fmt.Fprintln(p.w, text)
+	}
+}
+
+// end draws the line a last time as text and ends it.
+func (p *progressLine) end(text string) {
+	fmt.Fprintln(p.w, "\r"+text)
+}
+
+// readingProgress returns a generate.Options.Progress showing on w, after prefix, the prompt
+// tokens read so far, their share and the time since the call, for prompts longer than minTotal
+// tokens; nil for a nil w.
+func readingProgress(w io.Writer, prefix string, minTotal int) func(done, total int) {
+	if w == nil {
+		return nil
+	}
+	line, start := newProgressLine(w), time.Now()
+	return func(done, total int) {
+		if total <= minTotal {
+			return
+		}
+		text := fmt.Sprintf("%s%5d/%d tokens (%3.0f%%) %5.1fs", prefix, done, total, 100*float64(done)/float64(total),
+			time.Since(start).Seconds())
+		if done == total {
+			line.end(text)
+		} else {
+			line.update(text)
+		}
+	}
+}
+
+// progress shows how far an evaluation is: a bar with an estimate of the time left, redrawn on a
+// terminal, a line per record elsewhere. The estimate extrapolates from the runs done in this
+// invocation.
 type progress struct {
-	w        io.Writer
-	tty      bool
+	out      *progressLine
 	total    int
 	done     int // runs done, including those a resumed run found
 	ran      int // runs done by this invocation
@@ -25,8 +85,7 @@ type progress struct {
 // newProgress starts the progress of running runs for every unit of every record (the record,
 // or each of its questions), some of them done already.
 func newProgress(w *os.File, records []evalRecord, runs []evalRun, done map[string]bool) *progress {
-	st, err := w.Stat()
-	p := &progress{w: w, tty: err == nil && st.Mode()&os.ModeCharDevice != 0, records: len(records), start: time.Now()}
+	p := &progress{out: newTerminalLine(w), records: len(records), start: time.Now()}
 	for _, r := range records {
 		for _, id := range r.units() {
 			for _, run := range runs {
@@ -42,27 +101,23 @@ func newProgress(w *os.File, records []evalRecord, runs []evalRun, done map[stri
 
 // record notes that record i (id) starts.
 func (p *progress) record(i int, id string) {
-	if !p.tty && p.ran > 0 {
-		fmt.Fprintln(p.w, p.line())
+	if p.ran > 0 {
+		p.out.log(p.line())
 	}
 	p.recordNo, p.id = i+1, id
-	if p.tty {
-		fmt.Fprint(p.w, "\r"+p.line())
-	}
+	p.out.update(p.line())
 }
 
 // add counts n runs done.
 func (p *progress) add(n int) {
 	p.done += n
 	p.ran += n
-	if p.tty {
-		fmt.Fprint(p.w, "\r"+p.line())
-	}
+	p.out.update(p.line())
 }
 
 // finish ends the bar.
 func (p *progress) finish() {
-	fmt.Fprintln(p.w, "\r"+p.line())
+	p.out.end(p.line())
 }
 
 // line renders the bar.

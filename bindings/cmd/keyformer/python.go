@@ -1,5 +1,8 @@
 package main
 
+// The Python side of the commands: `python -m keyformer.evaluate` scores eval's results and plots
+// bench's.
+
 import (
 	"fmt"
 	"io"
@@ -40,7 +43,22 @@ func runEvaluate(out io.Writer, args ...string) error {
 	return nil
 }
 
+// plotBench plots bench.json at jsonPath into pngPath with `python -m keyformer.evaluate
+// plot-bench`; a failure is a warning on progress. It returns what it wrote, for bench's last line.
+func plotBench(progress io.Writer, jsonPath, pngPath string) string {
+	if err := runEvaluate(progress, "plot-bench", jsonPath, pngPath); err != nil {
+		fmt.Fprintf(progress, "keyformer bench: warning: no plot: %v\n", err)
+		return " (no plot: see the warning on stderr)"
+	}
+	return " and " + pngPath
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// metricScorers are the keyformer.evaluate commands that score each metric's results.
+var metricScorers = map[string]string{
+	metricROUGE: "score", metricFidelity: "fidelity", metricQuestions: "questions",
 }

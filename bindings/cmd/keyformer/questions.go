@@ -21,23 +21,6 @@ const recallTokens = 32
 // choiceLetters are the options of a multiple-choice question.
 var choiceLetters = []string{"A", "B", "C", "D"}
 
-// evalAnswer is one line of DIR/answers.jsonl: one run's answer to one question
-// (keyformer.evaluate questions scores it).
-type evalAnswer struct {
-	ID       string `json:"id"`       // the question's id
-	Document string `json:"document"` // the record's id
-	Set      string `json:"set"`      // the dataset's name
-	evalRun
-	Kind         string             `json:"kind"` // "choice" (an answer letter is known) or "recall"
-	PromptTokens int                `json:"prompt_tokens"`
-	KVCells      int                `json:"kv_cells"`
-	Answer       string             `json:"answer"` // the letter with the highest log-probability, or the generated text
-	Gold         *string            `json:"gold"`
-	Logprobs     map[string]float64 `json:"logprobs"` // choice: each letter's log-probability as the answer's first token
-	Text         *string            `json:"text"`     // recall: the generated answer
-	Reference    string             `json:"reference"`
-}
-
 // questionPrompt is a question-set record tokenized: the document's part of the chat prompt,
 // then each question's part (the rest of the user turn and the assistant turn's opening).
 type questionPrompt struct {

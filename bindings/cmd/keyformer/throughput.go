@@ -9,32 +9,6 @@ import (
 	"github.com/keyformer/keyformer/keyformer"
 )
 
-// throughputRow is one configuration of `keyformer bench --throughput`: as many sequences as fit
-// in the fixed cache, decoding together.
-type throughputRow struct {
-	Config         string   `json:"config"`
-	Budget         *float64 `json:"budget"`
-	Sequences      int      `json:"sequences"`
-	CellsPerSeq    int      `json:"cells_per_sequence"`
-	PrefillTokPerS float64  `json:"prefill_tok_per_s"`
-	TokPerS        float64  `json:"tok_per_s"`
-	SeqMsPerToken  float64  `json:"sequence_ms_per_token"`
-	PeakCells      int      `json:"kv_cells_peak"`
-	Evicted        int      `json:"evicted"`
-}
-
-// throughputReport is the --json last line of `keyformer bench --throughput`.
-type throughputReport struct {
-	Model           string          `json:"model"`
-	Machine         string          `json:"machine"`
-	Cells           int             `json:"cells"`
-	PromptTokens    int             `json:"prompt_tokens"`
-	Gen             int             `json:"gen"`
-	NUbatch         int             `json:"n_ubatch"`
-	Rows            []throughputRow `json:"rows"`
-	ThroughputRatio *float64        `json:"throughput_ratio"` // the first budget's tokens/s over plain's
-}
-
 // sequencesThatFit returns how many sequences of prompt + gen tokens a cache of cells holds: with
 // the full prompt each (plain), or, at budget tokens, each holding at most budget + max(slack, 1)
 // cells while decoding and the one reading its prompt budget + ubatch.

@@ -16,16 +16,6 @@ import (
 // concentrationMass is the share of a row's attention whose cells tune counts (sparsity.jsonl's share90).
 const concentrationMass = 0.9
 
-// sparsityLine is one line of DIR/sparsity.jsonl: on one record, one layer's attention while the
-// full cache generated, as the share of live cells holding 90% of a row's attention.
-type sparsityLine struct {
-	ID      string  `json:"id"`
-	Layer   int     `json:"layer"`
-	Rows    int     `json:"rows"`    // attention rows measured (generated tokens x query heads)
-	Cells   float64 `json:"cells"`   // mean live cells per row
-	Share90 float64 `json:"share90"` // mean share of the live cells holding 90% of a row's attention
-}
-
 // tuneCmd is `keyformer tune`: the fidelity sweep of `keyformer eval --metric fidelity` on the
 // user's documents, then, per policy, the smallest budget whose top-1 agreement with the full
 // cache reaches --target, with the plot; beside it, measured while the full cache generates, the
