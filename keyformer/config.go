@@ -49,8 +49,7 @@ func (p Policy) String() string {
 	return policyNames[p]
 }
 
-// ParsePolicy returns the policy named s (case-insensitive): full, keyformer, h2o, tova, streaming
-// or window.
+// ParsePolicy returns the policy named s (case-insensitive), one of PolicyNames().
 func ParsePolicy(s string) (Policy, error) {
 	for i, n := range policyNames {
 		if strings.EqualFold(s, n) {

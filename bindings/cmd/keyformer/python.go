@@ -25,7 +25,7 @@ func pythonPath() string {
 	return "python3"
 }
 
-// runEvaluate runs `python -m keyformer.evaluate ARGS...` (bindings/python/keyformer/evaluate.py,
+// runEvaluate runs `python -m keyformer.evaluate ARGS...` (bindings/python/keyformer/evaluate/,
 // found through PYTHONPATH), with its stdout going to out and its stderr to ours.
 func runEvaluate(out io.Writer, args ...string) error {
 	py := pythonPath()
