@@ -3,6 +3,8 @@
 package adapter_test
 
 import (
+	"math"
+	"slices"
 	"testing"
 
 	"github.com/keyformer/keyformer/bindings/generate"
@@ -160,6 +162,7 @@ func TestBoundedPrefixContinuesLikeARun(t *testing.T) {
 	got, err := p.Generate(m, so, generate.Options{MaxNew: gen})
 	require.NoError(t, err)
 	assert.Equal(t, want.Tokens, got.Tokens)
+	assert.Equal(t, want.PeakCells, got.PeakCells, "the peak counts the prefix's reading")
 	assert.LessOrEqual(t, got.PeakCells, cells)
 
 	suffix, err := m.Tokenize("\n\nAnswer in one word.", false, false)
@@ -169,4 +172,60 @@ func TestBoundedPrefixContinuesLikeARun(t *testing.T) {
 	assert.NotEmpty(t, again.Tokens)
 	assert.LessOrEqual(t, again.PeakCells, cells, "the suffix is read inside the bounded cache")
 	assert.Positive(t, again.Evicted)
+}
+
+// TestQuantizedKVCache reads the sample prompt into llama.cpp's q8_0 and q4_0 caches (flash
+// attention on, as a quantized V cache needs) and compares the next-token distribution with the
+// f16 cache's: q8_0 keeps the greedy token and stays closer than q4_0. A quantized cache leaves no
+// attention to observe, so a session with an eviction config refuses it.
+func TestQuantizedKVCache(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	next := func(kv generate.KVCache) []float32 {
+		s, err := generate.NewSession(m, generate.SessionOptions{NCtx: len(prompt) + 8, NUbatch: 256, Threads: 2, KV: kv})
+		require.NoError(t, err, kv)
+		defer s.Close()
+		var logits []float32
+		_, err = s.Run(prompt, generate.Options{MaxNew: 1, Logits: func(_ int, l []float32) error {
+			logits = append([]float32(nil), l...)
+			return nil
+		}})
+		require.NoError(t, err, kv)
+		return logits
+	}
+	f16, q8, q4 := next(generate.KVF16), next(generate.KVQ8_0), next(generate.KVQ4_0)
+	assert.Equal(t, llama.Argmax(f16), llama.Argmax(q8), "q8_0 keeps the greedy token")
+	klQ8, klQ4 := kl(f16, q8), kl(f16, q4)
+	t.Logf("KL(f16 || q8_0) = %.5f, KL(f16 || q4_0) = %.5f nats", klQ8, klQ4)
+	assert.Positive(t, klQ8, "the q8_0 cache is a different cache")
+	assert.Less(t, klQ8, 0.05)
+	assert.Less(t, klQ8, klQ4, "4 bits lose more than 8")
+
+	_, err := generate.NewSession(m, generate.SessionOptions{NCtx: 256, NUbatch: 64, Threads: 2, KV: generate.KVQ8_0,
+		Config: config(m, keyformer.PolicyKeyformer, keyformer.Fraction(0.5))})
+	assert.ErrorContains(t, err, "a q8_0 KV cache needs flash attention")
+}
+
+// kl is KL(p || q) in nats for the distributions of logits p and q.
+func kl(p, q []float32) float64 {
+	lp, lq := logSoftmax(p), logSoftmax(q)
+	var d float64
+	for i := range lp {
+		d += math.Exp(lp[i]) * (lp[i] - lq[i])
+	}
+	return d
+}
+
+// logSoftmax returns the log-probabilities of logits.
+func logSoftmax(logits []float32) []float64 {
+	hi := float64(slices.Max(logits))
+	var sum float64
+	for _, x := range logits {
+		sum += math.Exp(float64(x) - hi)
+	}
+	out := make([]float64, len(logits))
+	for i, x := range logits {
+		out[i] = float64(x) - hi - math.Log(sum)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keyformer/keyformer/bindings/adapter"
@@ -284,24 +285,64 @@ func (g *Generation) finish() (Result, error) {
 	}
 }
 
-// KVBytesPerCell returns the bytes one KV cell takes in an f16 cache of the model: K and V for
-// every layer and KV head.
-func KVBytesPerCell(m *llama.Model) int {
-	return 2 * m.NLayer * m.NHeadKV * (m.NEmbd / m.NHead) * 2
+// KVBytesPerCell returns the bytes one KV cell of the model takes in a cache of type kv: K and V
+// for every layer and KV head.
+func KVBytesPerCell(m *llama.Model, kv KVCache) int {
+	elements := 2 * m.NLayer * m.NHeadKV * (m.NEmbd / m.NHead)
+	switch kv {
+	case KVQ8_0:
+		return elements / 32 * 34
+	case KVQ4_0:
+		return elements / 32 * 18
+	}
+	return elements * 2
 }
 
 // ChatPrompt tokenizes a user turn holding document, a blank line and instruction, formatted with
 // the model's chat template and ending with the assistant turn's opening.
 func ChatPrompt(m *llama.Model, document, instruction string) ([]int32, error) {
-	text, err := m.ApplyChatTemplate("", []llama.ChatMessage{{Role: "user", Content: document + "\n\n" + instruction}}, true)
+	text, err := chatText(m, document, instruction)
 	if err != nil {
-		return nil, fmt.Errorf("generate: %w", err)
+		return nil, err
 	}
 	toks, err := m.Tokenize(text, true, true)
 	if err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
 	return toks, nil
+}
+
+// ChatPromptParts is ChatPrompt cut where the document ends, each part tokenized on its own: the
+// document's part (the template's opening and the document), which a cache reads and compresses
+// first, and the rest (the blank line, the instruction and the assistant turn's opening), read
+// after it, the way a user asks about a document already read.
+func ChatPromptParts(m *llama.Model, document, instruction string) (doc, rest []int32, err error) {
+	text, err := chatText(m, document, instruction)
+	if err != nil {
+		return nil, nil, err
+	}
+	at := strings.Index(text, document)
+	if at < 0 {
+		return nil, nil, errors.New("generate: the chat template does not keep the document verbatim")
+	}
+	at += len(document)
+	if doc, err = m.Tokenize(text[:at], true, true); err == nil {
+		rest, err = m.Tokenize(text[at:], false, true)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate: %w", err)
+	}
+	return doc, rest, nil
+}
+
+// chatText is the chat template applied to one user turn of document, a blank line and
+// instruction, ending with the assistant turn's opening.
+func chatText(m *llama.Model, document, instruction string) (string, error) {
+	text, err := m.ApplyChatTemplate("", []llama.ChatMessage{{Role: "user", Content: document + "\n\n" + instruction}}, true)
+	if err != nil {
+		return "", fmt.Errorf("generate: %w", err)
+	}
+	return text, nil
 }
 
 // pack saves sequence seq (llama.cpp's state and the tracker's), clears it and restores it:

@@ -26,6 +26,7 @@ type Prefix struct {
 	Prefill     time.Duration // time to read the prompt
 	firstLogits []float32     // the logits that picked First
 	cells       int           // cells the sequence holds in state
+	peakCells   int           // the most cells the sequence held while the prompt was read
 	state       []byte        // llama.cpp's state of the sequence
 	scores      map[keyformer.Policy][]byte
 }
@@ -107,7 +108,7 @@ func save(s *Session, g *Generation, trackers []*keyformer.Tracker) (*Prefix, er
 		return nil, fmt.Errorf("generate: prefix: %w", err)
 	}
 	p := &Prefix{Prompt: r.PromptTokens, First: llama.Argmax(logits), Prefill: r.Prefill,
-		firstLogits: slices.Clone(logits), cells: cells, scores: map[keyformer.Policy][]byte{}}
+		firstLogits: slices.Clone(logits), cells: cells, peakCells: r.PeakCells, scores: map[keyformer.Policy][]byte{}}
 	if p.state, err = s.Ctx.SeqState(adapter.DefaultSequence); err != nil {
 		return nil, fmt.Errorf("generate: prefix: %w", err)
 	}
@@ -128,7 +129,8 @@ func save(s *Session, g *Generation, trackers []*keyformer.Tracker) (*Prefix, er
 // Generate continues the prefix in a fresh session of m configured by so: so.Config nil is the
 // full cache (plain llama.cpp), else its policy must be one the prefix was scored for. It restores
 // the prompt's state, brings the cache to the configuration's budget, and generates greedily from
-// First (o.Seq is ignored). The result's PeakCells counts the cells held while generating.
+// First (o.Seq is ignored). The result's PeakCells is the most cells held while the prompt was
+// read or while generating: the cache a host must have.
 func (p *Prefix) Generate(m *llama.Model, so SessionOptions, o Options) (Result, error) {
 	return p.Continue(m, so, nil, o)
 }
@@ -137,7 +139,7 @@ func (p *Prefix) Generate(m *llama.Model, so SessionOptions, o Options) (Result,
 // to the budget, reads suffix (as Start reads a prompt: in chunks, evicting after each unless
 // o.Whole), then generates from the greedy token after it. The budget stays resolved against the
 // prefix's prompt length: the prefix is the document whose cache is compressed, the suffix a
-// question about it.
+// question about it. PeakCells counts the prefix's reading too.
 func (p *Prefix) Continue(m *llama.Model, so SessionOptions, suffix []int32, o Options) (Result, error) {
 	var scores []byte
 	if so.Config != nil {
@@ -166,6 +168,7 @@ func (p *Prefix) Continue(m *llama.Model, so SessionOptions, suffix []int32, o O
 		}
 	}
 	g.cells.add(o.Seq, p.cells)
+	g.cells.peak = p.peakCells
 	if len(suffix) > 0 {
 		g.first, g.firstLogits = -1, nil
 		if err := g.read(suffix); err != nil {

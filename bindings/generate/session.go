@@ -24,7 +24,30 @@ type SessionOptions struct {
 	Poll int
 	// Sequences, above 1, lets that many sequences share the context's unified KV cache (RunBatch).
 	Sequences int
+	// KV is the type of the K and V cache: f16 (the zero value, llama.cpp's default) or one of
+	// llama.cpp's quantized types, which need flash attention and so no Config.
+	KV KVCache
 }
+
+// KVCache is the element type of a session's K and V cache.
+type KVCache int
+
+// The cache types a session offers: llama.cpp's default and its two usual quantized caches
+// (`--cache-type-k/-v q8_0`, `q4_0`).
+const (
+	KVF16  KVCache = iota // f16 (2 bytes per element)
+	KVQ8_0                // q8_0: blocks of 32 elements in 34 bytes
+	KVQ4_0                // q4_0: blocks of 32 elements in 18 bytes
+)
+
+// kvTypes are the ggml types of the cache types.
+var kvTypes = [...]llama.GGMLType{KVF16: llama.TypeF16, KVQ8_0: llama.TypeQ8_0, KVQ4_0: llama.TypeQ4_0}
+
+// Type returns the cache type's ggml type.
+func (k KVCache) Type() llama.GGMLType { return kvTypes[k] }
+
+// String returns the cache type's name as llama.cpp's --cache-type-k writes it.
+func (k KVCache) String() string { return [...]string{"f16", "q8_0", "q4_0"}[k] }
 
 // Session is a llama.cpp context with a persistent threadpool and, when configured, a Keyformer
 // adapter on its eval callback.
@@ -43,8 +66,17 @@ func NewSession(m *llama.Model, o SessionOptions) (*Session, error) {
 	s := &Session{lib: m.Lib()}
 	co := llama.ContextOptions{NCtx: uint32(o.NCtx), NBatch: uint32(o.NUbatch), NUbatch: uint32(o.NUbatch),
 		NThreads: int32(o.Threads), NThreadsBatch: int32(o.Threads)}
-	if o.Sequences > 1 {
-		co.Tweak = func(p *llama.ContextParams) { p.NSeqMax, p.KVUnified = uint32(o.Sequences), true }
+	if o.KV != KVF16 {
+		if o.Config != nil {
+			return nil, fmt.Errorf("generate: session: a %s KV cache needs flash attention, which leaves no attention to observe: no eviction with it", o.KV)
+		}
+		co.FlashAttn = llama.FlashAttnEnabled
+	}
+	co.Tweak = func(p *llama.ContextParams) {
+		if o.Sequences > 1 {
+			p.NSeqMax, p.KVUnified = uint32(o.Sequences), true
+		}
+		p.TypeK, p.TypeV = o.KV.Type(), o.KV.Type()
 	}
 	if o.Config != nil {
 		cfg := *o.Config

@@ -129,7 +129,7 @@ func bench(args []string, out, progress io.Writer) error {
 	}
 	rep := benchReport{Model: f.model, Gen: *gen, Repeats: *repeats, NUbatch: f.ubatch, Threads: threads,
 		Machine:     machine,
-		WeightBytes: l.model.Size(), KVBytesPerCell: generate.KVBytesPerCell(l.model), HookOverhead: map[string]float64{}}
+		WeightBytes: l.model.Size(), KVBytesPerCell: generate.KVBytesPerCell(l.model, generate.KVF16), HookOverhead: map[string]float64{}}
 	for _, c := range contexts {
 		l.prompt = prompt[:c-*gen]
 		samples := make([][]benchSample, len(configs)) // [config][repeat]

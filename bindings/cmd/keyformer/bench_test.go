@@ -64,7 +64,7 @@ func TestBenchJSON(t *testing.T) {
 	assert.Positive(t, m.Size())
 	assert.LessOrEqual(t, m.Size(), fi.Size()) // the tensors, less the GGUF header and vocabulary
 	assert.Equal(t, m.Size(), rep.WeightBytes)
-	assert.Equal(t, generate.KVBytesPerCell(m), rep.KVBytesPerCell)
+	assert.Equal(t, generate.KVBytesPerCell(m, generate.KVF16), rep.KVBytesPerCell)
 	assert.Equal(t, 8, rep.Gen)
 
 	// Budget 0.25, not 0.5: llama.cpp pads n_ctx to a multiple of 256, so that budget + n_ubatch
@@ -91,7 +91,7 @@ func TestBenchJSON(t *testing.T) {
 	assert.Equal(t, 0, full.KVCellsPeak-none.KVCellsPeak) // the hook observes and keeps everything
 	require.NotNil(t, kf.Budget)
 	assert.Equal(t, 0.25, *kf.Budget)
-	w, kv := float64(m.Size()), 512*float64(generate.KVBytesPerCell(m))
+	w, kv := float64(m.Size()), 512*float64(generate.KVBytesPerCell(m, generate.KVF16))
 	assert.InDelta(t, (w+kv)/(w+0.25*kv), *kf.IdealSpeedup, 1e-3)
 	assert.Less(t, kf.KVBytes, full.KVBytes)
 	assert.Less(t, kf.KVCellsEnd, full.KVCellsEnd)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keyformer/keyformer/bindings/generate"
 	"github.com/keyformer/keyformer/bindings/llama"
 	"github.com/keyformer/keyformer/keyformer"
 )
@@ -24,6 +25,13 @@ import (
 // reference, and compares next-token distributions (DIR/fidelity.jsonl). A question-set file
 // (records with "questions") reads each document once per run and answers every question from
 // that compressed cache (DIR/answers.jsonl).
+//
+// Every run reads the document the way the product generates (--reading bounded: in ubatches,
+// evicting after each, with the flags' schedule and slack) unless --reading whole asks for the
+// paper's setting (the whole document with full attention, then one eviction). The instruction of
+// a summary record is read after the document is compressed, as a question is, unless
+// --instruction-in-prompt puts it inside the compressed prompt. Beside the policies, llama.cpp's
+// own quantized KV caches (kv-q8_0, kv-q4_0: the whole prompt, nothing evicted) run as peers.
 func evalCmd(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	var o evalOptions
@@ -45,9 +53,10 @@ func evalCmd(args []string, out io.Writer) error {
 
 // evalOptions are the flags of eval (and tune).
 type evalOptions struct {
-	f                                               runFlags
-	data, policies, budgets, caches, outDir, metric string
-	limit, keep                                     int
+	f                                                        runFlags
+	data, policies, budgets, caches, outDir, metric, reading string
+	limit, keep                                              int
+	instructionInPrompt                                      bool
 }
 
 // register registers the flags; tune gives other defaults afterwards.
@@ -55,7 +64,12 @@ func (o *evalOptions) register(fs *flag.FlagSet) {
 	o.f.registerRuntime(fs)
 	fs.StringVar(&o.data, "data", "", "dataset (JSONL: id, document, instruction, reference, max_new_tokens; or id, document, questions); required")
 	fs.StringVar(&o.metric, "metric", metricROUGE, "rouge: ROUGE of greedy generations; fidelity: teacher-forced agreement with the full cache (top-1, KL, NLL)")
-	fs.StringVar(&o.policies, "policies", strings.Join(evictingPolicies(), ","), "eviction policies to compare")
+	fs.StringVar(&o.policies, "policies", strings.Join(append(evictingPolicies(), peerNames()...), ","),
+		"eviction policies and llama.cpp's quantized KV caches (kv-q8_0, kv-q4_0; budget mode only) to compare with the full cache")
+	fs.StringVar(&o.reading, "reading", readingBounded, "bounded: read each document in ubatches, evicting after each, as generation does; "+
+		"whole: the whole document with full attention, then one eviction (the paper's setting; not with --cache)")
+	fs.BoolVar(&o.instructionInPrompt, "instruction-in-prompt", false, "summaries: read the instruction inside the prompt that is compressed "+
+		"(by default the document is compressed first and the instruction read after it, as a question is)")
 	fs.StringVar(&o.budgets, "budgets", "0.2,0.3,0.5,0.7,0.9", "KV budgets, fractions of the prompt (quality mode)")
 	fs.StringVar(&o.caches, "cache", "", "KV cache sizes in cells, e.g. 1024,2048: long-document mode (llama.cpp's context shift as a baseline)")
 	fs.IntVar(&o.limit, "limit", 0, "evaluate the first N records only (0: all)")
@@ -72,7 +86,7 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 	if o.metric != metricROUGE && o.metric != metricFidelity {
 		return "", fmt.Errorf("eval: --metric %q: want rouge or fidelity", o.metric)
 	}
-	policies, err := parsePolicies(o.policies)
+	policies, peers, err := parsePolicies(o.policies)
 	if err != nil {
 		return "", err
 	}
@@ -80,11 +94,19 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	plan := evalPlan{policies: policies, window: window, keep: o.keep}
+	if o.reading != readingBounded && o.reading != readingWhole {
+		return "", fmt.Errorf("eval: --reading %q: want %s or %s", o.reading, readingBounded, readingWhole)
+	}
+	plan := evalPlan{policies: policies, peers: peers, window: window, keep: o.keep,
+		setting: evalSetting{Reading: o.reading, InstructionInPrompt: o.instructionInPrompt}}
 	if o.caches != "" {
 		if plan.caches, err = parseCounts(o.caches, "cache", 64); err != nil {
 			return "", err
 		}
+		if o.reading == readingWhole {
+			return "", errors.New("eval: --reading whole needs a cache that holds the document: not with --cache")
+		}
+		plan.peers = nil // a quantized cache holds the whole document: it has no fixed size to compare at
 	} else if plan.budgets, err = parseFractions(o.budgets, "budgets"); err != nil {
 		return "", err
 	}
@@ -110,14 +132,14 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 		if plan.caches != nil {
 			name += "-cache"
 		}
-		name += o.f.scheduleTag()
+		name += o.f.scheduleTag() + plan.setting.tag()
 		model := strings.TrimSuffix(filepath.Base(o.f.model), ".gguf")
 		dir = filepath.Join(llama.RepoRoot(), "build", "eval", model, name)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	done, w, err := openResults(filepath.Join(dir, metricFiles[metric]))
+	done, w, err := openResults(filepath.Join(dir, metricFiles[metric]), plan.setting)
 	if err != nil {
 		return "", err
 	}
@@ -133,8 +155,8 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 		return "", err
 	}
 	defer e.closeSparsity()
-	fmt.Fprintf(os.Stderr, "eval: %s: %d records x %d runs from %s into %s (%d already done)\n",
-		metric, len(records), len(plan.runs()), o.data, dir, e.progress.done)
+	fmt.Fprintf(os.Stderr, "eval: %s: %d records x %d runs from %s into %s (%d already done; %s)\n",
+		metric, len(records), len(plan.runs()), o.data, dir, e.progress.done, plan.setting)
 	for i, r := range records {
 		e.progress.record(i, r.ID)
 		var err error
@@ -157,6 +179,8 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 // evalPlan is what to run for each record.
 type evalPlan struct {
 	policies    []keyformer.Policy
+	peers       []generate.KVCache // llama.cpp's quantized caches (quality mode)
+	setting     evalSetting
 	budgets     []float64 // quality mode
 	caches      []int     // long-document mode
 	window      keyformer.Size
@@ -164,8 +188,8 @@ type evalPlan struct {
 	fullInCache bool // long-document mode also runs the full cache where the document fits the model
 }
 
-// runs lists the runs of one record: the full cache and every policy x budget, or every policy
-// and the context shift at every cache size (and the full cache, with fullInCache).
+// runs lists the runs of one record: the full cache, every policy x budget and every peer, or
+// every policy and the context shift at every cache size (and the full cache, with fullInCache).
 func (p evalPlan) runs() []evalRun {
 	var runs []evalRun
 	if p.caches == nil || p.fullInCache {
@@ -176,6 +200,9 @@ func (p evalPlan) runs() []evalRun {
 			for _, b := range p.budgets {
 				runs = append(runs, evalRun{Policy: pol.String(), Budget: &b})
 			}
+		}
+		for _, kv := range p.peers {
+			runs = append(runs, evalRun{Policy: peerName(kv)})
 		}
 		return runs
 	}
@@ -188,18 +215,85 @@ func (p evalPlan) runs() []evalRun {
 	return runs
 }
 
-// parsePolicies reads a comma-separated list of evicting policies.
-func parsePolicies(s string) ([]keyformer.Policy, error) {
+// parsePolicies reads a comma-separated list of evicting policies and peers.
+func parsePolicies(s string) ([]keyformer.Policy, []generate.KVCache, error) {
 	var out []keyformer.Policy
-	for _, name := range strings.Split(s, ",") {
-		p, err := keyformer.ParsePolicy(strings.TrimSpace(name))
+	var peers []generate.KVCache
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.TrimSpace(name)
+		if kv, ok := parsePeer(name); ok {
+			peers = append(peers, kv)
+			continue
+		}
+		p, err := keyformer.ParsePolicy(name)
 		if err != nil {
-			return nil, fmt.Errorf("--policies: %w", err)
+			return nil, nil, fmt.Errorf("--policies: %w (or a peer: %s)", err, strings.Join(peerNames(), ", "))
 		}
 		if p == keyformer.PolicyFull {
-			return nil, errors.New("--policies: full always runs in quality mode; list evicting policies only")
+			return nil, nil, errors.New("--policies: full always runs in quality mode; list evicting policies only")
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, peers, nil
+}
+
+// The peers: llama.cpp's quantized KV caches, the memory saving a llama.cpp user has without
+// eviction. A peer run is plain llama.cpp with the cache of that type (flash attention on, as
+// llama.cpp needs for a quantized V cache), holding the whole prompt.
+var peers = []generate.KVCache{generate.KVQ8_0, generate.KVQ4_0}
+
+// peerName is a peer's name as a policy of the sweep ("kv-q8_0").
+func peerName(kv generate.KVCache) string { return "kv-" + kv.String() }
+
+// peerNames lists the peers' names.
+func peerNames() []string {
+	var out []string
+	for _, kv := range peers {
+		out = append(out, peerName(kv))
+	}
+	return out
+}
+
+// parsePeer returns the peer named name, if it is one.
+func parsePeer(name string) (generate.KVCache, bool) {
+	for _, kv := range peers {
+		if peerName(kv) == name {
+			return kv, true
+		}
+	}
+	return generate.KVF16, false
+}
+
+// How a run reads the document (--reading).
+const (
+	readingBounded = "bounded" // in ubatches, evicting after each: as generation does
+	readingWhole   = "whole"   // whole with full attention, then one eviction: the paper's setting
+)
+
+// evalSetting is how an evaluation reads its records, written on every result line (all lines of
+// a results file share it).
+type evalSetting struct {
+	Reading             string `json:"reading"`               // readingBounded or readingWhole
+	InstructionInPrompt bool   `json:"instruction_in_prompt"` // summaries: the instruction inside the compressed prompt
+}
+
+// tag names a setting other than the default in an output folder's name, e.g. "-whole".
+func (s evalSetting) tag() string {
+	var tag string
+	if s.Reading != readingBounded {
+		tag += "-" + s.Reading
+	}
+	if s.InstructionInPrompt {
+		tag += "-instruction-in-prompt"
+	}
+	return tag
+}
+
+// String describes the setting for the progress log.
+func (s evalSetting) String() string {
+	where := "question after the document"
+	if s.InstructionInPrompt {
+		where = "instruction inside the compressed prompt"
+	}
+	return s.Reading + " reading, " + where
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyformer/keyformer/bindings/generate"
 	"github.com/keyformer/keyformer/keyformer"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,6 +24,10 @@ func needEvalDeps(t *testing.T) {
 		t.Skipf("%s cannot import rouge_score and matplotlib (run make deps): %v", pythonPath(), err)
 	}
 }
+
+// smolLM2CellBytes is one KV cell of SmolLM2-135M in an f16 cache: K and V, 30 layers, 3 KV heads
+// of 64 dimensions, 2 bytes each.
+const smolLM2CellBytes = 2 * 30 * 3 * 64 * 2
 
 // readGenerations returns the lines of DIR/generations.jsonl.
 func readGenerations(t *testing.T, dir string) []evalGeneration {
@@ -74,13 +79,16 @@ func TestEvalTwoRecordsTwoPolicies(t *testing.T) {
 		assert.Positive(t, g.GeneratedTokens)
 		assert.LessOrEqual(t, g.GeneratedTokens, 24)
 		assert.NotEmpty(t, g.Reference)
+		assert.Equal(t, evalSetting{Reading: readingBounded}, g.evalSetting)
+		assert.Equal(t, int64(g.KVCells)*smolLM2CellBytes, g.KVBytes)
 		if g.Policy == "full" {
 			assert.Nil(t, g.Budget)
 			assert.GreaterOrEqual(t, g.KVCells, g.PromptTokens)
 		} else {
 			require.NotNil(t, g.Budget)
 			slack := keyformer.DefaultConfig(keyformer.Shape{}).Observe.Slack
-			assert.LessOrEqual(t, g.KVCells, int(0.5*float64(g.PromptTokens)+0.5)+max(1, slack), "held at most the budget and the slack")
+			assert.LessOrEqual(t, g.KVCells, int(0.5*float64(g.PromptTokens)+0.5)+max(128, slack),
+				"read in ubatches of 128, held at most the budget and one ubatch (or the slack)")
 		}
 	}
 	for _, f := range []string{"results.md", "results.csv", "rougeL.png", "scores.jsonl"} {
@@ -142,6 +150,9 @@ func TestEvalFlagErrors(t *testing.T) {
 	var out bytes.Buffer
 	for args, want := range map[string]string{
 		"":                                      "--data is required",
+		"--data x --reading lazy":               `--reading "lazy"`,
+		"--data x --reading whole --cache 1024": "not with --cache",
+		"--data x --policies kv-q5_1":           "or a peer: kv-q8_0, kv-q4_0",
 		"--data x --policies lru":               "--policies",
 		"--data x --policies full":              "--policies: full always runs",
 		"--data x --budgets 0":                  "--budgets",
@@ -156,4 +167,43 @@ func TestEvalFlagErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.jsonl")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"id":"a","document":"d","reference":"r","max_new_tokens":8}`+"\n"+`{"id":"b","document":"d"}`+"\n"), 0o644))
 	assert.ErrorContains(t, evalCmd([]string{"--data", bad}, &out), "bad.jsonl:2: record \"b\": no reference")
+	for q, want := range map[string]string{
+		`"answer":"A","references":["1"]`: "a multiple-choice question has no references",
+		`"references":["1",""]`:           "an empty reference",
+		`"depth":1.5`:                     "depth 1.5 is not in [0, 1]",
+		`"max_new_tokens":-2`:             "max_new_tokens -2 is negative",
+	} {
+		line := `{"id":"d","document":"text","questions":[{"id":"q","instruction":"ask","reference":"r",` + q + `}]}` + "\n"
+		require.NoError(t, os.WriteFile(bad, []byte(line), 0o644))
+		assert.ErrorContains(t, evalCmd([]string{"--data", bad}, &out), `question 0 "q": `+want, q)
+	}
+}
+
+// TestEvalSettings checks the names of the ways of reading (output folders, the log) and that a
+// results file refuses to be resumed in another way.
+func TestEvalSettings(t *testing.T) {
+	assert.Empty(t, evalSetting{Reading: readingBounded}.tag())
+	assert.Equal(t, "-whole-instruction-in-prompt", evalSetting{Reading: readingWhole, InstructionInPrompt: true}.tag())
+	assert.Equal(t, "bounded reading, question after the document", evalSetting{Reading: readingBounded}.String())
+
+	path := filepath.Join(t.TempDir(), "answers.jsonl")
+	bounded := evalSetting{Reading: readingBounded}
+	_, w, err := openResults(path, bounded)
+	require.NoError(t, err)
+	require.NoError(t, writeResult(w, evalAnswer{ID: "q", evalRun: evalRun{Policy: "full"}, evalSetting: bounded}))
+	require.NoError(t, w.Close())
+	done, w, err := openResults(path, bounded)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	assert.Equal(t, map[string]bool{"q|full/-/-": true}, done)
+	_, _, err = openResults(path, evalSetting{Reading: readingWhole})
+	assert.ErrorContains(t, err, "answers.jsonl:1 was written with bounded reading, question after the document, not whole reading")
+
+	policies, peers, err := parsePolicies("h2o,kv-q4_0,keyformer,kv-q8_0")
+	require.NoError(t, err)
+	assert.Equal(t, []keyformer.Policy{keyformer.PolicyH2O, keyformer.PolicyKeyformer}, policies)
+	assert.Equal(t, []generate.KVCache{generate.KVQ4_0, generate.KVQ8_0}, peers)
+	b := 0.5
+	assert.Equal(t, []evalRun{{Policy: "full"}, {Policy: "h2o", Budget: &b}, {Policy: "kv-q4_0"}},
+		evalPlan{policies: policies[:1], peers: peers[:1], budgets: []float64{b}}.runs())
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,11 +32,17 @@ type evalRecord struct {
 
 // evalQuestion is one question of a question-set record: the question (with its lettered options
 // for multiple choice), the published reference answer, and for multiple choice the correct letter.
+// Retrieval sets (`python -m keyformer.evaluate make-retrieval`) add the values an answer must
+// recall, the task, where the needle sits and the answer's length.
 type evalQuestion struct {
-	ID          string `json:"id"`
-	Instruction string `json:"instruction"`
-	Reference   string `json:"reference"`
-	Answer      string `json:"answer"`
+	ID           string   `json:"id"`
+	Instruction  string   `json:"instruction"`
+	Reference    string   `json:"reference"`
+	Answer       string   `json:"answer"`
+	References   []string `json:"references"`     // every value the answer must contain (optional)
+	Task         string   `json:"task"`           // e.g. niah_single (optional)
+	Depth        *float64 `json:"depth"`          // the needle's place in the document, 0..1 (optional)
+	MaxNewTokens int      `json:"max_new_tokens"` // recall: tokens to generate at most (0: recallTokens)
 }
 
 // units returns the ids a record's results are written under: its questions', or its own.
@@ -78,8 +85,10 @@ func (r evalRun) full() bool { return r.Policy == keyformer.PolicyFull.String() 
 type evalGeneration struct {
 	ID string `json:"id"`
 	evalRun
+	evalSetting
 	PromptTokens    int     `json:"prompt_tokens"`
 	KVCells         int     `json:"kv_cells"`
+	KVBytes         int64   `json:"kv_bytes"` // the KV cache at its peak: kv_cells at the run's cache type
 	GeneratedTokens int     `json:"generated_tokens"`
 	DecodeTokPerS   float64 `json:"decode_tok_per_s"`
 	Text            string  `json:"text"`
@@ -97,6 +106,29 @@ const (
 // question and run.
 var metricFiles = map[string]string{
 	metricROUGE: "generations.jsonl", metricFidelity: "fidelity.jsonl", metricQuestions: "answers.jsonl",
+}
+
+// check reports what is wrong with a question.
+func (q evalQuestion) check() error {
+	switch {
+	case q.ID == "":
+		return errors.New("no id")
+	case strings.TrimSpace(q.Instruction) == "":
+		return errors.New("no instruction")
+	case q.Reference == "":
+		return errors.New("no reference")
+	case q.Answer != "" && !strings.Contains("ABCD", q.Answer) || len(q.Answer) > 1:
+		return fmt.Errorf("answer %q is not a letter A to D", q.Answer)
+	case q.Answer != "" && (q.References != nil || q.MaxNewTokens != 0):
+		return errors.New("a multiple-choice question has no references or max_new_tokens")
+	case slices.Contains(q.References, ""):
+		return errors.New("an empty reference")
+	case q.Depth != nil && !(*q.Depth >= 0 && *q.Depth <= 1):
+		return fmt.Errorf("depth %v is not in [0, 1]", *q.Depth)
+	case q.MaxNewTokens < 0:
+		return fmt.Errorf("max_new_tokens %d is negative", q.MaxNewTokens)
+	}
+	return nil
 }
 
 // readRecords reads the first limit records (0: all) of a dataset, checking every field.
@@ -144,15 +176,8 @@ func (r evalRecord) check() error {
 			return errors.New("an empty list of questions")
 		}
 		for i, q := range r.Questions {
-			switch {
-			case q.ID == "":
-				return fmt.Errorf("question %d: no id", i)
-			case strings.TrimSpace(q.Instruction) == "":
-				return fmt.Errorf("question %s: no instruction", q.ID)
-			case q.Reference == "":
-				return fmt.Errorf("question %s: no reference", q.ID)
-			case q.Answer != "" && !strings.Contains("ABCD", q.Answer) || len(q.Answer) > 1:
-				return fmt.Errorf("question %s: answer %q is not a letter A to D", q.ID, q.Answer)
+			if err := q.check(); err != nil {
+				return fmt.Errorf("question %d %q: %w", i, q.ID, err)
 			}
 		}
 		return nil
@@ -165,8 +190,9 @@ func (r evalRecord) check() error {
 }
 
 // openResults opens a results file (generations.jsonl and the like) for appending and returns
-// the runs it holds, by id and run. A last line cut short by an interrupted run is removed.
-func openResults(path string) (map[string]bool, *os.File, error) {
+// the runs it holds, by id and run. A last line cut short by an interrupted run is removed. Every
+// line must have been written in setting: one file holds one way of reading.
+func openResults(path string, setting evalSetting) (map[string]bool, *os.File, error) {
 	done := map[string]bool{}
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -179,9 +205,14 @@ func openResults(path string) (map[string]bool, *os.File, error) {
 		var g struct {
 			ID string `json:"id"`
 			evalRun
+			evalSetting
 		}
 		if err := json.Unmarshal(sc.Bytes(), &g); err != nil {
 			return nil, nil, fmt.Errorf("eval: %s:%d: %w (delete the file to start over)", path, n, err)
+		}
+		if g.evalSetting != setting {
+			return nil, nil, fmt.Errorf("eval: %s:%d was written with %s, not %s: give another --out (or delete the file to start over)",
+				path, n, g.evalSetting, setting)
 		}
 		done[g.key(g.ID)] = true
 	}
@@ -215,14 +246,20 @@ func writeResult(w *os.File, v any) error {
 type fidelityLine struct {
 	ID string `json:"id"`
 	evalRun
+	evalSetting
 	PromptTokens int      `json:"prompt_tokens"`
 	KVCells      int      `json:"kv_cells"`
+	KVBytes      int64    `json:"kv_bytes"`
 	Positions    int      `json:"positions"` // teacher tokens forced
 	Top1         *float64 `json:"top1"`      // share of positions whose argmax is the teacher's token
 	KL           *float64 `json:"kl"`        // mean KL(full || run) of the next-token distributions, nats
 	NLL          *float64 `json:"nll"`       // mean negative log-likelihood of the teacher's tokens, nats
 	RefTokens    int      `json:"ref_tokens"`
 	RefNLL       *float64 `json:"ref_nll"` // mean negative log-likelihood of the reference's tokens, nats
+	// per teacher position, llama-perplexity --kl-divergence's quantities: KL(full || run), and
+	// the run's probability of the teacher's token less the full cache's
+	KLPositions []float64 `json:"kl_positions"`
+	DeltaP      []float64 `json:"delta_p"`
 }
 
 // evalAnswer is one line of DIR/answers.jsonl: one run's answer to one question
@@ -232,20 +269,26 @@ type evalAnswer struct {
 	Document string `json:"document"` // the record's id
 	Set      string `json:"set"`      // the dataset's name
 	evalRun
+	evalSetting
 	Kind         string             `json:"kind"` // "choice" (an answer letter is known) or "recall"
 	PromptTokens int                `json:"prompt_tokens"`
 	KVCells      int                `json:"kv_cells"`
+	KVBytes      int64              `json:"kv_bytes"`
 	Answer       string             `json:"answer"` // the letter with the highest log-probability, or the generated text
 	Gold         *string            `json:"gold"`
 	Logprobs     map[string]float64 `json:"logprobs"` // choice: each letter's log-probability as the answer's first token
 	Text         *string            `json:"text"`     // recall: the generated answer
 	Reference    string             `json:"reference"`
+	References   []string           `json:"references"` // the question's values to recall, or null
+	Task         *string            `json:"task"`       // the question's task, or null
+	Depth        *float64           `json:"depth"`      // where the needle sits, or null
 }
 
 // sparsityLine is one line of DIR/sparsity.jsonl: on one record, one layer's attention while the
 // full cache generated, as the share of live cells holding 90% of a row's attention.
 type sparsityLine struct {
-	ID      string  `json:"id"`
+	ID string `json:"id"`
+	evalSetting
 	Layer   int     `json:"layer"`
 	Rows    int     `json:"rows"`    // attention rows measured (generated tokens x query heads)
 	Cells   float64 `json:"cells"`   // mean live cells per row

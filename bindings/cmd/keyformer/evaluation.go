@@ -59,32 +59,44 @@ func (e *evaluation) fits(r evalRecord, n int, runs []evalRun) bool {
 }
 
 // summaryPrompt returns the runs of summary record r that are missing and, if any are, its chat
-// prompt.
-func (e *evaluation) summaryPrompt(r evalRecord) ([]evalRun, []int32, error) {
-	runs := e.missing(r)
-	if len(runs) == 0 {
-		return nil, nil, nil
+// prompt: the part that is read and compressed (the document), and the part read after it (the
+// instruction), or all of it compressed and nothing after with --instruction-in-prompt.
+func (e *evaluation) summaryPrompt(r evalRecord) (runs []evalRun, doc, instruction []int32, err error) {
+	if runs = e.missing(r); len(runs) == 0 {
+		return nil, nil, nil, nil
 	}
-	prompt, err := generate.ChatPrompt(e.model, r.Document, r.Instruction)
-	return runs, prompt, err
+	if e.plan.setting.InstructionInPrompt {
+		doc, err = generate.ChatPrompt(e.model, r.Document, r.Instruction)
+	} else {
+		doc, instruction, err = generate.ChatPromptParts(e.model, r.Document, r.Instruction)
+	}
+	return runs, doc, instruction, err
+}
+
+// kvBytes is the KV cache of cells cells at run's cache type, in bytes.
+func (e *evaluation) kvBytes(run evalRun, cells int) int64 {
+	kv, _ := parsePeer(run.Policy)
+	return int64(cells) * int64(generate.KVBytesPerCell(e.model, kv))
 }
 
 // rouge runs the record's missing greedy generations and appends them.
 func (e *evaluation) rouge(r evalRecord) error {
-	runs, prompt, err := e.summaryPrompt(r)
+	runs, doc, instruction, err := e.summaryPrompt(r)
 	if len(runs) == 0 || err != nil {
 		return err
 	}
-	if e.plan.caches == nil && !e.fits(r, len(prompt)+r.MaxNewTokens, runs) {
+	room := len(instruction) + r.MaxNewTokens
+	if e.plan.caches == nil && !e.fits(r, len(doc)+room, runs) {
 		return nil
 	}
-	rd := e.reading(prompt, r.MaxNewTokens, r.MaxNewTokens)
+	rd := e.reading(doc, room, r.MaxNewTokens)
 	for _, run := range runs {
-		res, err := rd.continuation(run, nil, generate.Options{MaxNew: r.MaxNewTokens, StopAtEOG: true})
+		res, err := rd.continuation(run, instruction, generate.Options{MaxNew: r.MaxNewTokens, StopAtEOG: true})
 		if err != nil {
 			return fmt.Errorf("run %s: %w", run.key(r.ID), err)
 		}
-		g := evalGeneration{ID: r.ID, evalRun: run, PromptTokens: len(prompt), KVCells: res.PeakCells,
+		g := evalGeneration{ID: r.ID, evalRun: run, evalSetting: e.plan.setting, PromptTokens: len(doc) + len(instruction),
+			KVCells: res.PeakCells, KVBytes: e.kvBytes(run, res.PeakCells),
 			GeneratedTokens: len(res.Tokens), DecodeTokPerS: res.DecodeTokensPerSecond(),
 			Text: e.model.Detokenize(res.Tokens, true, false), Reference: r.Reference}
 		if err := e.write(g); err != nil {
@@ -94,10 +106,11 @@ func (e *evaluation) rouge(r evalRecord) error {
 	return nil
 }
 
-// reading runs the continuations of one prompt: the full cache and quality-mode runs continue one
-// reading of the whole prompt, made once and scored by every policy (generate.ReadPrefix);
-// long-document runs each read the prompt bounded, the way they generate (generate.ReadBounded),
-// and that reading is kept for the run's further continuations.
+// reading runs the continuations of one prompt. The full cache continues one reading of the whole
+// prompt (generate.ReadPrefix), which with --reading whole every quality-mode policy shares too,
+// each scoring it as it is read. Every other run reads the prompt its own way, as it generates
+// (generate.ReadBounded: in chunks, evicting after each; a peer in its quantized cache), and
+// that reading is kept for the run's further continuations.
 type reading struct {
 	e         *evaluation
 	prompt    []int32
@@ -134,11 +147,13 @@ func (rd *reading) continuation(run evalRun, suffix []int32, o generate.Options)
 // prefix returns the prompt as read for run.
 func (rd *reading) prefix(run evalRun, so generate.SessionOptions, o generate.Options) (*generate.Prefix, error) {
 	var err error
-	if run.Cache == nil {
+	_, peer := parsePeer(run.Policy)
+	plan := rd.e.plan
+	if run.full() || run.Cache == nil && !peer && plan.setting.Reading == readingWhole {
 		if rd.whole == nil {
 			var observers []keyformer.Policy
-			if rd.e.plan.caches == nil {
-				observers = rd.e.plan.policies
+			if plan.caches == nil && plan.setting.Reading == readingWhole {
+				observers = plan.policies
 			}
 			rd.whole, err = generate.ReadPrefix(rd.e.model, rd.prompt, rd.fullConfig(), observers,
 				rd.e.session(len(rd.prompt)+rd.room, rd.e.f.ubatch))
@@ -153,9 +168,10 @@ func (rd *reading) prefix(run evalRun, so generate.SessionOptions, o generate.Op
 }
 
 // setup returns the session and generation options of run: quality-mode runs in a cache that
-// holds the prompt and the room after it, at the run's budget; long-document runs in exactly
-// *run.Cache cells, evicting down to the cache less one ubatch after every ubatch with positions
-// compacted, or making room the way llama.cpp's context shift does.
+// holds the prompt and the room after it, at the run's budget (a peer with its cache type and no
+// eviction); long-document runs in exactly *run.Cache cells, evicting down to the cache less one
+// ubatch after every ubatch with positions compacted, or making room the way llama.cpp's context
+// shift does.
 func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options, error) {
 	var o generate.Options
 	var budget keyformer.Size
@@ -171,6 +187,10 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 		}
 	} else if run.Budget != nil {
 		budget = keyformer.Fraction(*run.Budget)
+	}
+	if kv, ok := parsePeer(run.Policy); ok {
+		so.KV = kv
+		return so, o, nil
 	}
 	if run.full() {
 		if rd.probe != nil { // the probe measures every layer of every token, whatever the schedule

@@ -17,6 +17,9 @@ type forcedScore struct {
 	n             int
 	top1, kl, nll float64
 	withTeacher   bool
+	// per position with a teacher: the KL, and the run's probability of the forced token less the
+	// teacher's
+	kls, deltaP []float64
 }
 
 // add scores one position: lp are the run's log-probabilities, tok the forced token, and teacher
@@ -34,7 +37,10 @@ func (s *forcedScore) add(lp []float32, tok int32, teacher []float32) error {
 	if llama.Argmax(lp) == tok {
 		s.top1++
 	}
-	s.kl += klDivergence(teacher, lp)
+	kl := klDivergence(teacher, lp)
+	s.kl += kl
+	s.kls = append(s.kls, kl)
+	s.deltaP = append(s.deltaP, math.Exp(float64(lp[tok]))-math.Exp(float64(teacher[tok])))
 	return nil
 }
 
@@ -85,7 +91,7 @@ func klDivergence(p, q []float32) float64 {
 // forced through the teacher's tokens and, separately, through the reference's, and its
 // next-token distributions are compared with the teacher's at every position.
 func (e *evaluation) fidelity(r evalRecord) error {
-	runs, prompt, err := e.summaryPrompt(r)
+	runs, doc, instruction, err := e.summaryPrompt(r)
 	if len(runs) == 0 || err != nil {
 		return err
 	}
@@ -94,11 +100,11 @@ func (e *evaluation) fidelity(r evalRecord) error {
 		return err
 	}
 	ref = ref[:min(len(ref), maxReferenceTokens)]
-	room := max(r.MaxNewTokens, len(ref))
-	if !e.fits(r, len(prompt)+room, runs) {
+	room := len(instruction) + max(r.MaxNewTokens, len(ref))
+	if !e.fits(r, len(doc)+room, runs) {
 		return nil
 	}
-	rd := e.reading(prompt, room, r.MaxNewTokens)
+	rd := e.reading(doc, room, r.MaxNewTokens)
 	full := evalRun{Policy: keyformer.PolicyFull.String()}
 	var teacher [][]float32
 	o := generate.Options{MaxNew: r.MaxNewTokens, StopAtEOG: true, Logits: func(_ int, logits []float32) error {
@@ -108,7 +114,7 @@ func (e *evaluation) fidelity(r evalRecord) error {
 	if e.probe != nil {
 		rd.probe = e.probe
 	}
-	res, err := rd.continuation(full, nil, o)
+	res, err := rd.continuation(full, instruction, o)
 	rd.probe = nil
 	if err != nil {
 		return fmt.Errorf("teacher: %w", err)
@@ -120,7 +126,8 @@ func (e *evaluation) fidelity(r evalRecord) error {
 	}
 	tokens := res.Tokens
 	for _, run := range runs {
-		line := fidelityLine{ID: r.ID, evalRun: run, PromptTokens: len(prompt), Positions: len(tokens), RefTokens: len(ref)}
+		line := fidelityLine{ID: r.ID, evalRun: run, evalSetting: e.plan.setting, PromptTokens: len(doc) + len(instruction),
+			Positions: len(tokens), RefTokens: len(ref)}
 		var s forcedScore
 		if run.full() { // forced through its own tokens, the full cache is the teacher
 			for i, tok := range tokens {
@@ -131,13 +138,15 @@ func (e *evaluation) fidelity(r evalRecord) error {
 			line.KVCells = res.PeakCells
 		} else {
 			var got generate.Result
-			if s, got, err = rd.forced(run, tokens, teacher); err != nil {
+			if s, got, err = rd.forced(run, instruction, tokens, teacher); err != nil {
 				return fmt.Errorf("run %s: %w", run.key(r.ID), err)
 			}
 			line.KVCells = got.PeakCells
 		}
+		line.KVBytes = e.kvBytes(run, line.KVCells)
 		line.Top1, line.KL, line.NLL = s.means()
-		rs, _, err := rd.forced(run, ref, nil)
+		line.KLPositions, line.DeltaP = s.kls, s.deltaP
+		rs, _, err := rd.forced(run, instruction, ref, nil)
 		if err != nil {
 			return fmt.Errorf("run %s, reference: %w", run.key(r.ID), err)
 		}
@@ -149,12 +158,13 @@ func (e *evaluation) fidelity(r evalRecord) error {
 	return nil
 }
 
-// forced continues the prompt under run forced through tokens and scores every position against
-// teacher, the full cache's log-probabilities at the same positions (nil: the NLL of tokens only).
-func (rd *reading) forced(run evalRun, tokens []int32, teacher [][]float32) (forcedScore, generate.Result, error) {
+// forced continues the prompt under run with suffix, forced through tokens, and scores every
+// position against teacher, the full cache's log-probabilities at the same positions (nil: the
+// NLL of tokens only).
+func (rd *reading) forced(run evalRun, suffix, tokens []int32, teacher [][]float32) (forcedScore, generate.Result, error) {
 	var s forcedScore
 	var lp []float32
-	res, err := rd.continuation(run, nil, generate.Options{Force: tokens, Logits: func(i int, logits []float32) error {
+	res, err := rd.continuation(run, suffix, generate.Options{Force: tokens, Logits: func(i int, logits []float32) error {
 		lp = logSoftmax(lp, logits)
 		var t []float32
 		if teacher != nil {

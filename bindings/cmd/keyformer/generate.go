@@ -276,7 +276,7 @@ func (f *runFlags) run(l *loaded, policy *keyformer.Policy, progress io.Writer) 
 		return report{}, err
 	}
 	r := report{Policy: "none", BudgetTokens: e.budget, NUbatch: f.ubatch, PromptTokens: len(l.prompt),
-		GeneratedTokens: len(e.Tokens), KVCellsPeak: e.PeakCells, KVBytesPeak: e.PeakCells * generate.KVBytesPerCell(l.model),
+		GeneratedTokens: len(e.Tokens), KVCellsPeak: e.PeakCells, KVBytesPeak: e.PeakCells * generate.KVBytesPerCell(l.model, generate.KVF16),
 		Evicted: e.Evicted, PrefillTokPerS: e.PrefillTokensPerSecond(), DecodeTokPerS: e.DecodeTokensPerSecond(),
 		Text: l.model.Detokenize(e.Tokens, true, false)}
 	if policy != nil {

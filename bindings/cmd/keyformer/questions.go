@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -15,8 +14,17 @@ import (
 // choiceHint follows a multiple-choice question, so that the answer starts with the letter.
 const choiceHint = "\n\nAnswer with the letter (A, B, C or D) of the correct option."
 
-// recallTokens is the most tokens generated for an open (recall) answer.
+// recallTokens is the most tokens generated for an open (recall) answer, unless the question says.
 const recallTokens = 32
+
+// answerTokens is the most tokens a recall answer to q may take (the room a cache keeps for any
+// answer).
+func (q evalQuestion) answerTokens() int {
+	if q.MaxNewTokens > 0 {
+		return q.MaxNewTokens
+	}
+	return recallTokens
+}
 
 // choiceLetters are the options of a multiple-choice question.
 var choiceLetters = []string{"A", "B", "C", "D"}
@@ -34,27 +42,16 @@ type questionPrompt struct {
 func newQuestionPrompt(m *llama.Model, r evalRecord) (*questionPrompt, error) {
 	qp := &questionPrompt{}
 	for _, q := range r.Questions {
-		text := r.Document + "\n\n" + q.Instruction
+		text := q.Instruction
 		if q.Answer != "" {
 			text += choiceHint
 		}
-		full, err := m.ApplyChatTemplate("", []llama.ChatMessage{{Role: "user", Content: text}}, true)
+		doc, tail, err := generate.ChatPromptParts(m, r.Document, text)
 		if err != nil {
 			return nil, err
 		}
-		at := strings.Index(full, r.Document)
-		if at < 0 {
-			return nil, errors.New("the chat template does not keep the document verbatim")
-		}
-		at += len(r.Document)
 		if qp.document == nil {
-			if qp.document, err = m.Tokenize(full[:at], true, true); err != nil {
-				return nil, err
-			}
-		}
-		tail, err := m.Tokenize(full[at:], false, true)
-		if err != nil {
-			return nil, err
+			qp.document = doc
 		}
 		qp.questions = append(qp.questions, tail)
 	}
@@ -82,11 +79,12 @@ func (e *evaluation) questions(r evalRecord) error {
 	if err != nil {
 		return err
 	}
-	room := 0
-	for _, q := range qp.questions {
-		room = max(room, len(q)+recallTokens)
+	room, newTokens := 0, 0
+	for i, q := range qp.questions {
+		n := r.Questions[i].answerTokens()
+		room, newTokens = max(room, len(q)+n), max(newTokens, n)
 	}
-	rd := e.reading(qp.document, room, recallTokens)
+	rd := e.reading(qp.document, room, newTokens)
 	for _, run := range runs {
 		if run.Cache == nil && !e.fits(r, len(qp.document)+room, []evalRun{run}) {
 			continue
@@ -99,7 +97,7 @@ func (e *evaluation) questions(r evalRecord) error {
 			if err != nil {
 				return fmt.Errorf("run %s: %w", run.key(q.ID), err)
 			}
-			a.Document, a.Set = r.ID, e.set
+			a.Document, a.Set, a.KVBytes = r.ID, e.set, e.kvBytes(run, a.KVCells)
 			if err := e.write(a); err != nil {
 				return err
 			}
@@ -111,10 +109,14 @@ func (e *evaluation) questions(r evalRecord) error {
 // answer asks question i under run: a multiple-choice question is answered by the letter with
 // the highest log-probability as the first token of the answer; an open one by a greedy answer.
 func (e *evaluation) answer(rd *reading, run evalRun, qp *questionPrompt, i int, q evalQuestion) (evalAnswer, error) {
-	a := evalAnswer{ID: q.ID, evalRun: run, PromptTokens: len(qp.document), Reference: q.Reference}
+	a := evalAnswer{ID: q.ID, evalRun: run, evalSetting: e.plan.setting, PromptTokens: len(qp.document), Reference: q.Reference,
+		References: q.References, Depth: q.Depth}
+	if q.Task != "" {
+		a.Task = &q.Task
+	}
 	if q.Answer == "" {
 		a.Kind = "recall"
-		res, err := rd.continuation(run, qp.questions[i], generate.Options{MaxNew: recallTokens, StopAtEOG: true})
+		res, err := rd.continuation(run, qp.questions[i], generate.Options{MaxNew: q.answerTokens(), StopAtEOG: true})
 		if err != nil {
 			return a, err
 		}

@@ -15,11 +15,16 @@ func TestEvalQuestions(t *testing.T) {
 	needEvalDeps(t)
 	dir := t.TempDir()
 	var out bytes.Buffer
-	require.NoError(t, evalCmd([]string{"--data", "testdata/questions.jsonl", "--policies", "keyformer,streaming",
+	require.NoError(t, evalCmd([]string{"--data", "testdata/questions.jsonl", "--policies", "keyformer,streaming,kv-q8_0",
 		"--budgets", "0.5", "--threads", "2", "--ubatch", "64", "--out", dir, "--json"}, &out))
 	answers := readLines[evalAnswer](t, filepath.Join(dir, "answers.jsonl"))
-	require.Len(t, answers, 5*3)
+	require.Len(t, answers, 5*4)
 	full := map[string]evalAnswer{}
+	for _, a := range answers {
+		if a.full() {
+			full[a.ID] = a
+		}
+	}
 	for _, a := range answers {
 		assert.Equal(t, "questions", a.Set)
 		assert.Positive(t, a.PromptTokens)
@@ -39,9 +44,13 @@ func TestEvalQuestions(t *testing.T) {
 		default:
 			t.Fatalf("kind %q", a.Kind)
 		}
-		if a.full() {
-			full[a.ID] = a
-		} else {
+		switch a.Policy {
+		case "full":
+			assert.Equal(t, int64(a.KVCells)*smolLM2CellBytes, a.KVBytes)
+		case "kv-q8_0":
+			assert.Equal(t, full[a.ID].KVCells, a.KVCells, "%s: the quantized cache holds everything", a.ID)
+			assert.Equal(t, int64(a.KVCells)*smolLM2CellBytes*34/64, a.KVBytes, "q8_0: 34 bytes per 32 elements")
+		default:
 			assert.Less(t, a.KVCells, a.PromptTokens, "%s %s: the cache holds less than the document", a.Policy, a.ID)
 		}
 	}
@@ -50,6 +59,7 @@ func TestEvalQuestions(t *testing.T) {
 	assert.Contains(t, *full["qtest-00-02"].Text, "Grey Gull")
 	r := lastJSON(t, out.String())
 	assert.Equal(t, "questions", r["metric"])
+	assert.Equal(t, readingBounded, r["reading"])
 	assert.EqualValues(t, 5, r["questions"])
 	assert.Contains(t, r["full"], "accuracy")
 	for _, row := range r["results"].([]any) {

@@ -20,11 +20,14 @@ var updateSchema = flag.Bool("update", false, "rewrite testdata/schema/* from th
 // tests/python/test_evaluate_schema.py reads those files with the Python readers: renaming or
 // retyping a field the Python side needs fails one of the two tests.
 
+// schemaSetting is the way of reading every example was written in.
+var schemaSetting = evalSetting{Reading: readingBounded}
+
 // schemaGenerations is generations.jsonl in quality mode: the full cache (budget and cache
 // null), then a policy at a budget.
 func schemaGenerations() []any {
-	g := evalGeneration{ID: "cnndm-0000", evalRun: evalRun{Policy: "keyformer", Budget: ptr(0.5)},
-		PromptTokens: 812, KVCells: 418, GeneratedTokens: 60, DecodeTokPerS: 31.5,
+	g := evalGeneration{ID: "cnndm-0000", evalRun: evalRun{Policy: "keyformer", Budget: ptr(0.5)}, evalSetting: schemaSetting,
+		PromptTokens: 812, KVCells: 418, KVBytes: 9_630_720, GeneratedTokens: 60, DecodeTokPerS: 31.5,
 		Text: "The cat sat on the mat.", Reference: "A cat sat on a mat."}
 	full := g
 	full.evalRun = evalRun{Policy: "full"}
@@ -41,34 +44,43 @@ func schemaGenerationsLong() []any {
 // schemaFidelity is fidelity.jsonl: the full line, a policy with every metric, and one with
 // no position and no reference token scored (the metrics null).
 func schemaFidelity() []any {
-	f := fidelityLine{ID: "cnndm-0000", evalRun: evalRun{Policy: "keyformer", Budget: ptr(0.5)},
-		PromptTokens: 812, KVCells: 418, Positions: 87, Top1: ptr(0.954), KL: ptr(0.0213), NLL: ptr(0.61),
-		RefTokens: 54, RefNLL: ptr(2.93)}
+	f := fidelityLine{ID: "cnndm-0000", evalRun: evalRun{Policy: "keyformer", Budget: ptr(0.5)}, evalSetting: schemaSetting,
+		PromptTokens: 812, KVCells: 418, KVBytes: 9_630_720, Positions: 2, Top1: ptr(0.5), KL: ptr(0.0625), NLL: ptr(0.61),
+		RefTokens: 54, RefNLL: ptr(2.93), KLPositions: []float64{0, 0.125}, DeltaP: []float64{0.25, -0.5}}
 	full := f
 	full.evalRun, full.Top1, full.KL = evalRun{Policy: "full"}, ptr(1.0), ptr(0.0)
-	empty := fidelityLine{ID: "cnndm-0001", evalRun: evalRun{Policy: "h2o", Budget: ptr(0.5)},
-		PromptTokens: 30, KVCells: 15}
+	full.KLPositions, full.DeltaP = []float64{0, 0}, []float64{0, 0}
+	empty := fidelityLine{ID: "cnndm-0001", evalRun: evalRun{Policy: "h2o", Budget: ptr(0.5)}, evalSetting: schemaSetting,
+		PromptTokens: 30, KVCells: 15, KVBytes: 345_600}
 	return []any{full, f, empty}
 }
 
 // schemaSparsity is sparsity.jsonl.
 func schemaSparsity() []any {
-	return []any{sparsityLine{ID: "cnndm-0000", Layer: 3, Rows: 1152, Cells: 812.5, Share90: 0.25}}
+	return []any{sparsityLine{ID: "cnndm-0000", evalSetting: schemaSetting, Layer: 3, Rows: 1152, Cells: 812.5, Share90: 0.25}}
 }
 
-// schemaAnswers is answers.jsonl: a multiple-choice question on the full cache and at a budget
-// (gold and logprobs set, no text), and a recall question (text set, no gold nor logprobs).
+// schemaAnswers is answers.jsonl: a multiple-choice question on the full cache, at a budget and
+// in a quantized cache (gold and logprobs set, no text), a recall question (text set, no gold nor
+// logprobs), and a retrieval question (references, task and depth set).
 func schemaAnswers() []any {
 	choice := evalAnswer{ID: "quality-00-03", Document: "quality-00", Set: "quality",
-		evalRun: evalRun{Policy: "h2o", Budget: ptr(0.5)}, Kind: "choice", PromptTokens: 6120, KVCells: 3060,
-		Answer: "B", Gold: ptr("A"), Logprobs: map[string]float64{"A": -1.25, "B": -0.75}, Reference: "(A) ..."}
+		evalRun: evalRun{Policy: "h2o", Budget: ptr(0.5)}, evalSetting: schemaSetting, Kind: "choice", PromptTokens: 6120,
+		KVCells: 3060, KVBytes: 36_126_720, Answer: "B", Gold: ptr("A"), Logprobs: map[string]float64{"A": -1.25, "B": -0.75},
+		Reference: "(A) ..."}
 	full := choice
-	full.evalRun, full.Answer = evalRun{Policy: "full"}, "A"
+	full.evalRun, full.Answer, full.KVCells, full.KVBytes = evalRun{Policy: "full"}, "A", 6121, 72_266_496
+	peer := full
+	peer.evalRun, peer.KVBytes = evalRun{Policy: "kv-q8_0"}, 38_391_576
 	recall := evalAnswer{ID: "quality-00-04", Document: "quality-00", Set: "quality",
-		evalRun: evalRun{Policy: "keyformer", Budget: ptr(0.5)}, Kind: "recall", PromptTokens: 6130, KVCells: 3065,
-		Answer: "The future of space tourism.", Text: ptr("The future of space tourism."),
+		evalRun: evalRun{Policy: "keyformer", Budget: ptr(0.5)}, evalSetting: schemaSetting, Kind: "recall", PromptTokens: 6130,
+		KVCells: 3065, KVBytes: 36_185_760, Answer: "The future of space tourism.", Text: ptr("The future of space tourism."),
 		Reference: "The future of space tourism"}
-	return []any{full, choice, recall}
+	needle := recall
+	needle.ID, needle.Document, needle.Set = "retrieval-4096-niah_multikey-000-q03", "retrieval-4096-niah_multikey-000", "retrieval-4096"
+	needle.Answer, needle.Text = "4820391", ptr("4820391")
+	needle.Reference, needle.References, needle.Task, needle.Depth = "4820391", []string{"4820391"}, ptr("niah_multikey"), ptr(0.4375)
+	return []any{full, choice, peer, recall, needle}
 }
 
 // schemaBench is bench.json: plain llama.cpp (budget, observe time and ideal speedup null) and
@@ -149,11 +161,12 @@ func TestSchema(t *testing.T) {
 
 	requireAllSet(t, "generations", schemaGenerations()[1])
 	requireAllSet(t, "runs", evalRun{Policy: "keyformer", Budget: ptr(0.5), Cache: ptr(2048)})
+	requireAllSet(t, "settings", evalSetting{Reading: readingWhole, InstructionInPrompt: true})
 	requireAllSet(t, "fidelity", schemaFidelity()[1])
 	requireAllSet(t, "sparsity", schemaSparsity()[0])
 	answers := schemaAnswers()
-	choice, recall := answers[1].(evalAnswer), answers[2].(evalAnswer)
-	choice.Text = recall.Text
+	choice, needle := answers[1].(evalAnswer), answers[4].(evalAnswer)
+	choice.Text, choice.References, choice.Task, choice.Depth = needle.Text, needle.References, needle.Task, needle.Depth
 	requireAllSet(t, "answers", choice)
 	bench := schemaBench()
 	requireAllSet(t, "bench", bench)

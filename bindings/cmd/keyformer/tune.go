@@ -41,7 +41,7 @@ func tuneCmd(args []string, out io.Writer) error {
 	o.metric = metricFidelity
 	if o.outDir == "" {
 		o.outDir = filepath.Join(llama.RepoRoot(), "build", "tune", strings.TrimSuffix(filepath.Base(o.f.model), ".gguf"),
-			strings.TrimSuffix(filepath.Base(o.data), ".jsonl"))
+			strings.TrimSuffix(filepath.Base(o.data), ".jsonl")+evalSetting{Reading: o.reading, InstructionInPrompt: o.instructionInPrompt}.tag())
 	}
 	probe, err := keyformer.NewConcentration(concentrationMass)
 	if err != nil {
@@ -69,7 +69,7 @@ func (e *evaluation) writeSparsity(id string) error {
 		if l.Rows == 0 {
 			continue
 		}
-		line := sparsityLine{ID: id, Layer: layer, Rows: l.Rows, Cells: l.MeanCells(), Share90: l.MeanShare()}
+		line := sparsityLine{ID: id, evalSetting: e.plan.setting, Layer: layer, Rows: l.Rows, Cells: l.MeanCells(), Share90: l.MeanShare()}
 		if err := writeResult(e.sparsity, line); err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func (e *evaluation) openSparsity(dir string) error {
 		return nil
 	}
 	var err error
-	e.sparsityDone, e.sparsity, err = openResults(filepath.Join(dir, "sparsity.jsonl"))
+	e.sparsityDone, e.sparsity, err = openResults(filepath.Join(dir, "sparsity.jsonl"), e.plan.setting)
 	return err
 }
 
