@@ -68,7 +68,7 @@ def test_identical_text_scores_one(tmp_path):
     _, result = score(tmp_path)
     assert result["full"] == {"rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0}
     assert result["results"] == [{"policy": "keyformer", "budget": 0.5, "n": 1, "rouge1": 1.0, "rouge2": 1.0,
-                                  "rougeL": 1.0, "rougeL_vs_full": 1.0}]
+                                  "rougeL": 1.0, "rougeL_vs_full": 1.0, "kv_memory": None}]
 
 
 def test_hand_computed_example_and_stemming(tmp_path):
@@ -95,7 +95,8 @@ def test_quality_means_vs_full_and_order(tmp_path):
         ("h2o", 0.5, 2, round((r + 1) / 2, 4), 0.8, round(r, 4)),
         ("window", 0.5, 1, 0.0, 0.0, 0.0),
     ]
-    assert set(result) == {"records", "full", "results"}
+    assert list(result) == ["records", "reading", "instruction_in_prompt", "full", "results"]
+    assert result["reading"] is None and result["instruction_in_prompt"] is None  # an older file
     assert stdout.splitlines()[-1].startswith("{") and stdout.count("\n{") == 1
 
 
@@ -114,14 +115,15 @@ def test_reports_markdown_csv_png(tmp_path):
     assert md in stdout
     assert "percent" in md.splitlines()[0]
     table = [l for l in md.splitlines() if l.startswith("|")]
-    assert table[0] == "| policy | budget | n | ROUGE-1 % | ROUGE-2 % | ROUGE-L % | ROUGE-L vs full % |"
-    assert table[2] == "| full | — | 2 | 91.67 | 80.00 | 91.67 | — |"
-    assert table[3] == "| keyformer | 20% | 1 | 83.33 | 60.00 | 83.33 | 100.00 |"
-    assert table[-1] == "| window | 50% | 1 | 0.00 | 0.00 | 0.00 | 0.00 |"
+    assert table[0] == ("| policy | budget | n | ROUGE-1 % | ROUGE-2 % | ROUGE-L % | ROUGE-L vs full % "
+                        "| KV memory % of full |")
+    assert table[2] == "| full | — | 2 | 91.67 | 80.00 | 91.67 | — | — |"
+    assert table[3] == "| keyformer | 20% | 1 | 83.33 | 60.00 | 83.33 | 100.00 | — |"
+    assert table[-1] == "| window | 50% | 1 | 0.00 | 0.00 | 0.00 | 0.00 | — |"
     csv_lines = (tmp_path / "results.csv").read_text().splitlines()
-    assert csv_lines[0] == "policy,budget,n,rouge1,rouge2,rougeL,rougeL_vs_full"
-    assert csv_lines[1] == "full,,2,0.9167,0.8,0.9167,"
-    assert csv_lines[3] == "keyformer,0.5,2,0.9167,0.8,0.9167,1.0"
+    assert csv_lines[0] == "policy,budget,n,rouge1,rouge2,rougeL,rougeL_vs_full,kv_memory"
+    assert csv_lines[1] == "full,,2,0.9167,0.8,0.9167,,"
+    assert csv_lines[3] == "keyformer,0.5,2,0.9167,0.8,0.9167,1.0,"
     assert len(csv_lines) == 6
     assert (tmp_path / "rougeL.png").read_bytes()[:8] == PNG_MAGIC
 
@@ -135,17 +137,47 @@ def test_long_document_mode(tmp_path):
         line("d2", "streaming", "", cache=512),
     ])
     stdout, result = score(tmp_path)
-    assert result == {"records": 2, "results": [
-        {"policy": "keyformer", "cache": 256, "n": 1, "rouge1": 0.8333, "rouge2": 0.6, "rougeL": 0.8333},
-        {"policy": "keyformer", "cache": 512, "n": 2, "rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0},
-        {"policy": "streaming", "cache": 512, "n": 1, "rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0},
-        {"policy": "context-shift", "cache": 512, "n": 1, "rouge1": 0.8333, "rouge2": 0.6, "rougeL": 0.8333},
+    assert result == {"records": 2, "reading": None, "instruction_in_prompt": None, "results": [
+        {"policy": "keyformer", "cache": 256, "n": 1, "rouge1": 0.8333, "rouge2": 0.6, "rougeL": 0.8333,
+         "kv_memory": None},
+        {"policy": "keyformer", "cache": 512, "n": 2, "rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "kv_memory": None},
+        {"policy": "streaming", "cache": 512, "n": 1, "rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0, "kv_memory": None},
+        {"policy": "context-shift", "cache": 512, "n": 1, "rouge1": 0.8333, "rouge2": 0.6, "rougeL": 0.8333,
+         "kv_memory": None},
     ]}
-    assert "| policy | cache | n | ROUGE-1 % | ROUGE-2 % | ROUGE-L % |" in stdout
-    assert "| context-shift | 512 | 1 | 83.33 | 60.00 | 83.33 |" in stdout
-    assert (tmp_path / "results.csv").read_text().splitlines()[0] == "policy,cache,n,rouge1,rouge2,rougeL"
+    assert "| policy | cache | n | ROUGE-1 % | ROUGE-2 % | ROUGE-L % | KV memory % of full |" in stdout
+    assert "| context-shift | 512 | 1 | 83.33 | 60.00 | 83.33 | — |" in stdout
+    assert (tmp_path / "results.csv").read_text().splitlines()[0] == "policy,cache,n,rouge1,rouge2,rougeL,kv_memory"
     assert "_vs_full" not in (tmp_path / "scores.jsonl").read_text()
     assert (tmp_path / "rougeL.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_peers_kv_memory_and_reading(tmp_path):
+    setting = {"reading": "whole", "instruction_in_prompt": True}
+    write_jsonl(tmp_path, [
+        dict(line("a", "full", REFERENCE), kv_bytes=1000, **setting),
+        dict(line("b", "full", NEAR), kv_bytes=2000, **setting),
+        dict(line("a", "keyformer", REFERENCE, budget=0.5), kv_bytes=500, **setting),
+        dict(line("b", "keyformer", NEAR, budget=0.5), kv_bytes=1200, **setting),
+        dict(line("a", "kv-q4_0", REFERENCE), kv_bytes=300, **setting),
+        dict(line("b", "kv-q4_0", NEAR), **setting),  # no kv_bytes: left out of the mean
+        dict(line("a", "kv-q8_0", NEAR), kv_bytes=530, **setting),
+    ])
+    stdout, result = score(tmp_path)
+    assert (result["reading"], result["instruction_in_prompt"]) == ("whole", True)
+    # keyformer: 500/1000, 1200/2000 -> .55; kv-q4_0: .3 (a only); kv-q8_0: .53; peers after the policies
+    assert [(r["policy"], r["budget"], r["n"], r["kv_memory"], r["rougeL_vs_full"]) for r in result["results"]] == [
+        ("keyformer", 0.5, 2, 0.55, 1.0), ("kv-q8_0", None, 1, 0.53, round(5 / 6, 4)), ("kv-q4_0", None, 2, 0.3, 1.0)]
+    md = (tmp_path / "results.md").read_text()
+    assert "Whole-prompt reading (the paper's setting); instruction inside the compressed prompt." in md
+    assert "| full | — | 2 | 91.67 | 80.00 | 91.67 | — | 100.0 |" in md
+    assert "| keyformer | 50% | 2 | 91.67 | 80.00 | 91.67 | 100.00 | 55.0 |" in md
+    assert "| kv-q8_0 | — | 1 | 83.33 | 60.00 | 83.33 | 83.33 | 53.0 |" in md
+    assert (tmp_path / "results.csv").read_text().splitlines()[-1] == "kv-q4_0,,2,0.9167,0.8,0.9167,1.0,0.3"
+    assert (tmp_path / "rougeL.png").read_bytes()[:8] == PNG_MAGIC
+    out = _Capture()
+    compare_command(str(tmp_path), "keyformer", "kv-q4_0", out=out)  # a peer as B: paired at every budget
+    assert "| 50% | 2 | +0.00 | 0.00 |" in "".join(out.parts)
 
 
 def test_missing_full_line_warns(tmp_path, capsys):
@@ -163,7 +195,13 @@ def test_missing_full_line_warns(tmp_path, capsys):
     (["", "[1, 2]"], ":2: expected a JSON object"),
     ([line("a", "lru", "x", budget=0.5)], ":1: unknown policy 'lru'"),
     ([line("a", "h2o", "x")], ":1: policy 'h2o' needs a 'budget'"),
-    ([line("a", "full", "x", budget=0.5)], ":1: policy 'full' must have 'budget' null"),
+    ([line("a", "full", "x", budget=0.5)], ":1: policy 'full' must have 'budget' and 'cache' null"),
+    ([line("a", "kv-q8_0", "x", budget=0.5)], ":1: policy 'kv-q8_0' must have 'budget' and 'cache' null"),
+    ([dict(line("a", "full", "x"), reading="partly")], ":1: 'reading' must be one of bounded, whole or null"),
+    ([dict(line("a", "full", "x"), instruction_in_prompt="yes")], ":1: 'instruction_in_prompt' must be true, false"),
+    ([dict(line("a", "full", "x"), kv_bytes=-1)], ":1: 'kv_bytes' must be an integer >= 0"),
+    ([dict(line("a", "full", "x"), reading="whole"), line("a", "h2o", "x", budget=0.5)],
+     ":2: 'reading' None and 'instruction_in_prompt' None differ from line 1's ('whole', None)"),
     ([line("a", "full", "x"), line("a", "h2o", "x", cache=64)], ":2: a long-document-mode line in a quality-mode file"),
     ([line("a", "h2o", "x", budget=0.5, cache=64)], ":1: a line has 'budget' (quality mode) or 'cache'"),
     ([line("a", "h2o", "x", cache=-3)], ":1: 'cache' must be a positive integer"),

@@ -41,11 +41,21 @@ def golden_lines(name):
         return [json.loads(line) for line in f]
 
 
+def check_run_extras(lines):
+    """The optional fields every eval line may carry, where the golden file has them (an older one
+    lacks them: None): one reading and one instruction_in_prompt shared by the lines, kv_bytes > 0."""
+    assert len({(r.reading, r.instruction_in_prompt) for r in lines}) == 1
+    assert lines[0].reading in records.READINGS + (None,)
+    assert lines[0].instruction_in_prompt in (True, False, None)
+    assert all(r.kv_bytes is None or r.kv_bytes > 0 for r in lines)
+
+
 def test_generations():
     mode, generations = records.read_generations(golden("generations.jsonl"))
     assert mode == records.QUALITY
     assert [(g.policy, g.budget, g.cache) for g in generations] == [("full", None, None), ("keyformer", 0.5, None)]
     assert all(g.text and g.reference for g in generations)
+    check_run_extras(generations)
     mode, generations = records.read_generations(golden("generations-long.jsonl"))
     assert mode == records.LONG
     assert [(g.policy, g.budget, g.cache) for g in generations] == [(records.CONTEXT_SHIFT, None, 2048)]
@@ -60,6 +70,11 @@ def test_fidelity_metrics_set_and_null():
     assert None not in (kept.top1, kept.kl, kept.nll, kept.ref_nll)
     assert (empty.positions, empty.top1, empty.kl, empty.nll, empty.ref_tokens, empty.ref_nll) == (
         0, None, None, None, 0, None)
+    check_run_extras(lines)
+    for line in (full, kept):  # the per-position lists, where the golden file has them
+        assert line.kl_positions is None or len(line.kl_positions) == line.positions
+        assert line.delta_p is None or len(line.delta_p) == line.positions
+    assert (empty.kl_positions or []) == (empty.delta_p or []) == []
 
 
 def test_sparsity():
@@ -70,10 +85,15 @@ def test_sparsity():
 def test_answers_choice_and_recall():
     mode, answers = records.read_answers(golden("answers.jsonl"))
     assert mode == records.QUALITY
-    assert [(a.policy, a.kind) for a in answers] == [("full", "choice"), ("h2o", "choice"), ("keyformer", "recall")]
+    assert {a.kind for a in answers} == set(records.KINDS)
+    assert {"full", "h2o", "keyformer"} <= {a.policy for a in answers}
     assert all(isinstance(a.gold, str) for a in answers if a.kind == "choice")
-    recall = answers[2]
-    assert recall.gold is None and records.normalize(recall.reference) in records.normalize(recall.answer)
+    for recall in (a for a in answers if a.kind == "recall"):
+        assert recall.gold is None and records.normalize(recall.reference) in records.normalize(recall.answer)
+        assert recall.references is None or ", ".join(recall.references) == recall.reference
+        assert recall.depth is None or 0 <= recall.depth <= 1
+    check_run_extras(answers)
+    assert {a.instruction_in_prompt for a in answers} <= {False, None}  # the question comes after the document
 
 
 def test_bench():

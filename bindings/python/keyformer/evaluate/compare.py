@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .records import FIDELITY_FILE, FULL, EvaluateError, read_fidelity
+from .records import FIDELITY_FILE, UNSIZED, EvaluateError, read_fidelity
 from .report import budget_label, mean_se, paired_differences
 from .rouge import SCORES_FILE
 
@@ -21,7 +21,7 @@ FIDELITY_METRICS = ("top1", "kl", "nll", "ref_nll")
 def compare_command(directory, policy_a, policy_b, metric="rougeL", out=None, against=None):
     """``compare DIR A B``: the paired difference A - B of ``metric`` at every budget or cache size
     both policies have: its mean over the ids that have both, with its standard error. B may be
-    ``full`` (one line per id, paired with A at every budget). With ``against`` (another eval
+    ``full`` or a peer (``kv-q8_0``, ``kv-q4_0``: one line per id, paired with A at every budget). With ``against`` (another eval
     folder, e.g. the same policy under another observation schedule), B's values come from there.
     A ROUGE metric comes from DIR/scores.jsonl (which ``score`` writes), in points; a fidelity
     metric (top1 in percentage points; kl, nll, ref_nll in nats) from DIR/fidelity.jsonl. Prints a
@@ -38,7 +38,7 @@ def compare_command(directory, policy_a, policy_b, metric="rougeL", out=None, ag
     if not sizes:
         raise EvaluateError("%s: no %s of policy %r" % (
             path, "lines" if metric in FIDELITY_METRICS else "generations", policy_a))
-    if policy_b != FULL:
+    if policy_b not in UNSIZED:
         sizes &= {size for (policy, size, _) in by_b if policy == policy_b}
         if not sizes:
             raise EvaluateError("%s: no budget or cache size has both %s and %s" % (path, policy_a, policy_b))
@@ -48,7 +48,7 @@ def compare_command(directory, policy_a, policy_b, metric="rougeL", out=None, ag
     for size in sorted(sizes):
         a = {rid: v for (policy, s, rid), v in by.items() if policy == policy_a and s == size}
         b = {rid: v for (policy, s, rid), v in by_b.items()
-             if policy == policy_b and s == (None if policy_b == FULL else size)}
+             if policy == policy_b and s == (None if policy_b in UNSIZED else size)}
         n, mean, se = mean_se([scale * d for d in paired_differences(a, b)])
         if n < 2:
             raise EvaluateError("%s: fewer than 2 records with both %s and %s at %s" % (path, policy_a, policy_b, size))

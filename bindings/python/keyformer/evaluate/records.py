@@ -10,17 +10,32 @@ Runs
 ----
 Every eval JSONL line names a run with ``policy``, ``budget`` and ``cache``:
 
-- ``policy``: ``full`` (the full cache), a :class:`keyformer.Policy` name in lower case, or
-  ``context-shift`` (llama.cpp's own context shift, the long-document baseline); see
-  :data:`POLICY_ORDER`.
+- ``policy``: ``full`` (the full cache), a :class:`keyformer.Policy` name in lower case, a peer
+  (:data:`PEERS`: ``kv-q8_0``, ``kv-q4_0``, llama.cpp's own KV-cache quantization: no eviction,
+  the whole prompt in a q8_0 or q4_0 cache) or ``context-shift`` (llama.cpp's own context shift,
+  the long-document baseline); see :data:`POLICY_ORDER`.
 - quality mode: ``budget`` the KV cache as a fraction of the prompt (a positive number) and
-  ``cache`` null, with one line of policy ``full`` per id (``budget`` and ``cache`` null);
+  ``cache`` null, with one line of policy ``full`` per id and the peers' lines (``budget`` and
+  ``cache`` null: they keep the whole prompt);
 - long-document mode: ``cache`` the KV cache in cells (a positive integer) and ``budget`` null.
   generations.jsonl has no full line then; fidelity.jsonl and answers.jsonl have one (``budget``
   and ``cache`` null) where the document fit the model.
 
-All non-full lines of a file are in one mode. A line repeating a run of the same id (a resumed
-run) replaces the earlier one: the last one wins.
+All lines of a file but the full cache's and the peers' are in one mode. A line repeating a run of
+the same id (a resumed run) replaces the earlier one: the last one wins.
+
+Every line of these three files may also carry (older files lack them: a missing field reads as
+null):
+
+- ``reading``: ``bounded`` (the document read in ubatches with evictions after each, as the
+  product runs) or ``whole`` (read whole, then evicted once: the paper's setting);
+- ``instruction_in_prompt``: a bool, whether the instruction was inside the compressed prompt
+  (answers.jsonl: always false, the question comes after the document);
+- ``kv_bytes``: the run's peak KV cache memory in bytes (an integer >= 0: peak cells x bytes per
+  cell at its cache type).
+
+All lines of one file share one ``reading`` and one ``instruction_in_prompt`` (null counting as a
+value of its own).
 
 generations.jsonl (``score``)
 -----------------------------
@@ -46,6 +61,10 @@ teacher's tokens, and separately through the reference text's tokens::
   full line: of its own greedy tokens).
 - ``ref_tokens``: the number of reference tokens scored (an integer >= 0).
 - ``ref_nll``: the mean negative log-likelihood (nats) of the reference tokens under the policy.
+- ``kl_positions`` (optional, null or missing where not measured): the list of the ``positions``
+  per-position KL(full || policy) in nats (numbers >= 0).
+- ``delta_p`` (optional likewise): the list of the ``positions`` per-position p_policy(tok) -
+  p_full(tok), where tok is the teacher's token (probabilities, so numbers in [-1, 1]).
 - ``prompt_tokens`` and ``kv_cells`` (and any other field) are allowed and not used.
 
 When ``positions`` is 0, ``top1``, ``kl`` and ``nll`` are null (any value there is ignored) and the
@@ -86,6 +105,12 @@ questions is asked from a saved copy of the compressed cache::
 - ``gold``: for ``choice`` the right letter (a string); for ``recall`` not used (null).
 - ``reference``: for ``recall`` the reference answer (a string, not empty once normalised, see
   :func:`normalize`); for ``choice`` not used.
+- ``references`` (optional, null or missing): for ``recall``, every value the answer must recall
+  (a non-empty list of strings, each not empty once normalised); ``reference`` is then those
+  joined by ", ".
+- ``task`` (optional): the task the question belongs to (a string: ``niah_single``,
+  ``niah_multikey``, ``niah_multivalue``, ``vt``, ``cwe`` for the sets of ``make-retrieval``).
+- ``depth`` (optional): where in the document the needle sits, a number in [0, 1], or null.
 - ``prompt_tokens``, ``kv_cells``, ``logprobs``, ``text`` (and any other field) are allowed and not used.
 
 bench.json (``plot-bench``)
@@ -108,8 +133,15 @@ from .._context import Policy
 FULL = Policy.FULL.name.lower()
 #: llama.cpp's own context shift, the long-document baseline of the Go command (not a policy).
 CONTEXT_SHIFT = "context-shift"
+#: The peers at equal memory: llama.cpp's own KV-cache quantization (no eviction, the whole prompt
+#: in a q8_0 or q4_0 cache); their lines have ``budget`` and ``cache`` null.
+PEERS = ("kv-q8_0", "kv-q4_0")
+#: The runs that keep the whole prompt (no budget, no cache size).
+UNSIZED = (FULL,) + PEERS
 #: The order of the policies in tables, plots and JSON results (``full`` comes first, apart).
-POLICY_ORDER = tuple(p.name.lower() for p in Policy if p is not Policy.FULL) + (CONTEXT_SHIFT,)
+POLICY_ORDER = tuple(p.name.lower() for p in Policy if p is not Policy.FULL) + PEERS + (CONTEXT_SHIFT,)
+#: The values of ``reading``.
+READINGS = ("bounded", "whole")
 QUALITY = "quality"
 LONG = "long-document"
 
@@ -127,14 +159,20 @@ BENCH_ROW_FIELDS = ("context", "budget", "decode_tok_per_s", "speedup", "ideal_s
 #: The kinds of question in answers.jsonl.
 KINDS = ("choice", "recall")
 
+#: The optional fields of every line of generations.jsonl, fidelity.jsonl and answers.jsonl (None
+#: where missing).
+RUN_EXTRAS = "reading instruction_in_prompt kv_bytes"
+
 #: One line of generations.jsonl.
-Generation = namedtuple("Generation", "id policy budget cache text reference")
+Generation = namedtuple("Generation", "id policy budget cache text reference " + RUN_EXTRAS, defaults=(None,) * 3)
 #: One line of fidelity.jsonl (the metrics None where their count is 0).
-Fidelity = namedtuple("Fidelity", "id policy budget cache positions top1 kl nll ref_tokens ref_nll")
+Fidelity = namedtuple("Fidelity", "id policy budget cache positions top1 kl nll ref_tokens ref_nll " + RUN_EXTRAS
+                      + " kl_positions delta_p", defaults=(None,) * 5)
 #: One line of sparsity.jsonl.
 Sparsity = namedtuple("Sparsity", "id layer rows cells share90")
 #: One line of answers.jsonl.
-Answer = namedtuple("Answer", "id document set policy budget cache kind answer gold reference")
+Answer = namedtuple("Answer", "id document set policy budget cache kind answer gold reference " + RUN_EXTRAS
+                    + " references task depth", defaults=(None,) * 6)
 
 
 class EvaluateError(Exception):
@@ -192,6 +230,14 @@ def _key_value(obj, field, where):
     return value
 
 
+def _count(obj, field, where):
+    """The non-negative integer ``obj[field]``."""
+    value = obj[field]
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        raise EvaluateError("%s: %r must be an integer >= 0, got %r" % (where, field, value))
+    return value
+
+
 def check_run_key(obj, where):
     """Checks the fields that name a run in every eval JSONL file: ``id`` (a string or an integer),
     ``policy`` (``full`` or one of :data:`POLICY_ORDER`), ``budget`` (a positive number or null) and
@@ -212,34 +258,51 @@ def check_run_key(obj, where):
 
 def _line_mode(run, where, full_in_long=False):
     """The mode one line belongs to (QUALITY or LONG), after checking that its policy fits that
-    mode. With ``full_in_long`` a full-cache line (``budget`` and ``cache`` null) fits either mode
-    and gets None; without it a full line is a quality-mode line."""
-    if run.policy == FULL and run.cache is not None:
-        if full_in_long:
-            raise EvaluateError("%s: policy 'full' must have 'budget' and 'cache' null, got cache %r"
-                                % (where, run.cache))
-        raise EvaluateError("%s: policy 'full' with a 'cache': long-document mode has no full-cache line"
-                            % where)
+    mode. The full cache and the peers (:data:`UNSIZED`) have ``budget`` and ``cache`` null: with
+    ``full_in_long`` they fit either mode and get None; without it they are quality-mode lines."""
+    if run.policy in UNSIZED:
+        if run.budget is not None or run.cache is not None:
+            raise EvaluateError("%s: policy %r must have 'budget' and 'cache' null (it keeps the whole prompt), "
+                                "got budget %r and cache %r" % (where, run.policy, run.budget, run.cache))
+        return None if full_in_long else QUALITY
     if run.cache is not None:
         return LONG
-    if run.policy == FULL and run.budget is not None:
-        raise EvaluateError("%s: policy 'full' must have 'budget' null, got %r" % (where, run.budget))
-    if run.policy != FULL and run.budget is None:
+    if run.budget is None:
         raise EvaluateError("%s: policy %r needs a 'budget' (quality mode) or a 'cache' (long-document mode)"
                             % (where, run.policy))
-    return None if run.policy == FULL and full_in_long else QUALITY
+    return QUALITY
+
+
+def run_extras(obj, where):
+    """The optional fields of an eval line (see the module docstring), checked: ``(reading,
+    instruction_in_prompt, kv_bytes)``, None for a missing one."""
+    reading, in_prompt = obj.get("reading"), obj.get("instruction_in_prompt")
+    if reading is not None and reading not in READINGS:
+        raise EvaluateError("%s: 'reading' must be one of %s or null, got %r" % (where, ", ".join(READINGS), reading))
+    if in_prompt is not None and not isinstance(in_prompt, bool):
+        raise EvaluateError("%s: 'instruction_in_prompt' must be true, false or null, got %r" % (where, in_prompt))
+    return reading, in_prompt, None if obj.get("kv_bytes") is None else _count(obj, "kv_bytes", where)
 
 
 def read_runs(path, parse, what, full_in_long=False):
     """Reads an eval JSONL file of runs: ``parse(obj, where)`` checks one decoded line and returns
-    a record with the attributes ``id``, ``policy``, ``budget`` and ``cache``. Checks that all lines
-    are in one mode (see :func:`_line_mode`; ``full_in_long`` allows full-cache lines in
-    long-document mode) and keeps the last line for each (id, policy, budget, cache). Returns
-    ``(mode, records)``; ``what`` names the records in the message for an empty file."""
+    a record with the attributes ``id``, ``policy``, ``budget``, ``cache``, ``reading`` and
+    ``instruction_in_prompt``. Checks that all lines are in one mode (see :func:`_line_mode`;
+    ``full_in_long`` allows full-cache and peer lines in long-document mode) and share one
+    ``reading`` and one ``instruction_in_prompt``, and keeps the last line for each (id, policy,
+    budget, cache). Returns ``(mode, records)``; ``what`` names the records in the message for an
+    empty file."""
     mode, mode_line = None, 0
+    shared, shared_line = None, 0
     latest = {}
     for number, where, obj in iter_jsonl(path):
         run = parse(obj, where)
+        if shared is None:
+            shared, shared_line = (run.reading, run.instruction_in_prompt), number
+        elif (run.reading, run.instruction_in_prompt) != shared:
+            raise EvaluateError("%s: 'reading' %r and 'instruction_in_prompt' %r differ from line %d's (%r, %r): "
+                                "the lines of one file share them (null included)"
+                                % ((where, run.reading, run.instruction_in_prompt, shared_line) + shared))
         line_mode = _line_mode(run, where, full_in_long)
         if line_mode is None:
             pass
@@ -264,7 +327,7 @@ def _parse_generation(obj, where):
     for field in ("text", "reference"):
         if not isinstance(obj[field], str):
             raise EvaluateError("%s: %r must be a string, got %r" % (where, field, obj[field]))
-    return Generation(rid, policy, budget, cache, obj["text"], obj["reference"])
+    return Generation(rid, policy, budget, cache, obj["text"], obj["reference"], *run_extras(obj, where))
 
 
 def read_generations(path):
@@ -274,14 +337,6 @@ def read_generations(path):
 
 
 # --- fidelity.jsonl and sparsity.jsonl ----------------------------------------------------------
-
-def _count(obj, field, where):
-    """The non-negative integer ``obj[field]``."""
-    value = obj[field]
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        raise EvaluateError("%s: %r must be an integer >= 0, got %r" % (where, field, value))
-    return value
-
 
 def _metric(obj, field, count, where, low=None, high=None):
     """``obj[field]``, a number (within [low, high] where given) when ``count`` > 0; None (whatever
@@ -298,6 +353,22 @@ def _metric(obj, field, count, where, low=None, high=None):
     return float(value)
 
 
+def _per_position(obj, field, positions, where, low, high=None):
+    """The optional list ``obj[field]`` of ``positions`` numbers within [low, high] (None when it is
+    missing or null), as floats."""
+    values = obj.get(field)
+    if values is None:
+        return None
+    if not isinstance(values, list) or len(values) != positions:
+        raise EvaluateError("%s: %r must be a list of 'positions' (%d) numbers or null, got %s" % (
+            where, field, positions, "a list of %d" % len(values) if isinstance(values, list) else repr(values)))
+    for i, v in enumerate(values):
+        if not is_number(v) or v < low or (high is not None and v > high):
+            raise EvaluateError("%s: %s[%d] must be a number >= %g%s, got %r" % (
+                where, field, i, low, "" if high is None else " and <= %g" % high, v))
+    return [float(v) for v in values]
+
+
 def _parse_fidelity(obj, where):
     """Checks one decoded line of fidelity.jsonl and returns it as a :class:`Fidelity`."""
     require_fields(obj, FIDELITY_FIELDS, where)
@@ -306,7 +377,9 @@ def _parse_fidelity(obj, where):
     ref_tokens = _count(obj, "ref_tokens", where)
     return Fidelity(rid, policy, budget, cache, positions,
                     _metric(obj, "top1", positions, where, 0, 1), _metric(obj, "kl", positions, where),
-                    _metric(obj, "nll", positions, where), ref_tokens, _metric(obj, "ref_nll", ref_tokens, where))
+                    _metric(obj, "nll", positions, where), ref_tokens, _metric(obj, "ref_nll", ref_tokens, where),
+                    *run_extras(obj, where), _per_position(obj, "kl_positions", positions, where, 0),
+                    _per_position(obj, "delta_p", positions, where, -1, 1))
 
 
 def read_fidelity(path):
@@ -352,6 +425,21 @@ def normalize(text):
     return " ".join(text.split())
 
 
+def _question_extras(obj, where):
+    """The optional fields of a question (see the module docstring), checked: ``(references, task,
+    depth)``, None for a missing one."""
+    references, task, depth = obj.get("references"), obj.get("task"), obj.get("depth")
+    if references is not None and not (isinstance(references, list) and references and
+                                       all(isinstance(r, str) and normalize(r) for r in references)):
+        raise EvaluateError("%s: 'references' must be a non-empty list of strings, each not empty once normalised, "
+                            "or null, got %r" % (where, references))
+    if task is not None and not isinstance(task, str):
+        raise EvaluateError("%s: 'task' must be a string or null, got %r" % (where, task))
+    if depth is not None and not (is_number(depth) and 0 <= depth <= 1):
+        raise EvaluateError("%s: 'depth' must be a number between 0 and 1 or null, got %r" % (where, depth))
+    return references, task, None if depth is None else float(depth)
+
+
 def _parse_answer(obj, where):
     """Checks one decoded line of answers.jsonl and returns it as an :class:`Answer`."""
     require_fields(obj, ANSWER_FIELDS, where)
@@ -370,7 +458,8 @@ def _parse_answer(obj, where):
         raise EvaluateError("%s: %r must be a string for a %s question, got %r" % (where, needed, kind, obj[needed]))
     if kind == "recall" and not normalize(obj["reference"]):
         raise EvaluateError("%s: 'reference' is empty once normalised: %r" % (where, obj["reference"]))
-    return Answer(rid, document, obj["set"], policy, budget, cache, kind, answer, obj["gold"], obj["reference"])
+    return Answer(rid, document, obj["set"], policy, budget, cache, kind, answer, obj["gold"], obj["reference"],
+                  *run_extras(obj, where), *_question_extras(obj, where))
 
 
 def read_answers(path):

@@ -1,5 +1,6 @@
 """What the evaluation commands share to summarise and report: statistics, the order of the rows,
-rounding, Markdown tables, CSV files and writing the outputs (pure Python, standard library only)."""
+the KV memory and reading of the runs, rounding, Markdown tables, CSV files and writing the outputs
+(pure Python, standard library only)."""
 
 import csv
 import json
@@ -45,10 +46,17 @@ def setting_key(mode):
     return "budget" if mode == QUALITY else "cache"
 
 
+def run_order(row, setting):
+    """The sort key of a row in the report's order: the full cache first, then by policy
+    (:data:`POLICY_ORDER`), then ``setting`` (none, for the peers, first)."""
+    if row["policy"] == FULL:
+        return (-1, 0)
+    return (POLICY_ORDER.index(row["policy"]), -1 if row[setting] is None else row[setting])
+
+
 def sort_rows(rows, setting):
-    """The non-full rows in the report's order: by policy (:data:`POLICY_ORDER`), then ``setting``."""
-    return sorted((r for r in rows if r["policy"] != FULL),
-                  key=lambda r: (POLICY_ORDER.index(r["policy"]), r[setting]))
+    """The non-full rows in the report's order (see :func:`run_order`)."""
+    return sorted((r for r in rows if r["policy"] != FULL), key=lambda r: run_order(r, setting))
 
 
 def group_runs(records):
@@ -59,6 +67,38 @@ def group_runs(records):
     for r in records:
         groups.setdefault((r.policy, r.budget, r.cache), {})[r.id] = r
     return groups, next((g for (policy, _, _), g in groups.items() if policy == FULL), {})
+
+
+def kv_memory(members, full_by_id):
+    """The mean, over the ids of ``members`` (``{id: record}``), of the run's ``kv_bytes`` over the
+    full cache's ``kv_bytes`` for the same id (``full_by_id``), over the ids where both are known
+    (and the full cache's is not 0): the run's KV memory as a fraction of the full cache's. None
+    where no id has both."""
+    return mean([r.kv_bytes / full_by_id[rid].kv_bytes for rid, r in members.items()
+                 if r.kv_bytes is not None and rid in full_by_id and full_by_id[rid].kv_bytes])
+
+
+#: How the document was read (``reading``), in the captions.
+READING_WORDS = {"bounded": "bounded reading", "whole": "whole-prompt reading (the paper's setting)"}
+#: Where the instruction was (``instruction_in_prompt``), in the captions.
+INSTRUCTION_WORDS = {False: "question after the document", True: "instruction inside the compressed prompt"}
+
+
+def reading_of(records):
+    """``{"reading", "instruction_in_prompt"}`` of the lines of one file, which share them (the
+    readers check it; None in older files), for the JSON summaries."""
+    return {"reading": records[0].reading, "instruction_in_prompt": records[0].instruction_in_prompt}
+
+
+def reading_caption(reading):
+    """The sentence of a caption that says how the document was read and where the instruction was
+    (``reading`` from :func:`reading_of`), with a leading space; empty when neither is known."""
+    words = [w for w in (READING_WORDS.get(reading["reading"]),
+                         INSTRUCTION_WORDS.get(reading["instruction_in_prompt"])) if w]
+    if not words:
+        return ""
+    text = "; ".join(words)
+    return " %s%s." % (text[0].upper(), text[1:])
 
 
 def by_policy(rows):
@@ -104,13 +144,11 @@ def plus_minus(mean, se, scale=1, digits=4, signed=False):
 
 
 def setting_label(row):
-    """The budget or cache column of a table row: a dash for the full cache, ``50%`` for a
-    budget, the number of cells for a cache."""
-    if row["policy"] == FULL:
-        return "—"
+    """The budget or cache column of a table row: ``50%`` for a budget, the number of cells for a
+    cache, a dash for neither (the full cache and the peers)."""
     if row.get("budget") is not None:
         return budget_label(row["budget"])
-    return str(row["cache"])
+    return "—" if row.get("cache") is None else str(row["cache"])
 
 
 def render_table(caption, header, body, notes=()):
