@@ -57,7 +57,8 @@ def test_quality_means_ses_and_paired_against_full(tmp_path):
                  "top1": approx(0.9), "top1_se": approx(S3), "kl": approx(0.1), "kl_se": approx(S3),
                  "nll": approx(0.7), "nll_se": approx(0.1), "ref_nll": approx(2.65), "ref_nll_se": approx(0.45),
                  "nll_vs_full": approx(0.1), "nll_vs_full_se": approx(S3),
-                 "ref_nll_vs_full": approx(0.15), "ref_nll_vs_full_se": approx(0.05)}
+                 "ref_nll_vs_full": approx(0.15), "ref_nll_vs_full_se": approx(0.05),
+                 "kv_memory": None, "llama_cpp": None}  # an older file: no kv_bytes, no per-position lists
     h = rows[("h2o", 0.5)]  # the last line for (a, h2o, 0.5) wins: top1 .7 .8 .9
     assert (h["top1"], h["top1_se"], h["kl"], h["kl_se"]) == (approx(0.8), approx(S3), approx(0.3), approx(S3))
     # nll .8 1.0 .7: mean .8333, sd .152753, se .088192; nll - full .3 .3 .1: mean .2333, se .066667
@@ -76,7 +77,8 @@ def test_quality_means_ses_and_paired_against_full(tmp_path):
         {"a": "h2o", "b": "window", "budget": 0.5, "cache": None, "n": 2, "top1_diff": approx(0.2),
          "top1_diff_se": approx(0.0), "kl_diff": approx(-0.75), "kl_diff_se": approx(0.05)},
     ]
-    assert set(result) == {"metric", "records", "full", "results", "pairs"}
+    assert list(result) == ["metric", "records", "reading", "instruction_in_prompt", "full", "results", "pairs"]
+    assert result["reading"] is None and result["instruction_in_prompt"] is None
     assert stdout.count("\n{") == 1 and stdout.splitlines()[-1].startswith('{"metric": "fidelity"')
 
 
@@ -86,20 +88,83 @@ def test_reports_markdown_csv_png(tmp_path):
     md = (tmp_path / "fidelity.md").read_text()
     assert md in stdout
     table = [l for l in md.splitlines() if l.startswith("|")]
-    assert table[0] == "| policy | budget | n | top-1 % | KL | NLL | NLL − full | ref NLL | ref NLL − full |"
-    assert table[2] == "| full | — | 3 | 100.00 ± 0.00 | 0.0000 ± 0.0000 | 0.6000 ± 0.0577 | — | 2.5000 ± 0.5000 | — |"
-    assert table[3] == "| keyformer | 20% | 1 | 50.00 | 0.6000 | 1.1000 | +0.6000 | 2.9000 | +0.9000 |"
+    assert table[0] == ("| policy | budget | n | top-1 % | KL | NLL | NLL − full | ref NLL | ref NLL − full "
+                        "| KV memory % of full |")
+    assert table[2] == ("| full | — | 3 | 100.00 ± 0.00 | 0.0000 ± 0.0000 | 0.6000 ± 0.0577 | — | 2.5000 ± 0.5000 | — "
+                        "| — |")
+    assert table[3] == "| keyformer | 20% | 1 | 50.00 | 0.6000 | 1.1000 | +0.6000 | 2.9000 | +0.9000 | — |"
     assert table[4] == ("| keyformer | 50% | 3 | 90.00 ± 5.77 | 0.1000 ± 0.0577 | 0.7000 ± 0.1000 | +0.1000 ± 0.0577 "
-                        "| 2.6500 ± 0.4500 | +0.1500 ± 0.0500 |")
+                        "| 2.6500 ± 0.4500 | +0.1500 ± 0.0500 | — |")
+    assert "llama.cpp" not in md  # no per-position lists
     assert "| A | B | budget | n | top-1 diff (points) | KL diff |" in table
     assert "| keyformer | h2o | 50% | 3 | +10.00 ± 5.77 | -0.2000 ± 0.0000 |" in table
     assert "| h2o | window | 50% | 2 | +20.00 ± 0.00 | -0.7500 ± 0.0500 |" in table
     csv_lines = (tmp_path / "fidelity.csv").read_text().splitlines()
-    assert csv_lines[0] == ",".join(fidelity.RESULT_KEYS)
-    assert csv_lines[1] == "full,,,3,1.0,0.0,0.0,0.0,0.6,0.057735,2.5,0.5,,,,"
-    assert csv_lines[3] == "keyformer,0.5,,3,0.9,0.057735,0.1,0.057735,0.7,0.1,2.65,0.45,0.1,0.057735,0.15,0.05"
+    assert csv_lines[0] == ",".join(fidelity.CSV_COLUMNS)
+    assert csv_lines[1] == "full,,,3,1.0,0.0,0.0,0.0,0.6,0.057735,2.5,0.5,,,,," + "," * 10
+    assert csv_lines[3] == ("keyformer,0.5,,3,0.9,0.057735,0.1,0.057735,0.7,0.1,2.65,0.45,0.1,0.057735,0.15,0.05,"
+                            + "," * 10)
     assert len(csv_lines) == 6
     assert (tmp_path / "fidelity-top1.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def measured(line, kv_bytes, kl_positions=None, delta_p=None):
+    """``line`` (of :func:`fid`) of the current Go command: bounded reading, the question after the
+    document, its KV bytes and, where given, the per-position lists."""
+    return dict(line, reading="bounded", instruction_in_prompt=False, kv_bytes=kv_bytes, kl_positions=kl_positions,
+                delta_p=delta_p)
+
+
+LLAMA_CPP = [
+    measured(fid("a", "full", 1.0, 0.0, 0.5, 2.0, positions=4), 1000, [0.0] * 4, [0.0] * 4),
+    measured(fid("b", "full", 1.0, 0.0, 0.7, 3.0, positions=2), 2000, [0.0] * 2, [0.0] * 2),
+    measured(fid("a", "keyformer", 0.75, 0.2, 0.6, 2.2, budget=0.5, positions=4), 500,
+             [0.0, 0.1, 0.2, 0.5], [0.0, -0.1, 0.2, -0.3]),
+    measured(fid("b", "keyformer", 0.5, 0.7, 0.9, 3.1, budget=0.5, positions=2), 1000, [0.4, 1.0], [-0.2, 0.0]),
+    measured(fid("a", "kv-q8_0", 1.0, 0.01, 0.5, 2.0, positions=4), 530),  # no lists
+    measured(fid("b", "kv-q8_0", 1.0, 0.02, 0.7, 3.0, positions=2), 1060),
+    measured(fid("a", "h2o", 0.5, 0.3, 0.8, 2.5, budget=0.5, positions=4), 500, [0.1, 0.2, 0.3, 0.4]),  # KLD only
+]
+
+
+def test_llama_cpp_units_by_hand(tmp_path):
+    write_jsonl(tmp_path / "fidelity.jsonl", LLAMA_CPP)
+    stdout, result = run_json(fidelity.fidelity_command, str(tmp_path), True)
+    assert (result["reading"], result["instruction_in_prompt"]) == ("bounded", False)
+    k, h, q8 = result["results"]
+    assert (k["policy"], h["policy"], q8["policy"]) == ("keyformer", "h2o", "kv-q8_0")
+    # KLD pooled over a's 4 and b's 2 positions: 0 .1 .2 .5 .4 1 -> mean 2.2/6 = .366667, sample sd .361478,
+    # se .361478/sqrt(6) = .147573 (llama.cpp's sqrt((sum2/n - mean^2)/(n - 1)) gives the same); sorted
+    # 0 .1 .2 .4 .5 1: median (.2+.4)/2 = .3, 99%: .99 x 5 = 4.95 -> .5 + .95 x (1 - .5) = .975, max 1.
+    # Same top p: .75 x 4 + .5 x 2 = 4 of 6 positions = .666667, se sqrt(p(1-p)/(6-1)) = .210819.
+    # Δp 0 -.1 .2 -.3 -.2 0: mean -.4/6 = -.066667, se .071492; rms sqrt(.18/6) = .173205.
+    assert k["llama_cpp"] == {"mean_kld": approx(0.366667), "mean_kld_se": approx(0.147573), "median_kld": approx(0.3),
+                              "kld_99": approx(0.975), "max_kld": approx(1.0), "same_top_p": approx(2 / 3),
+                              "same_top_p_se": approx(0.210819), "mean_dp": approx(-0.066667),
+                              "mean_dp_se": approx(0.071492), "rms_dp": approx(0.173205)}
+    # KLD only (a, 4 positions .1 .2 .3 .4): median .25, 99%: 2.97 -> .3 + .97 x .1 = .397; top1 .5 -> 2 of 4
+    assert h["llama_cpp"] == {"mean_kld": approx(0.25), "mean_kld_se": approx(0.0645497), "median_kld": approx(0.25),
+                              "kld_99": approx(0.397), "max_kld": approx(0.4), "same_top_p": 0.5,
+                              "same_top_p_se": approx(0.288675), "mean_dp": None, "mean_dp_se": None, "rms_dp": None}
+    assert q8["llama_cpp"] is None and q8["budget"] is None
+    # KV memory: keyformer 500/1000, 1000/2000 -> .5; h2o .5 (a only); kv-q8_0 .53
+    assert (k["kv_memory"], h["kv_memory"], q8["kv_memory"]) == (0.5, 0.5, 0.53)
+    assert [(p["a"], p["b"]) for p in result["pairs"]] == [("keyformer", "h2o")]  # a peer is in no pair
+    md = (tmp_path / "fidelity.md").read_text()
+    assert "Bounded reading; question after the document." in md
+    assert "| kv-q8_0 | — | 2 | 100.00 ± 0.00 |" in md and md.count(" | 53.0 |") == 1
+    assert "| policy | budget | Mean KLD | Median KLD | 99.0% KLD | Max KLD | Same top p % | Mean Δp % | RMS Δp % |" in md
+    assert ("| keyformer | 50% | 0.366667 ± 0.147573 | 0.300000 | 0.975000 | 1.000000 | 66.667 ± 21.082 "
+            "| -6.667 ± 7.149 | 17.321 |") in md
+    assert "| h2o | 50% | 0.250000 ± 0.064550 | 0.250000 | 0.397000 | 0.400000 | 50.000 ± 28.868 | — | — |" in md
+    assert "| kv-q8_0 | — | 0." not in md  # no lists: not in the llama.cpp table
+    csv_lines = (tmp_path / "fidelity.csv").read_text().splitlines()
+    assert csv_lines[2].startswith("keyformer,0.5,,2,") and csv_lines[2].endswith(
+        ",0.5,0.366667,0.147573,0.3,0.975,1.0,0.666667,0.210819,-0.066667,0.071492,0.173205")
+    assert (tmp_path / "fidelity-top1.png").read_bytes()[:8] == PNG_MAGIC
+    _, tune = run_json(fidelity.tune_command, str(tmp_path), 0.7, True)
+    assert (tune["reading"], tune["instruction_in_prompt"]) == ("bounded", False)
+    assert [a["policy"] for a in tune["advice"]] == ["keyformer", "h2o"]  # not the peer: no budget to choose
 
 
 def test_long_document_nulls_and_optional_full(tmp_path):
@@ -237,6 +302,16 @@ def test_cli_fidelity_json(tmp_path):
     ([fid("a", "full", 1.0, 0.0, 0.5, 2.0, cache=512)], ":1: policy 'full' must have 'budget' and 'cache' null"),
     ([fid("a", "h2o", 1.0, 0.0, 0.5, 2.0, budget=0.5), fid("a", "h2o", 1.0, 0.0, 0.5, 2.0, cache=64)],
      ":2: a long-document-mode line in a quality-mode file"),
+    ([dict(fid("a", "h2o", 1.0, 0.0, 0.5, 2.0, budget=0.5, positions=2), kl_positions=[0.1])],
+     ":1: 'kl_positions' must be a list of 'positions' (2) numbers or null, got a list of 1"),
+    ([dict(fid("a", "h2o", 1.0, 0.0, 0.5, 2.0, budget=0.5, positions=2), kl_positions=[0.1, -0.2])],
+     ":1: kl_positions[1] must be a number >= 0, got -0.2"),
+    ([dict(fid("a", "h2o", 1.0, 0.0, 0.5, 2.0, budget=0.5, positions=1), delta_p=[1.5])],
+     ":1: delta_p[0] must be a number >= -1 and <= 1, got 1.5"),
+    ([dict(fid("a", "h2o", 1.0, 0.0, 0.5, 2.0, budget=0.5), delta_p="none")],
+     ":1: 'delta_p' must be a list of 'positions' (10) numbers or null, got 'none'"),
+    ([measured(fid("a", "full", 1.0, 0.0, 0.5, 2.0), 10), fid("a", "h2o", 1.0, 0.0, 0.5, 2.0, budget=0.5)],
+     ":2: 'reading' None and 'instruction_in_prompt' None differ from line 1's ('bounded', False)"),
 ])
 def test_bad_fidelity(tmp_path, lines, message):
     path = write_jsonl(tmp_path / "fidelity.jsonl", lines)
