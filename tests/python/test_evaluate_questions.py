@@ -73,23 +73,43 @@ def test_normalize(text, expected):
 ])
 def test_recall_correctness(answer, reference, right):
     a = records.Answer("q", "d", "s", "h2o", 0.5, None, "recall", answer, None, reference)
-    assert eval_questions.correct(a) is right
+    assert eval_questions.score(a) == float(right)
+
+
+@pytest.mark.parametrize("answer, references, expected", [
+    ("8221937", ["822"], 0.0),  # whole words only, either way
+    ("822", ["8221937"], 0.0),
+    ("The number is 8221937.", ["8221937"], 1.0),
+    ("1234567 and 7654321", ["1234567", "7654321"], 1.0),
+    ("1234567, 765432", ["1234567", "7654321"], 0.5),
+    ("1,234,567", ["1234567", "7654321"], 0.5),  # punctuation dropped by the normalisation
+    ("ABCDE, FGHIJ", ["abcde", "FGHIJ", "KLMNO"], 2 / 3),
+    ("It is the future of space tourism", ["space tourism", "future"], 1.0),  # a sequence of words
+    ("tourism space", ["space tourism"], 0.0),
+    (None, ["1234567"], 0.0),
+])
+def test_recall_references_share_whole_words(answer, references, expected):
+    a = records.Answer("q", "d", "s", "h2o", 0.5, None, "recall", answer, None, ", ".join(references),
+                       references=references)
+    assert eval_questions.score(a) == pytest.approx(expected)
 
 
 def test_quality_accuracy_agreement_pairs(tmp_path):
     write_jsonl(tmp_path / "answers.jsonl", QUALITY)
     stdout, result = questions(tmp_path)
     assert (result["metric"], result["set"], result["documents"], result["questions"]) == ("questions", "quality", 2, 4)
+    assert (result["reading"], result["instruction_in_prompt"], result["tasks"]) == (None, None, [])  # an older file
     assert result["full"] == {"accuracy": 0.75, "n": 4}
     assert result["results"] == [
-        # 1 0 1 1: .75, sd .5, se .25; agreement 1 1 1 1
+        # 1 0 1 1: .75, sd .5, se .25; agreement 1 1 1 1; vs full (1 0 1 1) 0 0 0 0
         {"policy": "keyformer", "budget": 0.5, "cache": None, "n": 4, "accuracy": 0.75, "accuracy_se": 0.25,
-         "agreement": 1.0, "agreement_se": 0.0},
-        # 0 1 1 0: .5, sd .57735, se .288675; agreement 0 0 1 0: .25, se .25
+         "vs_full": 0.0, "vs_full_se": 0.0, "agreement": 1.0, "agreement_se": 0.0, "kv_memory": None},
+        # 0 1 1 0: .5, sd .57735, se .288675; agreement 0 0 1 0: .25, se .25; vs full -1 1 0 -1: -.25, se .478714
         {"policy": "h2o", "budget": 0.5, "cache": None, "n": 4, "accuracy": 0.5, "accuracy_se": approx(0.288675),
-         "agreement": 0.25, "agreement_se": 0.25},
+         "vs_full": -0.25, "vs_full_se": approx(0.478714), "agreement": 0.25, "agreement_se": 0.25, "kv_memory": None},
+        # 0 0; vs full -1 0: -.5, se .5
         {"policy": "window", "budget": 0.5, "cache": None, "n": 2, "accuracy": 0.0, "accuracy_se": 0.0,
-         "agreement": 0.5, "agreement_se": 0.5},
+         "vs_full": -0.5, "vs_full_se": 0.5, "agreement": 0.5, "agreement_se": 0.5, "kv_memory": None},
     ]
     assert result["pairs"] == [
         # 1-0, 0-1, 1-1, 1-0: mean .25, sd .957427, se .478714
@@ -107,19 +127,23 @@ def test_reports_markdown_csv_png(tmp_path):
     md = (tmp_path / "questions.md").read_text()
     assert md in stdout
     table = [l for l in md.splitlines() if l.startswith("|")]
-    assert table[0] == "| policy | budget | n | accuracy % | agreement with full % |"
-    assert table[2] == "| full | — | 4 | 75.00 ± 25.00 | — |"
-    assert table[3] == "| keyformer | 50% | 4 | 75.00 ± 25.00 | 100.00 ± 0.00 |"
-    assert table[4] == "| h2o | 50% | 4 | 50.00 ± 28.87 | 25.00 ± 25.00 |"
+    assert table[0] == ("| policy | budget | n | accuracy % | vs full, points ± SE | agreement with full % "
+                        "| KV memory % of full |")
+    assert table[2] == "| full | — | 4 | 75.00 ± 25.00 | — | — | — |"
+    assert table[3] == "| keyformer | 50% | 4 | 75.00 ± 25.00 | +0.00 ± 0.00 | 100.00 ± 0.00 | — |"
+    assert table[4] == "| h2o | 50% | 4 | 50.00 ± 28.87 | -25.00 ± 47.87 | 25.00 ± 25.00 | — |"
     assert "| keyformer | h2o | 50% | 4 | +25.00 ± 47.87 |" in table
     assert "normalised reference is contained in the normalised answer" in md
     assert "the articles a/an/the dropped" in md
+    assert "each as a whole-word sequence of the normalised answer" in md
+    assert "Accuracy per task" not in md and "needle depth" not in md  # no tasks, no depths
     csv_lines = (tmp_path / "questions.csv").read_text().splitlines()
-    assert csv_lines[0] == "policy,budget,cache,n,accuracy,accuracy_se,agreement,agreement_se"
-    assert csv_lines[1] == "full,,,4,0.75,0.25,,"
-    assert csv_lines[3] == "h2o,0.5,,4,0.5,0.288675,0.25,0.25"
+    assert csv_lines[0] == "policy,budget,cache,n,accuracy,accuracy_se,vs_full,vs_full_se,agreement,agreement_se,kv_memory"
+    assert csv_lines[1] == "full,,,4,0.75,0.25,,,,,"
+    assert csv_lines[3] == "h2o,0.5,,4,0.5,0.288675,-0.25,0.478714,0.25,0.25,"
     assert len(csv_lines) == 5
     assert (tmp_path / "questions-accuracy.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "questions-depth.png").exists()
 
 
 def test_long_document_without_full(tmp_path):
@@ -132,22 +156,108 @@ def test_long_document_without_full(tmp_path):
         recall("t1", "topic-00", "keyformer", "the FUTURE of space tourism", ref, cache=1024, qset="topic_retrieval"),
     ])
     stdout, result = questions(tmp_path)
+    nothing = {"vs_full": None, "vs_full_se": None, "agreement": None, "agreement_se": None, "kv_memory": None}
     assert result == {
-        "metric": "questions", "set": "topic_retrieval", "documents": 1, "questions": 2, "full": None,
+        "metric": "questions", "set": "topic_retrieval", "documents": 1, "questions": 2, "reading": None,
+        "instruction_in_prompt": None, "full": None,
         "results": [
-            {"policy": "keyformer", "budget": None, "cache": 1024, "n": 1, "accuracy": 1.0, "accuracy_se": None,
-             "agreement": None, "agreement_se": None},
-            {"policy": "keyformer", "budget": None, "cache": 2048, "n": 2, "accuracy": 0.5, "accuracy_se": 0.5,
-             "agreement": None, "agreement_se": None},
-            {"policy": "context-shift", "budget": None, "cache": 2048, "n": 2, "accuracy": 0.5, "accuracy_se": 0.5,
-             "agreement": None, "agreement_se": None},
+            dict(policy="keyformer", budget=None, cache=1024, n=1, accuracy=1.0, accuracy_se=None, **nothing),
+            dict(policy="keyformer", budget=None, cache=2048, n=2, accuracy=0.5, accuracy_se=0.5, **nothing),
+            dict(policy="context-shift", budget=None, cache=2048, n=2, accuracy=0.5, accuracy_se=0.5, **nothing),
         ],
         # 1-0, 0-1: mean 0, sd sqrt(2), se 1
         "pairs": [{"a": "keyformer", "b": "context-shift", "budget": None, "cache": 2048, "n": 2,
                    "accuracy_diff": 0.0, "accuracy_diff_se": approx(1.0)}],
+        "tasks": [],
     }
-    assert "| context-shift | 2048 | 2 | 50.00 ± 50.00 | — |" in stdout
+    assert "| context-shift | 2048 | 2 | 50.00 ± 50.00 | — | — | — |" in stdout
     assert (tmp_path / "questions-accuracy.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def retrieval(qid, doc, policy, answer, references, task, depth, kv_bytes, budget=None):
+    """One line of answers.jsonl of the current Go command for a retrieval question."""
+    return dict(recall(qid, doc, policy, answer, ", ".join(references), budget=budget, qset="retrieval-4096"),
+                reading="bounded", instruction_in_prompt=False, kv_bytes=kv_bytes, references=references, task=task,
+                depth=depth)
+
+
+RETRIEVAL = []
+for policy, budget, kv, answers in (("full", None, 1000, ("1234567", "7654321", "111, 222, 333, 444")),
+                                    ("keyformer", 0.5, 500, ("1234567", "765432", "111, 222 and 3334")),
+                                    ("keyformer", 0.25, 250, ("no idea", "7654321", "")),
+                                    ("kv-q4_0", None, 300, ("1234567", "7654321", "111 222 333"))):
+    RETRIEVAL += [retrieval("s1", "d1", policy, answers[0], ["1234567"], "niah_single", 0.04, kv, budget),
+                  retrieval("s2", "d2", policy, answers[1], ["7654321"], "niah_single", 0.46, kv, budget),
+                  retrieval("m1", "d3", policy, answers[2], ["111", "222", "333", "444"], "niah_multivalue", None, kv,
+                            budget)]
+
+
+def test_retrieval_tasks_depths_peers_kv_memory(tmp_path):
+    write_jsonl(tmp_path / "answers.jsonl", RETRIEVAL)
+    stdout, result = questions(tmp_path)
+    assert (result["reading"], result["instruction_in_prompt"]) == ("bounded", False)
+    assert result["full"] == {"accuracy": 1.0, "n": 3}
+    assert result["results"] == [
+        # scores 0 1 0: 1/3 (se .333333); vs full -1 0 -1: -2/3 (se .333333); agreement F T F; KV 250/1000
+        {"policy": "keyformer", "budget": 0.25, "cache": None, "n": 3, "accuracy": approx(1 / 3),
+         "accuracy_se": approx(1 / 3), "vs_full": approx(-2 / 3), "vs_full_se": approx(1 / 3),
+         "agreement": approx(1 / 3), "agreement_se": approx(1 / 3), "kv_memory": 0.25},
+        # scores 1 0 .5 (2 of 4 values): .5 (sd .5, se .288675); vs full 0 -1 -.5; agreement T F F
+        {"policy": "keyformer", "budget": 0.5, "cache": None, "n": 3, "accuracy": 0.5, "accuracy_se": approx(0.288675),
+         "vs_full": -0.5, "vs_full_se": approx(0.288675), "agreement": approx(1 / 3), "agreement_se": approx(1 / 3),
+         "kv_memory": 0.5},
+        # the peer after the policies: 1 1 .75 -> .916667 (sd .144338, se .083333); vs full 0 0 -.25; T T F
+        {"policy": "kv-q4_0", "budget": None, "cache": None, "n": 3, "accuracy": approx(11 / 12),
+         "accuracy_se": approx(1 / 12), "vs_full": approx(-1 / 12), "vs_full_se": approx(1 / 12),
+         "agreement": approx(2 / 3), "agreement_se": approx(1 / 3), "kv_memory": 0.3},
+    ]
+    assert result["pairs"] == []  # keyformer has no peer at its budgets
+    assert [(t["task"], t["policy"], t["budget"], t["n"], t["accuracy"], t["accuracy_se"]) for t in result["tasks"]] == [
+        ("niah_multivalue", "full", None, 1, 1.0, None), ("niah_multivalue", "keyformer", 0.25, 1, 0.0, None),
+        ("niah_multivalue", "keyformer", 0.5, 1, 0.5, None), ("niah_multivalue", "kv-q4_0", None, 1, 0.75, None),
+        ("niah_single", "full", None, 2, 1.0, 0.0), ("niah_single", "keyformer", 0.25, 2, 0.5, 0.5),
+        ("niah_single", "keyformer", 0.5, 2, 0.5, 0.5), ("niah_single", "kv-q4_0", None, 2, 1.0, 0.0)]
+    assert list(result["tasks"][0]) == list(eval_questions.TASK_KEYS)
+    md = (tmp_path / "questions.md").read_text()
+    assert md in stdout
+    assert "Bounded reading; question after the document." in md
+    assert "| full | — | 3 | 100.00 ± 0.00 | — | — | 100.0 |" in md
+    assert "| keyformer | 25% | 3 | 33.33 ± 33.33 | -66.67 ± 33.33 | 33.33 ± 33.33 | 25.0 |" in md
+    assert "| kv-q4_0 | — | 3 | 91.67 ± 8.33 | -8.33 ± 8.33 | 66.67 ± 33.33 | 30.0 |" in md
+    assert "| task | policy | budget | n | accuracy % |" in md
+    assert "| niah_single | keyformer | 50% | 2 | 50.00 ± 50.00 |" in md
+    # depth tables: .04 -> 0.0, .46 -> 0.5; the multivalue question has no depth
+    lines = md.splitlines()
+    at = lines.index("| depth | 25% | 50% |")
+    assert "Accuracy of keyformer by needle depth" in lines[at - 2]
+    assert lines[at + 2:at + 4] == ["| 0.0 | 0.00 (1) | 100.00 (1) |", "| 0.5 | 100.00 (1) | 0.00 (1) |"]
+    assert "| depth | full |" in lines and "| depth | kv-q4_0 |" in lines
+    assert lines.index("| depth | full |") < at < lines.index("| depth | kv-q4_0 |")
+    for png in ("questions-accuracy.png", "questions-depth.png"):
+        assert (tmp_path / png).read_bytes()[:8] == PNG_MAGIC
+    assert "questions-depth.png" in stdout
+
+
+def test_long_document_depths_heatmap(tmp_path):
+    write_jsonl(tmp_path / "answers.jsonl", [
+        dict(recall("s1", "d1", "keyformer", "1234567", "1234567", cache=512), depth=0.0, task="niah_single"),
+        dict(recall("s1", "d1", "keyformer", "12", "1234567", cache=1024), depth=0.0, task="niah_single"),
+        dict(recall("s2", "d1", "context-shift", "7654321", "7654321", cache=512), depth=1.0, task="niah_single")])
+    _, result = questions(tmp_path)
+    assert [(t["policy"], t["cache"], t["accuracy"]) for t in result["tasks"]] == [
+        ("keyformer", 512, 1.0), ("keyformer", 1024, 0.0), ("context-shift", 512, 1.0)]
+    md = (tmp_path / "questions.md").read_text()
+    assert "| depth | 512 | 1024 |" in md and "| 0.0 | 100.00 (1) | 0.00 (1) |" in md
+    assert "| depth | 512 |" in md and "| 1.0 | 100.00 (1) |" in md
+    assert (tmp_path / "questions-depth.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_cli_mixed_reading_exits_1(tmp_path):
+    path = write_jsonl(tmp_path / "answers.jsonl", [RETRIEVAL[0], dict(RETRIEVAL[1], reading="whole")])
+    p = run_cli("questions", str(tmp_path), "--json")
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr == ("keyformer.evaluate: error: %s:2: 'reading' 'whole' and 'instruction_in_prompt' False differ "
+                        "from line 1's ('bounded', False): the lines of one file share them (null included)\n" % path)
 
 
 def test_cli_questions_json(tmp_path):
@@ -155,7 +265,8 @@ def test_cli_questions_json(tmp_path):
     p = run_cli("questions", str(tmp_path), "--json")
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout.splitlines()[-1])
-    assert list(result) == ["metric", "set", "documents", "questions", "full", "results", "pairs"]
+    assert list(result) == ["metric", "set", "documents", "questions", "reading", "instruction_in_prompt", "full",
+                            "results", "pairs", "tasks"]
     assert list(result["results"][0]) == list(eval_questions.RESULT_KEYS)
     assert math.isclose(result["results"][1]["accuracy_se"], 0.288675)
 
@@ -171,6 +282,13 @@ def test_cli_questions_json(tmp_path):
     ([recall("q1", "d", "full", "x", "The!")], ":1: 'reference' is empty once normalised"),
     ([choice("q1", "d", "full", 3, "A")], ":1: 'answer' must be a string or null"),
     ([choice("q1", "d", "lru", "A", "A", budget=0.5)], ":1: unknown policy 'lru'"),
+    ([dict(recall("q1", "d", "full", "x", "1, 2"), references=["1", "!"])],
+     ":1: 'references' must be a non-empty list of strings, each not empty once normalised"),
+    ([dict(recall("q1", "d", "full", "x", "1"), references=[])], ":1: 'references' must be a non-empty list"),
+    ([dict(recall("q1", "d", "full", "x", "1"), references="1")], ":1: 'references' must be a non-empty list"),
+    ([dict(recall("q1", "d", "full", "x", "1"), task=3)], ":1: 'task' must be a string or null"),
+    ([dict(recall("q1", "d", "full", "x", "1"), depth=1.5)], ":1: 'depth' must be a number between 0 and 1"),
+    ([dict(recall("q1", "d", "kv-q4_0", "x", "1"), cache=512)], ":1: policy 'kv-q4_0' must have 'budget' and 'cache' null"),
 ])
 def test_bad_answers(tmp_path, lines, message):
     path = write_jsonl(tmp_path / "answers.jsonl", lines)

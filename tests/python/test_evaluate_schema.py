@@ -146,9 +146,15 @@ def test_commands_on_the_golden_files(tmp_path):
 
     directory = eval_dir(tmp_path, ("fidelity.jsonl", records.FIDELITY_FILE), ("sparsity.jsonl", records.SPARSITY_FILE),
                          ("answers.jsonl", records.ANSWERS_FILE))
-    fidelity.fidelity_command(directory, True, out=Capture())
-    fidelity.tune_command(directory, 0.9, True, out=Capture())
-    questions.questions_command(directory, True, out=Capture())
+    summaries = []
+    for command, args in ((fidelity.fidelity_command, (True,)), (fidelity.tune_command, (0.9, True)),
+                          (questions.questions_command, (True,))):
+        out = Capture()
+        command(directory, *args, out=out)
+        summaries.append(json.loads(out.text.splitlines()[-1]))
+    for summary in summaries:  # the reading the golden lines share, null in older files
+        assert summary["reading"] in records.READINGS + (None,)
+        assert summary["instruction_in_prompt"] in (True, False, None)
     for png in ("fidelity-top1.png", "tune-top1.png", "sparsity.png", "questions-accuracy.png"):
         assert (tmp_path / png).read_bytes()[:8] == PNG_MAGIC
     bench.plot_bench_command(golden("bench.json"), str(tmp_path / "bench.png"), out=Capture())
