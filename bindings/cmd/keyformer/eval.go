@@ -53,10 +53,10 @@ func evalCmd(args []string, out io.Writer) error {
 
 // evalOptions are the flags of eval (and tune).
 type evalOptions struct {
-	f                                                        runFlags
-	data, policies, budgets, caches, outDir, metric, reading string
-	limit, keep                                              int
-	instructionInPrompt                                      bool
+	f                                                               runFlags
+	data, policies, budgets, caches, outDir, metric, reading, tasks string
+	limit, keep                                                     int
+	instructionInPrompt                                             bool
 }
 
 // register registers the flags; tune gives other defaults afterwards.
@@ -73,6 +73,7 @@ func (o *evalOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.budgets, "budgets", "0.2,0.3,0.5,0.7,0.9", "KV budgets, fractions of the prompt (quality mode)")
 	fs.StringVar(&o.caches, "cache", "", "KV cache sizes in cells, e.g. 1024,2048: long-document mode (llama.cpp's context shift as a baseline)")
 	fs.IntVar(&o.limit, "limit", 0, "evaluate the first N records only (0: all)")
+	fs.StringVar(&o.tasks, "tasks", "", "question sets: ask only the questions of these tasks, e.g. niah_multikey,vt (their \"task\" field)")
 	fs.StringVar(&o.outDir, "out", "", "output folder (default build/eval/<model>/<dataset name>[-fidelity][-cache][-<schedule>])")
 	fs.IntVar(&o.keep, "keep", 4, "tokens llama.cpp's context shift keeps at the start (--cache mode)")
 }
@@ -110,7 +111,11 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 	} else if plan.budgets, err = parseFractions(o.budgets, "budgets"); err != nil {
 		return "", err
 	}
-	records, err := readRecords(o.data, o.limit)
+	var tasks []string
+	if o.tasks != "" {
+		tasks = strings.Split(o.tasks, ",")
+	}
+	records, err := readRecords(o.data, o.limit, tasks)
 	if err != nil {
 		return "", err
 	}

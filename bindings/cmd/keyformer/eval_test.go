@@ -179,6 +179,31 @@ func TestEvalFlagErrors(t *testing.T) {
 	}
 }
 
+// TestReadRecordsOfTasks keeps the questions of the tasks asked for, and the records that have any,
+// before the limit counts them.
+func TestReadRecordsOfTasks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tasks.jsonl")
+	q := func(id, task string) string {
+		return `{"id":"` + id + `","instruction":"ask","reference":"1","task":"` + task + `"}`
+	}
+	lines := `{"id":"a","document":"d","questions":[` + q("a0", "vt") + `]}` + "\n" +
+		`{"id":"b","document":"d","questions":[` + q("b0", "cwe") + "," + q("b1", "niah_single") + `]}` + "\n" +
+		`{"id":"c","document":"d","questions":[` + q("c0", "niah_single") + `]}` + "\n"
+	require.NoError(t, os.WriteFile(path, []byte(lines), 0o644))
+	records, err := readRecords(path, 1, []string{"niah_single"})
+	require.NoError(t, err)
+	require.Len(t, records, 1)
+	assert.Equal(t, "b", records[0].ID)
+	assert.Equal(t, []string{"b1"}, records[0].units())
+	all, err := readRecords(path, 0, nil)
+	require.NoError(t, err)
+	assert.Len(t, all, 3)
+	_, err = readRecords(path, 0, []string{"qa"})
+	assert.ErrorContains(t, err, "holds no records (of tasks [qa])")
+	_, err = readRecords("testdata/eval.jsonl", 0, []string{"qa"})
+	assert.ErrorContains(t, err, "is not a question set")
+}
+
 // TestEvalSettings checks the names of the ways of reading (output folders, the log) and that a
 // results file refuses to be resumed in another way.
 func TestEvalSettings(t *testing.T) {

@@ -131,8 +131,9 @@ func (q evalQuestion) check() error {
 	return nil
 }
 
-// readRecords reads the first limit records (0: all) of a dataset, checking every field.
-func readRecords(path string, limit int) ([]evalRecord, error) {
+// readRecords reads the first limit records (0: all) of a dataset, checking every field; with
+// tasks, only the questions of those tasks, and the records that have any.
+func readRecords(path string, limit int, tasks []string) ([]evalRecord, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
@@ -156,10 +157,19 @@ func readRecords(path string, limit int) ([]evalRecord, error) {
 		if len(records) > 0 && (r.Questions == nil) != (records[0].Questions == nil) {
 			return nil, fmt.Errorf("eval: %s:%d: record %q: a question set and a summary set mixed in one file", path, n+1, r.ID)
 		}
+		if tasks != nil {
+			if r.Questions == nil {
+				return nil, fmt.Errorf("eval: --tasks: %s is not a question set", path)
+			}
+			r.Questions = slices.DeleteFunc(r.Questions, func(q evalQuestion) bool { return !slices.Contains(tasks, q.Task) })
+			if len(r.Questions) == 0 {
+				continue
+			}
+		}
 		records = append(records, r)
 	}
 	if len(records) == 0 {
-		return nil, fmt.Errorf("eval: %s holds no records", path)
+		return nil, fmt.Errorf("eval: %s holds no records (of tasks %v)", path, tasks)
 	}
 	return records, nil
 }
