@@ -28,7 +28,8 @@ Tasks (``--records`` records each, default 10; ``--tasks`` a comma-separated sub
 - ``cwe`` (common words): no essay: the document is a numbered list "1. word 2. word ..." of 10
   words repeated 30 times each among others repeated 3 times each, shuffled, to about TOKENS tokens
   (at least the 300 entries of the common words); the words are the haystack's (lower-case words of
-  3 to 12 letters); the question asks for the 10 most common (depth null).
+  3 to 12 letters: the wheel's essays have about 6,800, enough for lists of about 65k tokens); the
+  question asks for the 10 most common (depth null).
 
 Output: JSONL, one question-set record a line (the format of the question sets ``keyformer eval``
 reads): ``{"id": "retrieval-LENGTH-TASK-NNN", "document": ..., "questions": [{"id": "...-qNN",
@@ -241,8 +242,8 @@ def _entry_chars(number, word):
 
 
 def _too_short(length, task, chars, chars_per_token, what):
-    """The EvaluateError for a ``length`` whose records of ``task`` ``what`` (their needles, say)
-    alone fill, taking ``chars`` characters."""
+    """The EvaluateError for a ``length`` too short for the records of ``task``: ``what`` (its
+    needles, say) alone take ``chars`` characters."""
     return EvaluateError("--length %d is too short for %s: %s alone take about %d tokens"
                          % (length, task, what, chars / chars_per_token))
 
