@@ -136,7 +136,7 @@ retrieval-data: deps
 	bash build/deps.sh --haystack
 	@mkdir -p build/eval-data
 	for n in $(RETRIEVAL_LENGTHS); do \
-	  build/deps/venv/bin/python -m keyformer.evaluate make-retrieval --haystack "$$(bash build/deps.sh --print | sed -n 's/^HAYSTACK=//p')" \
+	  PYTHONPATH=bindings/python build/deps/venv/bin/python -m keyformer.evaluate make-retrieval --haystack "$$(bash build/deps.sh --print | sed -n "s/^KEYFORMER_HAYSTACK=//p")" \
 	    --length $$n --out build/eval-data/retrieval-$$n.jsonl $(RETRIEVAL_FLAGS) || exit 1; done
 
 ## eval-retrieval: the retrieval sets on the 1.5B model: several keys in one text, asked one by one
