@@ -203,16 +203,18 @@ static int32_t feed(struct llama_context *lctx, keyformer_context *kf, llama_tok
     return evicted;
 }
 
-/* Generates up to n_gen greedy tokens (stops at end of generation) into text; returns the count. */
-static int32_t generate(struct llama_context *lctx, keyformer_context *kf, int32_t n_gen, int32_t budget,
-                        char *text, size_t cap, int32_t *evicted) {
+/* Generates up to n_gen greedy tokens into text; returns the count. With stop_at_eog it stops at the end of
+ * generation; without, it decodes the end token too (the edits checks need every token decoded whatever the
+ * model chooses: ggml's kernels differ by CPU, and so do the last bits of the logits). */
+static int32_t generate(struct llama_context *lctx, keyformer_context *kf, int32_t n_gen, bool stop_at_eog,
+                        int32_t budget, char *text, size_t cap, int32_t *evicted) {
     const struct llama_vocab *vocab = llama_model_get_vocab(llama_get_model(lctx));
     size_t used = 0;
     int32_t i;
     text[0] = 0;
     for (i = 0; i < n_gen; i++) {
         llama_token tok = readme_argmax(lctx);
-        if (llama_vocab_is_eog(vocab, tok)) {
+        if (stop_at_eog && llama_vocab_is_eog(vocab, tok)) {
             break;
         }
         char piece[64];
@@ -251,7 +253,7 @@ static int mode_generate(struct llama_model *model) {
     int32_t evicted = feed(lctx, kf, prompt, n_prompt, BUDGET);
     double t1 = now_s();
     char text[4096];
-    int32_t n_gen = generate(lctx, kf, N_GEN, BUDGET, text, sizeof text, &evicted);
+    int32_t n_gen = generate(lctx, kf, N_GEN, true, BUDGET, text, sizeof text, &evicted);
     double t2 = now_s();
     CHECK(n_gen > 0, "no token generated");
     int32_t kept = seq_length(kf);
@@ -335,7 +337,7 @@ static int mode_edits(struct llama_model *model) {
     KF_OK(kf, keyformer_llama_attach(kf, lctx, NULL));
     KF_OK(kf, keyformer_set_prompt_length(kf, 0, n_prompt));
     evicted += feed(lctx, kf, prompt, n_prompt, BUDGET);
-    CHECK(generate(lctx, kf, 8, BUDGET, text, sizeof text, &evicted) == 8, "generation stopped early");
+    CHECK(generate(lctx, kf, 8, false, BUDGET, text, sizeof text, &evicted) == 8, "generation stopped early");
     CHECK(evicted > 0, "nothing evicted");
 
     /* Prefix reuse: the tail of 4 tokens goes (the recent window holds it whole). */
@@ -345,7 +347,7 @@ static int mode_edits(struct llama_model *model) {
     CHECK(llama_memory_seq_pos_max(mem, 0) == p - 1 && seq_length(kf) == held - 4, "after seq_rm: pos_max %d, %d tokens",
           (int)llama_memory_seq_pos_max(mem, 0), seq_length(kf));
     feed(lctx, kf, prompt + 10, 2 * UBATCH, BUDGET);
-    CHECK(generate(lctx, kf, 4, BUDGET, text, sizeof text, &evicted) == 4, "generation after prefix reuse");
+    CHECK(generate(lctx, kf, 4, false, BUDGET, text, sizeof text, &evicted) == 4, "generation after prefix reuse");
     printf("llama_host: edits: prefix reuse at %d after %d evictions: %s\n", p, evicted, text);
 
     /* Unmirrored: the tracker still holds the tail, and the next apply fails. */
@@ -361,7 +363,7 @@ static int mode_edits(struct llama_model *model) {
     KF_OK(kf, keyformer_llama_sync(kf, 0));
     CHECK(seq_length(kf) <= BUDGET + slack, "after sync: %d tokens", seq_length(kf));
     feed(lctx, kf, prompt + 20, UBATCH, BUDGET);
-    CHECK(generate(lctx, kf, 4, BUDGET, text, sizeof text, &evicted) == 4, "generation after sync");
+    CHECK(generate(lctx, kf, 4, false, BUDGET, text, sizeof text, &evicted) == 4, "generation after sync");
 
     /* Clear: a new prompt from position 0. */
     llama_memory_clear(mem, true);
@@ -369,7 +371,7 @@ static int mode_edits(struct llama_model *model) {
     CHECK(seq_length(kf) == 0, "after clear: %d tokens", seq_length(kf));
     KF_OK(kf, keyformer_set_prompt_length(kf, 0, n_prompt));
     feed(lctx, kf, prompt, n_prompt, BUDGET);
-    CHECK(generate(lctx, kf, 4, BUDGET, text, sizeof text, &evicted) == 4, "generation after clear");
+    CHECK(generate(lctx, kf, 4, false, BUDGET, text, sizeof text, &evicted) == 4, "generation after clear");
 
     llama_free(lctx);
     KF_OK(NULL, keyformer_context_free(kf));
@@ -501,7 +503,7 @@ static int mode_chain(struct llama_model *model) {
     int32_t evicted = feed(lctx, kf, prompt, n_prompt, BUDGET);
     int32_t n_chunks = (n_prompt + UBATCH - 1) / UBATCH;
     char text[1024];
-    int32_t n_gen = generate(lctx, kf, 8, BUDGET, text, sizeof text, &evicted);
+    int32_t n_gen = generate(lctx, kf, 8, true, BUDGET, text, sizeof text, &evicted);
     long decodes = n_chunks + n_gen;
     printf("llama_host: chain: %ld decodes, host asked %ld times (%.0f per decode), saw result_output %ld, "
            "kq_soft_max-3 %ld (row sum %.4f), unexpected %ld; keyformer evicted %d, kept %d\n",
@@ -518,7 +520,7 @@ static int mode_chain(struct llama_model *model) {
     /* Unchained: the host callback is asked no more. */
     KF_OK(kf, keyformer_llama_chain(kf, NULL, NULL));
     long asks = h.asks;
-    generate(lctx, kf, 2, BUDGET, text, sizeof text, &evicted);
+    generate(lctx, kf, 2, true, BUDGET, text, sizeof text, &evicted);
     CHECK(h.asks == asks, "asked %ld times after unchaining", h.asks - asks);
     llama_free(lctx);
     KF_OK(NULL, keyformer_context_free(kf));
