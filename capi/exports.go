@@ -18,12 +18,14 @@ import (
 // The smallest `size` each params struct may declare: its size in API version 1. Larger sizes
 // (from newer headers) are accepted and the fields this library does not know are ignored; sizes
 // above maxStructSize are taken for an uninitialised field. paramsSizeV2 is keyformer_params'
-// size in version 2 (the observation schedule): a smaller size leaves those fields at their
-// defaults.
+// size in version 2 (the observation schedule) and paramsSizeV4 in version 4 (the ranking
+// options): a smaller size leaves those fields at their defaults.
 const (
 	paramsSizeV1    = unsafe.Offsetof(C.keyformer_params{}.observe_layer_stride)
-	paramsSizeV2    = C.sizeof_keyformer_params
+	paramsSizeV2    = unsafe.Offsetof(C.keyformer_params{}.rank_mean_attention)
+	paramsSizeV4    = C.sizeof_keyformer_params
 	attentionSizeV1 = C.sizeof_keyformer_attention
+	keysSizeV4      = C.sizeof_keyformer_keys
 	maxStructSize   = 1 << 16
 )
 
@@ -34,11 +36,12 @@ const (
 	maxStateBytes = 1 << 40
 )
 
-// checkParamsSize validates keyformer_params' size: version 1's exactly, or at least version 2's.
+// checkParamsSize validates keyformer_params' size: version 1's or version 2's (and 3's)
+// exactly, or at least version 4's.
 func checkParamsSize(size C.uint32_t) error {
-	if s := uintptr(size); s < paramsSizeV2 && s != paramsSizeV1 {
-		return invalid("keyformer_params->size is %d: neither version 1's %d nor at least sizeof(keyformer_params) = %d (set size = sizeof(keyformer_params))",
-			size, paramsSizeV1, paramsSizeV2)
+	if s := uintptr(size); s < paramsSizeV4 && s != paramsSizeV1 && s != paramsSizeV2 {
+		return invalid("keyformer_params->size is %d: neither version 1's %d, version 2's %d nor at least sizeof(keyformer_params) = %d (set size = sizeof(keyformer_params))",
+			size, paramsSizeV1, paramsSizeV2, paramsSizeV4)
 	}
 	return checkSize("keyformer_params", size, paramsSizeV1)
 }
@@ -99,6 +102,13 @@ func kfgo_default_params(p *C.keyformer_params) (st C.keyformer_status) {
 	def.observe_layer_stride = C.int32_t(max(d.Observe.LayerStride, 1))
 	def.observe_decode_stride = C.int32_t(max(d.Observe.DecodeStride, 1))
 	def.evict_slack = C.int32_t(d.Observe.Slack)
+	if uintptr(p.size) < paramsSizeV4 { // a version 2 or 3 host: its struct ends before the ranking
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(p)), paramsSizeV2), unsafe.Slice((*byte)(unsafe.Pointer(&def)), paramsSizeV2))
+		return statusOK
+	}
+	def.rank_mean_attention = boolInt(d.Ranking.MeanAttention)
+	def.rank_span = C.int32_t(d.Ranking.Span)
+	def.rank_keep_sinks = boolInt(d.Ranking.KeepSinks)
 	*p = def // fields of later versions, past sizeof, are left alone
 	return statusOK
 }
@@ -138,6 +148,8 @@ var configFields = strings.NewReplacer(
 	"config: observe.layers", "observe_layers",
 	"config: observe.decode_stride:", "observe_decode_stride:",
 	"config: observe.slack:", "evict_slack:",
+	"config: ranking.span:", "rank_span:",
+	"config: ranking.mean_attention:", "rank_mean_attention:",
 )
 
 // config translates keyformer_params into a keyformer.Config (validated by keyformer.NewTracker).
@@ -189,6 +201,18 @@ func config(p *C.keyformer_params) (keyformer.Config, error) {
 	for _, l := range int32s(p.observe_layers, p.n_observe_layers) {
 		cfg.Observe.Layers = append(cfg.Observe.Layers, int(l))
 	}
+	if uintptr(p.size) < paramsSizeV4 {
+		return cfg, nil // a version 2 or 3 host: the published rankings
+	}
+	for _, f := range []struct {
+		name string
+		v    C.int32_t
+	}{{"rank_mean_attention", p.rank_mean_attention}, {"rank_keep_sinks", p.rank_keep_sinks}} {
+		if f.v != 0 && f.v != 1 {
+			return keyformer.Config{}, invalid("%s: %d is neither 0 nor 1", f.name, f.v)
+		}
+	}
+	cfg.Ranking = keyformer.Ranking{MeanAttention: p.rank_mean_attention == 1, Span: int(p.rank_span), KeepSinks: p.rank_keep_sinks == 1}
 	return cfg, nil
 }
 
@@ -359,6 +383,53 @@ func kfgo_observe(h C.uintptr_t, seq, layer C.int32_t, a *C.keyformer_attention)
 		}
 		return s.ObserveAttention(int(layer), at)
 	})
+}
+
+//export kfgo_observe_keys
+func kfgo_observe_keys(h C.uintptr_t, seq, layer C.int32_t, k *C.keyformer_keys) C.keyformer_status {
+	return call("keyformer_observe_keys", uintptr(h), func(c *context) error {
+		keys, err := keysOf(k)
+		if err != nil {
+			return err
+		}
+		s, err := c.sequence(seq)
+		if err != nil {
+			return err
+		}
+		return s.ObserveKeys(int(layer), keys)
+	})
+}
+
+// keysOf validates keyformer_keys and views its data.
+func keysOf(k *C.keyformer_keys) (keyformer.Keys, error) {
+	if k == nil {
+		return keyformer.Keys{}, invalid("keys is NULL")
+	}
+	if err := checkSize("keyformer_keys", k.size, keysSizeV4); err != nil {
+		return keyformer.Keys{}, err
+	}
+	switch {
+	case k.n_rows <= 0:
+		return keyformer.Keys{}, invalid("keys->n_rows is %d, not positive", k.n_rows)
+	case k.n_heads <= 0:
+		return keyformer.Keys{}, invalid("keys->n_heads is %d, not positive", k.n_heads)
+	case k.head_dim <= 0:
+		return keyformer.Keys{}, invalid("keys->head_dim is %d, not positive", k.head_dim)
+	case k.row_stride < 0 || k.head_stride < 0:
+		return keyformer.Keys{}, invalid("keys strides (%d, %d) are negative", k.row_stride, k.head_stride)
+	case k.data == nil:
+		return keyformer.Keys{}, invalid("keys->data is NULL")
+	}
+	n, ok := extent(uint64(k.n_rows), uint64(k.n_heads), uint64(k.head_dim), uint64(k.row_stride), uint64(k.head_stride))
+	if !ok {
+		return keyformer.Keys{}, invalid("keys of %d rows x %d heads x %d values with strides (%d, %d) span more than %d elements",
+			k.n_rows, k.n_heads, k.head_dim, k.row_stride, k.head_stride, uint64(maxExtent))
+	}
+	return keyformer.Keys{
+		Data: unsafe.Slice((*float32)(unsafe.Pointer(k.data)), n),
+		Rows: int(k.n_rows), Heads: int(k.n_heads), Dim: int(k.head_dim),
+		RowStride: int(k.row_stride), HeadStride: int(k.head_stride),
+	}, nil
 }
 
 //export kfgo_plan

@@ -171,7 +171,7 @@ func statusOf(err error) C.keyformer_status {
 	switch {
 	case errors.As(err, &se):
 		return se.status
-	case errors.Is(err, keyformer.ErrInvalidAttention):
+	case errors.Is(err, keyformer.ErrInvalidAttention), errors.Is(err, keyformer.ErrInvalidKeys):
 		return statusInvalidAttention
 	case errors.Is(err, keyformer.ErrInvalidState):
 		return statusInvalidState

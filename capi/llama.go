@@ -107,7 +107,7 @@ func kfgo_llama_attach(h C.uintptr_t, lctx unsafe.Pointer, name *C.char) C.keyfo
 		if err := ad.Attach(uintptr(lctx)); err != nil {
 			return invalid("%v", err)
 		}
-		g, err := graphFor(lib)
+		g, err := graphFor(lib, c.tracker.Config().Policy.ReadsKeys())
 		if err != nil {
 			return err
 		}
@@ -122,13 +122,15 @@ var _ [C.KF_NAME_MAX - llama.MaxName]byte
 var _ [llama.MaxName - C.KF_NAME_MAX]byte
 
 // graphFor is what keyformer_llama_eval_callback compares nodes with for lib: bindings/llama's
-// node names, lib's op numbers and the offsets of struct ggml_tensor's name and op.
-func graphFor(lib *llama.Lib) (C.struct_kf_graph, error) {
+// node names, lib's op numbers and the offsets of struct ggml_tensor's name and op; with
+// readKeys it also hands the keys nodes of every layer to the adapter.
+func graphFor(lib *llama.Lib, readKeys bool) (C.struct_kf_graph, error) {
 	g := C.struct_kf_graph{
 		off_name:     C.uint32_t(llama.TensorOffsetName),
 		off_op:       C.uint32_t(llama.TensorOffsetOp),
 		op_positions: C.int32_t(lib.Ops.Rope),
 		op_cells:     C.int32_t(lib.Ops.SetRows),
+		read_keys:    boolInt(readKeys),
 	}
 	for _, f := range []struct {
 		dst  *[C.KF_NAME_MAX]C.char
@@ -139,6 +141,7 @@ func graphFor(lib *llama.Lib) (C.struct_kf_graph, error) {
 		{&g.attention, &g.attention_len, llama.NodeAttention + "-", false},
 		{&g.positions, &g.positions_len, llama.NodePositions, true},
 		{&g.cells, &g.cells_len, llama.NodeCells, true},
+		{&g.keys, &g.keys_len, llama.NodeKeys + "-", false},
 	} {
 		if len(f.name) == 0 || len(f.name) >= llama.MaxName {
 			return g, fail(statusInternal, "graph node name %q is empty or longer than ggml's %d-byte names", f.name, llama.MaxName-1)

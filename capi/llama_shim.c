@@ -3,8 +3,8 @@
  * keyformer_llama_eval_callback answers llama.cpp's asks in C: about 1100 per llama_decode on a
  * 30-layer model, so an ask must cost a few ns. It calls into Go (kfgo_llama_eval) only for the two
  * nodes whose inputs give the ubatch's positions and cells (one each per ubatch), for the ask about
- * each attention tensor (the schedule decides: one per layer per ubatch) and for each computed
- * attention tensor it asked for. It compares nodes with what Go handed over at attach (struct
+ * each attention tensor (the schedule decides: one per layer per ubatch) or, for a policy that
+ * reads keys, each keys tensor, and for each computed tensor it asked for. It compares nodes with what Go handed over at attach (struct
  * kf_graph, llama_shim.h: bindings/llama's node names, resolved op numbers and tensor offsets),
  * so it needs no llama.cpp header.
  *
@@ -172,8 +172,10 @@ bool keyformer_llama_eval_callback(struct ggml_tensor *t, bool ask, void *user_d
                 want = kfgo_llama_eval(h, t, 1) != 0;
             } else {
                 int32_t op = kf_op(g, t);
-                if ((op == g->op_positions && kf_is(name, g->positions, g->positions_len)) ||
-                    (op == g->op_cells && kf_is(name, g->cells, g->cells_len))) {
+                if (op == g->op_positions && (kf_is(name, g->positions, g->positions_len) ||
+                                              (g->read_keys && kf_is(name, g->keys, g->keys_len)))) {
+                    want = kfgo_llama_eval(h, t, 1) != 0; /* reads the positions; wants the keys it reads */
+                } else if (op == g->op_cells && kf_is(name, g->cells, g->cells_len)) {
                     kfgo_llama_eval(h, t, 1); /* reads the node's input; always "no" */
                 }
             }

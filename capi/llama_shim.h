@@ -22,6 +22,9 @@ struct kf_graph {
     char positions[KF_NAME_MAX];  /* "Kcur-0" */
     uint32_t cells_len;           /* strlen(cells) + 1 */
     char cells[KF_NAME_MAX];      /* "cache_k_l0 (view)" */
+    int32_t read_keys;            /* 1: the policy reads keys (nodes op_positions named keys...) */
+    uint32_t keys_len;            /* strlen(keys) */
+    char keys[KF_NAME_MAX];       /* the keys nodes' prefix, "Kcur-" */
 };
 
 /* Marks handle h attached, comparing nodes with *g (copied), or, with g NULL, not attached;

@@ -75,6 +75,11 @@ keyformer_status keyformer_observe(keyformer_context *ctx, int32_t seq, int32_t 
     return kfgo_observe(kf_handle(ctx), seq, layer, (keyformer_attention *)attention);
 }
 
+keyformer_status keyformer_observe_keys(keyformer_context *ctx, int32_t seq, int32_t layer,
+                                        const keyformer_keys *keys) {
+    return kfgo_observe_keys(kf_handle(ctx), seq, layer, (keyformer_keys *)keys);
+}
+
 keyformer_status keyformer_plan(keyformer_context *ctx, int32_t seq, keyformer_eviction *out, int32_t capacity,
                                 int32_t *n_out) {
     return kfgo_plan(kf_handle(ctx), seq, out, capacity, n_out);

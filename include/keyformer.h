@@ -49,8 +49,9 @@ extern "C" {
  * version string is informational. Version 2 added the observation schedule (keyformer_params'
  * observe_* and evict_slack fields, keyformer_wants_attention). Version 3 added the mirrors of a
  * host's own llama.cpp cache edits (keyformer_llama_seq_rm, _seq_add, _seq_cp, _seq_keep, _clear)
- * and keyformer_llama_sync. */
-#define KEYFORMER_API_VERSION 3
+ * and keyformer_llama_sync. Version 4 added KEYFORMER_POLICY_KEYDIFF with keyformer_observe_keys
+ * and keyformer_keys, and the ranking options (keyformer_params' rank_* fields). */
+#define KEYFORMER_API_VERSION 4
 #define KEYFORMER_VERSION_MAJOR 0
 #define KEYFORMER_VERSION_MINOR 1
 #define KEYFORMER_VERSION_PATCH 0
@@ -74,6 +75,9 @@ typedef int32_t keyformer_policy;
 #define KEYFORMER_POLICY_TOVA 3      /* attention of the newest query only */
 #define KEYFORMER_POLICY_STREAMING 4 /* first n_sinks tokens + the most recent ones */
 #define KEYFORMER_POLICY_WINDOW 5    /* the most recent tokens only */
+#define KEYFORMER_POLICY_KEYDIFF 6   /* tokens whose keys differ most from the mean key (reads keys,
+                                        not attention: keyformer_observe_keys; flash attention may
+                                        stay on) + recent window */
 
 /* Granularity: one token set per sequence (scores summed over layers and heads; what engines
  * that free whole cells need), or one per layer and KV head. */
@@ -112,6 +116,13 @@ typedef struct keyformer_params {
     int32_t observe_decode_stride; /* read every k-th generated token; prompt chunks always; default 8 */
     int32_t evict_slack;           /* cells a sequence may hold past its budget before the plan
                                       brings it back to the budget at once; default 16 */
+    /* Since API version 4: how the scoring policies (keyformer, h2o, tova, keydiff) rank tokens.
+     * 0 everywhere is the published methods' ranking (and what a smaller size gets). */
+    int32_t rank_mean_attention; /* 1: attention per query that saw the token, not summed (not for
+                                    keydiff); default 0 */
+    int32_t rank_span;           /* rank a token by the best score within this many tokens either
+                                    side (a fact is kept whole); 0: off; default 0 */
+    int32_t rank_keep_sinks;     /* 1: never evict the first n_sinks tokens; default 0 */
 } keyformer_params;
 
 /* One layer's attention for one ubatch of one sequence: n_rows query tokens x n_heads query heads x
@@ -129,6 +140,20 @@ typedef struct keyformer_attention {
     const int32_t *cells; /* n_cols cell ids, or NULL when column j is cell j; -1 = ignore column */
     int32_t logits;       /* 0: probabilities, 1: logits */
 } keyformer_attention;
+
+/* One layer's keys for one ubatch of one sequence (KEYFORMER_POLICY_KEYDIFF): n_rows tokens x
+ * n_heads KV heads x head_dim values, after the positional rotation (as the cache holds them).
+ * Element (r, h, d) is data[r * row_stride + h * head_stride + d]. For llama.cpp's Kcur-<layer>
+ * tensor (op ROPE): head_stride = head_dim, row_stride = head_dim * n_head_kv. */
+typedef struct keyformer_keys {
+    uint32_t size;       /* sizeof(keyformer_keys), set by the caller */
+    int32_t n_rows;
+    int32_t n_heads;     /* must equal the context's n_head_kv */
+    int32_t head_dim;
+    int64_t row_stride;  /* in elements */
+    int64_t head_stride; /* in elements */
+    const float *data;   /* read during the call only */
+} keyformer_keys;
 
 /* A cell to free: the whole cell (layer = head = -1) or, with per-head granularity, the cell's
  * entry for one layer and KV head. */
@@ -179,10 +204,11 @@ KEYFORMER_API keyformer_status keyformer_set_prompt_length(keyformer_context *ct
 KEYFORMER_API keyformer_status keyformer_add_cells(keyformer_context *ctx, int32_t seq, const int32_t *cells,
                                                    const int32_t *positions, int32_t n);
 
-/* Sets *wanted to 1 if the schedule reads layer's attention for the ubatch that just added n_new
- * tokens to sequence seq (call after keyformer_add_cells), else to 0: a host that shows only what
- * is wanted skips reading (and, where it can, materialising) the rest. Always 0 for the streaming
- * and window policies, which read no attention. */
+/* Sets *wanted to 1 if the schedule reads layer's attention (its keys, for
+ * KEYFORMER_POLICY_KEYDIFF) for the ubatch that just added n_new tokens to sequence seq (call
+ * after keyformer_add_cells), else to 0: a host that shows only what is wanted skips reading
+ * (and, where it can, materialising) the rest. Always 0 for the streaming and window policies,
+ * which read neither. */
 KEYFORMER_API keyformer_status keyformer_wants_attention(keyformer_context *ctx, int32_t seq, int32_t layer,
                                                          int32_t n_new, int32_t *wanted);
 
@@ -192,6 +218,13 @@ KEYFORMER_API keyformer_status keyformer_wants_attention(keyformer_context *ctx,
  * Call once per layer per ubatch; the library may use several threads inside the call. */
 KEYFORMER_API keyformer_status keyformer_observe(keyformer_context *ctx, int32_t seq, int32_t layer,
                                                  const keyformer_attention *attention);
+
+/* Scores the newest keys->n_rows tokens of sequence seq (the ubatch's, added with
+ * keyformer_add_cells) with their keys of layer: KEYFORMER_POLICY_KEYDIFF only (others return
+ * KEYFORMER_ERR_INVALID_ARGUMENT). Ask keyformer_wants_attention first, as for attention. NaN or
+ * infinite keys return KEYFORMER_ERR_INVALID_ATTENTION and change nothing. */
+KEYFORMER_API keyformer_status keyformer_observe_keys(keyformer_context *ctx, int32_t seq, int32_t layer,
+                                                      const keyformer_keys *keys);
 
 /* Writes to out[0..capacity) the evictions that bring sequence seq back to its budget (the
  * lowest-scoring tokens outside the recent window, listed in position order) and sets *n_out to

@@ -33,9 +33,13 @@ const (
 	PolicyStreaming
 	// PolicyWindow keeps the most recent tokens only.
 	PolicyWindow
+	// PolicyKeyDiff keeps the tokens whose keys are least like the average key (KeyDiff): it reads
+	// each token's keys once (Sequence.ObserveKeys), no attention, so an engine may keep flash
+	// attention on.
+	PolicyKeyDiff
 )
 
-var policyNames = [...]string{"full", "keyformer", "h2o", "tova", "streaming", "window"}
+var policyNames = [...]string{"full", "keyformer", "h2o", "tova", "streaming", "window", "keydiff"}
 
 // PolicyNames returns the name of every policy, in the order of their values (PolicyNames()[p] is
 // p.String()).
@@ -59,9 +63,9 @@ func ParsePolicy(s string) (Policy, error) {
 	return 0, fmt.Errorf("unknown policy %q (want one of %s)", s, strings.Join(policyNames[:], ", "))
 }
 
-// scores reports whether the policy ranks tokens by attention scores.
+// scores reports whether the policy ranks tokens by scores (of attention, or of keys).
 func (p Policy) scores() bool {
-	return p == PolicyFull || p == PolicyKeyformer || p == PolicyH2O || p == PolicyTOVA
+	return p == PolicyFull || p == PolicyKeyformer || p == PolicyH2O || p == PolicyTOVA || p == PolicyKeyDiff
 }
 
 // Granularity says whether one token set is kept per sequence or one per layer and KV head.
@@ -158,6 +162,25 @@ type Config struct {
 	Seed uint64
 	// Observe says which attention the engine shows and how often a sequence evicts.
 	Observe Schedule
+	// Ranking changes how the scoring policies (keyformer, h2o, tova) turn scores into the order
+	// they evict in; the zero Ranking is the published methods'.
+	Ranking Ranking
+}
+
+// Ranking holds the options that make the scoring policies keep what is asked about after a
+// document read in chunks (bounded reading): summed attention ranks the tokens of the first
+// chunks above every later one, since they were seen by more queries, and keeps single tokens of
+// facts that span several.
+type Ranking struct {
+	// MeanAttention ranks a token by the attention it received per query that could see it (its
+	// score divided by the rows observed since it was added, its own ubatch's causal rows
+	// counted), so that tokens read late compete with early ones on equal terms.
+	MeanAttention bool
+	// Span ranks a token by the highest score within Span tokens on either side of it (in
+	// position order), so that a fact several tokens long is kept or evicted whole; 0: off.
+	Span int
+	// KeepSinks keeps the first Sinks tokens, as StreamingLLM does.
+	KeepSinks bool
 }
 
 // Schedule trades a little fidelity for cheaper observing: an engine that reads fewer layers, or
@@ -179,11 +202,14 @@ type Schedule struct {
 }
 
 // ReadsAttention reports whether the policy ranks tokens by attention (full, keyformer, h2o,
-// tova); streaming and window need only where tokens landed.
-func (p Policy) ReadsAttention() bool { return p.scores() }
+// tova); streaming and window need only where tokens landed, keydiff reads keys.
+func (p Policy) ReadsAttention() bool { return p.scores() && p != PolicyKeyDiff }
 
-// ObservesLayer reports whether the engine should show layer's attention: the policy reads
-// attention and the schedule includes the layer.
+// ReadsKeys reports whether the policy ranks tokens by their keys (keydiff).
+func (p Policy) ReadsKeys() bool { return p == PolicyKeyDiff }
+
+// ObservesLayer reports whether the engine should show layer's attention (or, for a policy that
+// reads keys, its keys): the policy reads them and the schedule includes the layer.
 func (c *Config) ObservesLayer(layer int) bool {
 	if !c.Policy.scores() || layer < 0 || layer >= c.Shape.Layers {
 		return false
@@ -228,7 +254,7 @@ const maxCells = 1 << 24
 
 // Validate reports the first invalid field of c, naming it.
 func (c *Config) Validate() error {
-	if c.Policy < PolicyFull || c.Policy > PolicyWindow {
+	if c.Policy < PolicyFull || c.Policy > PolicyKeyDiff {
 		return fmt.Errorf("policy: unknown value %d", int(c.Policy))
 	}
 	if c.Granularity != Shared && c.Granularity != PerHead {
@@ -279,6 +305,12 @@ func (c *Config) Validate() error {
 	if c.NewTokens <= 0 {
 		return fmt.Errorf("new_tokens: %d is not positive", c.NewTokens)
 	}
+	if r := c.Ranking; r.Span < 0 || r.Span > maxSpan {
+		return fmt.Errorf("ranking.span: %d outside [0, %d]", r.Span, maxSpan)
+	}
+	if c.Ranking.MeanAttention && !c.Policy.ReadsAttention() {
+		return fmt.Errorf("ranking.mean_attention: policy %s reads no attention", c.Policy)
+	}
 	return c.Observe.validate(c.Shape.Layers)
 }
 
@@ -305,6 +337,9 @@ func (o *Schedule) validate(layers int) error {
 	return nil
 }
 
+// maxSpan bounds Ranking.Span: a fact is a few tokens, and the pooling costs Span per token.
+const maxSpan = 1 << 10
+
 // maxStride bounds the schedule's strides. A layer stride at or above the model's number of layers
 // reads layer 0 only (so that one default serves every model); beyond maxStride generated tokens
 // would hardly ever be read.
@@ -315,16 +350,21 @@ func (c *Config) resolve(prompt int) (budget, window int, err error) {
 	budget = max(c.Budget.resolve(prompt), 1)
 	window = c.Window.resolve(budget)
 	keep := window
-	if c.Policy == PolicyStreaming {
+	if c.keepsSinks() {
 		keep += c.Sinks
 	}
 	if keep >= budget {
-		if c.Policy == PolicyStreaming {
+		if c.keepsSinks() {
 			return 0, 0, fmt.Errorf("window: %d tokens + %d sinks leave no room in a budget of %d", window, c.Sinks, budget)
 		}
 		return 0, 0, fmt.Errorf("window: %d tokens is not smaller than the budget of %d", window, budget)
 	}
 	return budget, window, nil
+}
+
+// keepsSinks reports whether the first Sinks tokens are never evicted.
+func (c *Config) keepsSinks() bool {
+	return c.Policy == PolicyStreaming || c.Ranking.KeepSinks && c.Policy.scores()
 }
 
 // tau returns the temperature for generated token t (0 for the prompt).

@@ -105,12 +105,18 @@ func (s *Sequence) sortByPosition() {
 		cells[k], pos[k] = s.cells[i], s.pos[i]
 		s.slotOf[cells[k]] = int32(k)
 	}
-	for h, sc := range s.scores {
-		sorted := make([]float32, len(sc))
+	permute := func(v []float32) []float32 {
+		sorted := make([]float32, len(v))
 		for k, i := range order {
-			sorted[k] = sc[i]
+			sorted[k] = v[i]
 		}
-		s.scores[h] = sorted
+		return sorted
+	}
+	for h, sc := range s.scores {
+		s.scores[h] = permute(sc)
+	}
+	if s.seen != nil {
+		s.seen = permute(s.seen)
 	}
 	s.cells, s.pos = cells, pos
 }
@@ -266,6 +272,7 @@ func (t *Tracker) CopyPositions(src, dst, p0, p1 int32) error {
 	}
 	if to.added == 0 && to.budget == 0 && to.prompt == 0 {
 		to.prompt, to.budget, to.window, to.added, to.tovaAt = from.prompt, from.budget, from.window, from.added, from.tovaAt
+		to.anchor, to.dim = slices.Clone(from.anchor), from.dim
 	} else {
 		to.added += len(slots)
 	}
@@ -280,6 +287,9 @@ func (t *Tracker) CopyPositions(src, dst, p0, p1 int32) error {
 			if !math.IsInf(float64(sc[i]), 1) {
 				to.live[h]++
 			}
+		}
+		if to.seen != nil {
+			to.seen = append(to.seen, from.seen[i])
 		}
 	}
 	to.sortByPosition()

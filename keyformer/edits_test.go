@@ -48,6 +48,11 @@ func checkConsistent(t *testing.T, s *Sequence) {
 		}
 		require.Equal(t, live, s.live[h], "live count of array %d", h)
 	}
+	if s.cfg.Ranking.MeanAttention {
+		require.Len(t, s.seen, len(s.cells), "one seen count per token")
+	} else {
+		require.Nil(t, s.seen)
+	}
 }
 
 // newTestTracker returns a tracker with cfg.

@@ -46,6 +46,8 @@ func fuzzConfig(r *fuzzReader) Config {
 	cfg.TauInit, cfg.TauEnd = float64(r.float()), float64(r.byte())/50
 	cfg.NewTokens = r.byte() - 2
 	cfg.Observe = Schedule{LayerStride: r.byte() % 3, DecodeStride: r.byte() % 4, Slack: r.byte() % 6}
+	flags := r.byte()
+	cfg.Ranking = Ranking{MeanAttention: flags&1 != 0, KeepSinks: flags&2 != 0, Span: flags>>2%4 - 1}
 	return cfg
 }
 

@@ -22,8 +22,9 @@ type scoring struct {
 
 // workspace holds a sequence's reusable scoring buffers.
 type workspace struct {
-	workers [][]float32 // per worker: accs*Cols accumulators then Cols scratch
-	index   []int32
+	workers      [][]float32 // per worker: accs*Cols accumulators then Cols scratch
+	index        []int32
+	mean, pooled []float32 // Plan's ranks (Sequence.ranks)
 }
 
 // parallelElements is the work (attention elements) below which scoring stays on one goroutine.

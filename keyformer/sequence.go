@@ -62,6 +62,13 @@ type sequenceState struct {
 	// scores holds one array (Shared) or Layers*KVHeads arrays (PerHead), indexed like cells;
 	// +Inf marks a token evicted from that head.
 	scores [][]float32
+	// seen counts, per token, the query rows observed since it was added (Ranking.MeanAttention
+	// only; nil otherwise), indexed like cells.
+	seen []float32
+	// anchor holds, per layer and KV head, the sum of the unit keys read (keydiff only; nil
+	// before the first keys), each of dim values.
+	anchor []float32
+	dim    int
 	live   []int // per scores array: tokens not evicted from it
 	work   workspace
 }
@@ -79,6 +86,9 @@ func (s *Sequence) reset() {
 	}
 	s.sequenceState = sequenceState{cfg: s.cfg, id: s.id, rng: newRNG(s.cfg.Seed, s.id),
 		scores: make([][]float32, n), live: make([]int, n), work: s.work}
+	if s.cfg.Ranking.MeanAttention {
+		s.seen = []float32{}
+	}
 }
 
 // ID returns the sequence id.
@@ -192,6 +202,9 @@ func (s *Sequence) addCells(cells, positions []int32) error {
 		s.scores[h] = append(s.scores[h], make([]float32, len(cells))...)
 		s.live[h] += len(cells)
 	}
+	if s.cfg.Ranking.MeanAttention {
+		s.seen = append(s.seen, make([]float32, len(cells))...)
+	}
 	s.added += len(cells)
 	return nil
 }
@@ -225,9 +238,9 @@ func (s *Sequence) step() int {
 	return s.added - s.prompt
 }
 
-// WantsAttention reports whether the engine should show the attention of the ubatch that just
-// added rows tokens to the sequence (call it after AddCells): never for a policy that reads no
-// attention, always for a prompt chunk (more than one token) or while the prompt is not over, and
+// WantsAttention reports whether the engine should show the attention (the keys, for a policy
+// that reads keys) of the ubatch that just added rows tokens to the sequence (call it after
+// AddCells): never for a policy that reads neither, always for a prompt chunk (more than one token) or while the prompt is not over, and
 // for one generated token when its number is a multiple of the schedule's DecodeStride.
 func (s *Sequence) WantsAttention(rows int) bool {
 	s.mu.Lock()
@@ -249,6 +262,9 @@ func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 		return fmt.Errorf("layer %d: %w", layer, err)
 	}
 	p := s.cfg.Policy
+	if p.ReadsKeys() {
+		return fmt.Errorf("layer %d: policy %s reads keys (ObserveKeys), not attention", layer, p)
+	}
 	if !p.scores() {
 		return nil
 	}
@@ -297,16 +313,38 @@ func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 		}
 		col := acc[k*a.Cols : (k+1)*a.Cols]
 		for j, v := range col {
-			c := int32(j)
-			if a.Cells != nil {
-				c = a.Cells[j]
-			}
-			if i := s.slot(c); i >= 0 {
+			if i := s.slot(a.cell(j)); i >= 0 {
 				sc[i] += v
 			}
 		}
 	}
+	if s.seen != nil {
+		s.countRows(&a, a.Rows-job.row0)
+	}
 	return nil
+}
+
+// cell returns the cell id of column j.
+func (a *Attention) cell(j int) int32 {
+	if a.Cells != nil {
+		return a.Cells[j]
+	}
+	return int32(j)
+}
+
+// countRows adds to each observed token's seen count the rows of a that could see it: all of
+// them for a token added before the ubatch, and under the causal mask its own row and the later
+// ones for a token of the ubatch (the sequence's newest a.Rows tokens). rows is the number of
+// rows scored (the last ones).
+func (s *Sequence) countRows(a *Attention, rows int) {
+	first := len(s.cells) - a.Rows // slot of the ubatch's first token
+	for j := range a.Cols {
+		i := s.slot(a.cell(j))
+		if i < 0 {
+			continue
+		}
+		s.seen[i] += float32(min(rows, a.Rows-max(i-first, 0)))
+	}
 }
 
 // checkAttention validates the shape of a against the configuration.
@@ -385,6 +423,10 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 		}
 		return dst, nil
 	}
+	lo := 0
+	if s.cfg.keepsSinks() {
+		lo = min(s.cfg.Sinks, n-s.window)
+	}
 	for h, sc := range s.scores {
 		m := s.live[h] - s.budget
 		if m <= 0 || m < slack {
@@ -394,19 +436,59 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 		if s.cfg.Granularity == PerHead {
 			ev.Layer, ev.Head = int32(h/s.cfg.Shape.KVHeads), int32(h%s.cfg.Shape.KVHeads)
 		}
-		candidates := sc[:n-s.window]
+		candidates := s.ranks(sc)[lo : n-s.window]
 		if m == 1 {
-			ev.Cell = s.cells[simd.Argmin(candidates)]
+			ev.Cell = s.cells[lo+simd.Argmin(candidates)]
 			dst = append(dst, ev)
 			continue
 		}
 		s.work.index = simd.SmallestK(s.work.index, candidates, m)
 		for _, i := range s.work.index {
-			ev.Cell = s.cells[i]
+			ev.Cell = s.cells[lo+int(i)]
 			dst = append(dst, ev)
 		}
 	}
 	return dst, nil
+}
+
+// ranks returns the values Plan ranks the tokens of one scores array by: the scores themselves,
+// or with the Ranking's options, divided by the rows that saw each token (a token no row saw yet
+// ranks highest) and pooled by the maximum over the span (an evicted head entry, +Inf, stays
+// +Inf and is never pooled into a neighbour).
+func (s *Sequence) ranks(sc []float32) []float32 {
+	r := s.cfg.Ranking
+	if !r.MeanAttention && r.Span == 0 {
+		return sc
+	}
+	mean := append(s.work.mean[:0], sc...)
+	s.work.mean = mean
+	if r.MeanAttention {
+		for i, v := range mean {
+			switch {
+			case math.IsInf(float64(v), 1):
+			case s.seen[i] == 0:
+				mean[i] = math.MaxFloat32
+			default:
+				mean[i] = v / s.seen[i]
+			}
+		}
+	}
+	if r.Span == 0 {
+		return mean
+	}
+	pooled := append(s.work.pooled[:0], mean...)
+	s.work.pooled = pooled
+	for i, v := range mean {
+		if math.IsInf(float64(v), 1) {
+			continue
+		}
+		for j := max(i-r.Span, 0); j <= min(i+r.Span, len(mean)-1); j++ {
+			if w := mean[j]; w > pooled[i] && !math.IsInf(float64(w), 1) {
+				pooled[i] = w
+			}
+		}
+	}
+	return pooled
 }
 
 // Forget removes freed cells from the sequence: a whole cell (Layer -1), or in PerHead granularity
@@ -476,12 +558,18 @@ func (s *Sequence) compact(removed []bool) {
 		for _, sc := range s.scores {
 			sc[k] = sc[i]
 		}
+		if s.seen != nil {
+			s.seen[k] = s.seen[i]
+		}
 		s.slotOf[c] = int32(k)
 		k++
 	}
 	s.cells, s.pos = s.cells[:k], s.pos[:k]
 	for h := range s.scores {
 		s.scores[h] = s.scores[h][:k]
+	}
+	if s.seen != nil {
+		s.seen = s.seen[:k]
 	}
 }
 

@@ -5,16 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
-// The saved state of a sequence, little-endian: a header (stateMagic, stateVersion, the config
-// fields the state depends on, counters, the noise stream), then n cells, n positions and, per
-// scores array, n scores.
+// The saved state of a sequence, little-endian: a header (stateMagic, the version, the config
+// fields the state depends on, counters, the noise stream), then n cells, n positions, per
+// scores array n scores; in version 2 (written with Ranking.MeanAttention, and only then) n seen
+// counts; in version 3 (keydiff, and only then) the keys' dimension and the sums of unit keys
+// per layer and KV head (none before the first keys).
 const (
-	stateMagic   = "KFSQ"
-	stateVersion = 1
-	headerSize   = 4 + 2 + 1 + 1 + 3*4 + 3*4 + 3*8 + 4
+	stateMagic     = "KFSQ"
+	stateVersion   = 1
+	stateVersionV2 = 2
+	stateVersionV3 = 3
+	headerSize     = 4 + 2 + 1 + 1 + 3*4 + 3*4 + 3*8 + 4
 )
+
+// stateArrays returns the version a sequence under cfg writes and the per-token arrays of 4
+// bytes its body holds after the header, for a sequence of the given scores arrays.
+func stateArrays(cfg *Config, scores int) (version uint16, arrays int) {
+	switch {
+	case cfg.Ranking.MeanAttention:
+		return stateVersionV2, 2 + scores + 1
+	case cfg.Policy.ReadsKeys():
+		return stateVersionV3, 2 + scores
+	}
+	return stateVersion, 2 + scores
+}
 
 // ErrInvalidState is wrapped by the errors of UnmarshalBinary for data it cannot restore.
 var ErrInvalidState = errors.New("invalid sequence state")
@@ -25,9 +42,10 @@ func (s *Sequence) MarshalBinary() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := len(s.cells)
-	b := make([]byte, 0, headerSize+4*n*(2+len(s.scores)))
+	version, arrays := stateArrays(s.cfg, len(s.scores))
+	b := make([]byte, 0, headerSize+4*n*arrays)
 	b = append(b, stateMagic...)
-	b = binary.LittleEndian.AppendUint16(b, stateVersion)
+	b = binary.LittleEndian.AppendUint16(b, version)
 	b = append(b, byte(s.cfg.Policy), byte(s.cfg.Granularity))
 	for _, v := range []int{s.cfg.Shape.Layers, s.cfg.Shape.QueryHeads, s.cfg.Shape.KVHeads, s.prompt, s.budget, s.window} {
 		b = binary.LittleEndian.AppendUint32(b, uint32(v))
@@ -41,8 +59,14 @@ func (s *Sequence) MarshalBinary() ([]byte, error) {
 			b = binary.LittleEndian.AppendUint32(b, uint32(v))
 		}
 	}
-	for _, sc := range s.scores {
+	for _, sc := range slices.Concat(s.scores, [][]float32{s.seen}) { // seen is nil but with MeanAttention
 		for _, v := range sc {
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+		}
+	}
+	if version == stateVersionV3 {
+		b = binary.LittleEndian.AppendUint32(b, uint32(s.dim))
+		for _, v := range s.anchor {
 			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 		}
 	}
@@ -71,10 +95,12 @@ func (s *Sequence) decode(data []byte) (*Sequence, error) {
 	if string(data[:4]) != stateMagic {
 		return nil, errors.New("not a keyformer sequence state (bad magic)")
 	}
-	if v := binary.LittleEndian.Uint16(data[4:]); v != stateVersion {
-		return nil, fmt.Errorf("state version %d, this library reads %d", v, stateVersion)
-	}
 	cfg := s.cfg
+	version, arrays := stateArrays(cfg, len(s.scores))
+	if v := binary.LittleEndian.Uint16(data[4:]); v != version {
+		return nil, fmt.Errorf("state version %d, a tracker of policy %s (mean attention %t) reads version %d",
+			v, cfg.Policy, cfg.Ranking.MeanAttention, version)
+	}
 	if Policy(data[6]) != cfg.Policy || Granularity(data[7]) != cfg.Granularity {
 		return nil, fmt.Errorf("state is for policy %s granularity %s, the tracker has %s %s",
 			Policy(data[6]), Granularity(data[7]), cfg.Policy, cfg.Granularity)
@@ -98,8 +124,31 @@ func (s *Sequence) decode(data []byte) (*Sequence, error) {
 		return nil, fmt.Errorf("counters out of range (%d tokens, %d added, tova step %d)", n, added, tovaAt)
 	}
 	t.added, t.tovaAt = int(added), int(tovaAt)
-	if want := headerSize + 4*n*(2+len(t.scores)); len(data) != want {
+	want := headerSize + 4*n*arrays
+	var anchor []byte
+	if version == stateVersionV3 {
+		if len(data) < want+4 {
+			return nil, fmt.Errorf("state of %d bytes, %d tokens and the keys' dimension need %d", len(data), n, want+4)
+		}
+		t.dim = u32(want)
+		if t.dim > maxHeadDim {
+			return nil, fmt.Errorf("keys' dimension %d exceeds %d", t.dim, maxHeadDim)
+		}
+		anchor = data[want+4:]
+		want += 4 + 4*cfg.Shape.Layers*cfg.Shape.KVHeads*t.dim
+	}
+	if len(data) != want {
 		return nil, fmt.Errorf("state of %d bytes, %d tokens need %d", len(data), n, want)
+	}
+	if t.dim > 0 {
+		t.anchor = make([]float32, len(anchor)/4)
+		for i := range t.anchor {
+			v := math.Float32frombits(binary.LittleEndian.Uint32(anchor[4*i:]))
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("key sum %g is invalid", v)
+			}
+			t.anchor[i] = v
+		}
 	}
 	body := data[headerSize:]
 	word := func(i int) uint32 { return binary.LittleEndian.Uint32(body[4*i:]) }
@@ -123,6 +172,13 @@ func (s *Sequence) decode(data []byte) (*Sequence, error) {
 			}
 			sc[i] = v
 		}
+	}
+	for i := range t.seen {
+		v := math.Float32frombits(word((arrays-1)*n + i))
+		if !(v >= 0 && v <= math.MaxFloat32) {
+			return nil, fmt.Errorf("seen count %g of cell %d is invalid", v, cells[i])
+		}
+		t.seen[i] = v
 	}
 	for i := range n {
 		held := false

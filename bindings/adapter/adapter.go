@@ -79,7 +79,8 @@ type Adapter struct {
 	tracker   *keyformer.Tracker
 	observers []*keyformer.Tracker // see SetObservers
 	opts      Options
-	layers    []bool  // the layers whose attention the tracker's schedule reads
+	layers    []bool  // the layers whose attention (keys) the tracker's schedule reads
+	keys      bool    // the tracker's policy reads keys, not attention
 	mem       uintptr // the attached context's llama_memory_t
 
 	mu        sync.Mutex
@@ -96,6 +97,7 @@ type Adapter struct {
 	unseen    int     // ubatches since the last Apply whose attention was wanted but never seen
 	err       error   // first error inside the callback since the last Apply
 	buf       []float32
+	key0      *keyformer.Keys // layer 0's keys of the current ubatch, until its cells are read
 	evictions []keyformer.Eviction
 	stats     Stats
 }
@@ -111,7 +113,7 @@ func New(lib *llama.Lib, tracker *keyformer.Tracker, opts Options) (*Adapter, er
 	for l := range layers {
 		layers[l] = cfg.ObservesLayer(l)
 	}
-	return &Adapter{lib: lib, tracker: tracker, opts: opts, layers: layers}, nil
+	return &Adapter{lib: lib, tracker: tracker, opts: opts, layers: layers, keys: cfg.Policy.ReadsKeys()}, nil
 }
 
 // Attach binds the adapter to the llama_context ctx (created with the adapter's eval callback).
@@ -142,6 +144,12 @@ func (a *Adapter) SetObservers(trackers ...*keyformer.Tracker) error {
 		cfg := t.Config()
 		if got, want := cfg.Shape, a.tracker.Config().Shape; got != want {
 			return fmt.Errorf("adapter: observer %d has shape %+v, the tracker %+v", i, got, want)
+		}
+		if cfg.Policy.ReadsKeys() != a.keys && cfg.Policy.ReadsAttention() {
+			return fmt.Errorf("adapter: observer %d (%s) reads attention, the tracker (%s) keys", i, cfg.Policy, a.tracker.Config().Policy)
+		}
+		if cfg.Policy.ReadsKeys() && !a.keys {
+			return fmt.Errorf("adapter: observer %d (%s) reads keys, the tracker (%s) does not", i, cfg.Policy, a.tracker.Config().Policy)
 		}
 		for l, read := range a.layers {
 			if cfg.ObservesLayer(l) && !read {

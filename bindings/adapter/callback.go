@@ -33,10 +33,24 @@ func (a *Adapter) wants(layer int) bool {
 	return want
 }
 
-// reads reports whether the current ubatch's attention of layer is read: the ubatch is read and
-// the schedule reads the layer (a.mu held).
+// wantsKeys reports whether the eval callback should answer true for layer's keys: the policy
+// reads keys and the schedule reads the layer, in a ubatch whose keys are read. Layer 0's keys
+// come before the ubatch's cells, so they are asked for whenever the schedule reads layer 0,
+// and kept until the cells say whether the ubatch is read.
+func (a *Adapter) wantsKeys(layer int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.keys || layer >= len(a.layers) || !a.layers[layer] || layer > 0 && !a.read {
+		return false
+	}
+	a.stats.Reads++
+	return true
+}
+
+// reads reports whether the current ubatch's attention of layer is read: the ubatch is read, the
+// policy reads attention and the schedule reads the layer (a.mu held).
 func (a *Adapter) reads(layer int) bool {
-	return a.read && layer < len(a.layers) && a.layers[layer]
+	return a.read && !a.keys && layer < len(a.layers) && a.layers[layer]
 }
 
 // Eval is the body of the eval callback (ggml_backend_sched_eval_callback) for this adapter.
@@ -46,17 +60,34 @@ func (a *Adapter) reads(layer int) bool {
 // a computed tensor, and keeps the first error for Apply.
 func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 	layer, attention := t.NameLayer(llama.NodeAttention)
+	keyLayer, keys := 0, false
+	if !attention && t.Op() == a.lib.Ops.Rope {
+		keyLayer, keys = t.NameLayer(llama.NodeKeys)
+	}
 	if ask {
 		a.asked = true
 		switch {
 		case attention:
 			return a.wants(layer)
-		case t.Op() == a.lib.Ops.Rope && t.NameIs(llama.NodePositions):
-			a.readUbatchInput(t, true)
+		case keys:
+			if keyLayer == 0 && t.NameIs(llama.NodePositions) {
+				a.readUbatchInput(t, true)
+			}
+			return a.wantsKeys(keyLayer)
 		case t.Op() == a.lib.Ops.SetRows && t.NameIs(llama.NodeCells): // a VIEW node has the same name
 			a.readUbatchInput(t, false)
 		}
 		return false
+	}
+	if keys {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.keys && keyLayer < len(a.layers) && a.layers[keyLayer] {
+			if err := a.observeKeys(keyLayer, t); err != nil {
+				a.fail(fmt.Errorf("adapter: layer %d: %w", keyLayer, err))
+			}
+		}
+		return true
 	}
 	if attention {
 		a.mu.Lock()
@@ -99,6 +130,12 @@ func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
 	a.pending = a.read
 	if a.read {
 		a.unseen++
+	}
+	if a.key0 != nil { // layer 0's keys, computed before the cells were known
+		if err := a.scoreKeys(0, a.key0); err != nil {
+			a.fail(fmt.Errorf("adapter: layer 0: %w", err))
+		}
+		a.key0 = nil
 	}
 }
 

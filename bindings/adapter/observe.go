@@ -7,6 +7,7 @@ package adapter
 
 import (
 	"fmt"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -57,4 +58,50 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 	}
 	a.stats.ObserveTime += time.Since(start)
 	return err
+}
+
+// observeKeys scores layer's keys for every run of rows that belong to one sequence whose
+// schedule wants them; layer 0's are kept for the ubatch's cells (a.mu held).
+func (a *Adapter) observeKeys(layer int, t llama.Tensor) error {
+	start := time.Now()
+	defer func() { a.stats.ObserveTime += time.Since(start) }()
+	dim, heads, nTok := int(t.Ne(0)), int(t.Ne(1)), int(t.Ne(2))
+	if t.Type() != llama.TypeF32 || !t.IsContiguous() || t.Ne(3) != 1 {
+		return fmt.Errorf("keys tensor (%s-%d) is not contiguous 3-d f32", llama.NodeKeys, layer)
+	}
+	data := a.lib.F32View(t)
+	if data == nil {
+		data = make([]float32, dim*heads*nTok)
+		a.lib.TensorRead(t, unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), 4*len(data)), 0)
+	}
+	k := keyformer.Keys{Data: data, Rows: nTok, Heads: heads, Dim: dim, RowStride: dim * heads, HeadStride: dim}
+	if layer == 0 {
+		k.Data = slices.Clone(data)
+		a.key0 = &k
+		return nil
+	}
+	return a.scoreKeys(layer, &k)
+}
+
+// scoreKeys feeds k, the keys of the current ubatch's rows, to each run's sequence (a.mu held).
+func (a *Adapter) scoreKeys(layer int, k *keyformer.Keys) error {
+	if !a.read {
+		return nil
+	}
+	if k.Rows != len(a.rowSeq) {
+		return fmt.Errorf("keys of %d tokens, the ubatch has %d", k.Rows, len(a.rowSeq))
+	}
+	if a.pending {
+		a.pending = false
+		a.unseen--
+	}
+	return a.forEachRun(func(seq *keyformer.Sequence, r0, r1 int) error {
+		if !seq.WantsAttention(r1 - r0) {
+			return nil
+		}
+		a.stats.Observations++
+		run := *k
+		run.Data, run.Rows = k.Data[r0*k.RowStride:], r1-r0
+		return seq.ObserveKeys(layer, run)
+	})
 }

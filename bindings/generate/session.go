@@ -25,7 +25,8 @@ type SessionOptions struct {
 	// Sequences, above 1, lets that many sequences share the context's unified KV cache (RunBatch).
 	Sequences int
 	// KV is the type of the K and V cache: f16 (the zero value, llama.cpp's default) or one of
-	// llama.cpp's quantized types, which need flash attention and so no Config.
+	// llama.cpp's quantized types, which need flash attention and so a Config whose policy reads
+	// no attention (keydiff, streaming, window), or none.
 	KV KVCache
 }
 
@@ -58,7 +59,8 @@ type Session struct {
 	tp      uintptr
 }
 
-// NewSession creates the context (flash attention off, so that attention can be observed).
+// NewSession creates the context (flash attention off, so that attention can be observed, but
+// with a quantized cache).
 func NewSession(m *llama.Model, o SessionOptions) (*Session, error) {
 	if o.Threads <= 0 {
 		o.Threads = runtime.NumCPU()
@@ -67,8 +69,8 @@ func NewSession(m *llama.Model, o SessionOptions) (*Session, error) {
 	co := llama.ContextOptions{NCtx: uint32(o.NCtx), NBatch: uint32(o.NUbatch), NUbatch: uint32(o.NUbatch),
 		NThreads: int32(o.Threads), NThreadsBatch: int32(o.Threads)}
 	if o.KV != KVF16 {
-		if o.Config != nil {
-			return nil, fmt.Errorf("generate: session: a %s KV cache needs flash attention, which leaves no attention to observe: no eviction with it", o.KV)
+		if o.Config != nil && o.Config.Policy.ReadsAttention() {
+			return nil, fmt.Errorf("generate: session: a %s KV cache needs flash attention, which leaves no attention for policy %s to observe", o.KV, o.Config.Policy)
 		}
 		co.FlashAttn = llama.FlashAttnEnabled
 	}

@@ -26,6 +26,10 @@ const (
 	// NodeAttention is the prefix of the attention probabilities "kq_soft_max-<layer>" (SOFT_MAX,
 	// f32 [n_kv, n_tokens, n_head, n_stream]).
 	NodeAttention = "kq_soft_max"
+	// NodeKeys is the prefix of the ubatch's keys "Kcur-<layer>" after their rotation (op ROPE;
+	// the matmul and reshape before it bear the same name), f32 [head_dim, n_head_kv, n_tokens]:
+	// what a policy that reads keys reads. Layer 0's is NodePositions.
+	NodeKeys = "Kcur"
 )
 
 // Offsets in struct ggml_tensor of the two fields a C eval callback compares nodes by (capi

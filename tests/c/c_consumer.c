@@ -9,6 +9,7 @@
  *  - the observation schedule (API version 2): what keyformer_wants_attention answers, a version 1
  *    host's smaller keyformer_params getting the defaults, bad schedules rejected by name. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -432,6 +433,78 @@ static void test_schedule(void) {
     }
 }
 
+/* API version 4: the ranking options (off by default, left alone for a version 2 host's size) and
+ * keydiff, which reads keys: the token whose key points elsewhere outlives the typical ones. */
+static void test_keydiff(void) {
+    keyformer_params p;
+    keyformer_context *ctx;
+    keyformer_eviction ev[8];
+    float keys[8 * 2 * 4];
+    int32_t next = 0, n = 0, i;
+    size_t v2 = offsetof(keyformer_params, rank_mean_attention);
+
+    memset(&p, 0x5a, sizeof p);
+    p.size = (uint32_t)v2;
+    MUST(NULL, keyformer_default_params(&p));
+    CHECK(p.rank_span == 0x5a5a5a5a, "default_params wrote past a v2 size");
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    MUST(NULL, keyformer_default_params(&p));
+    CHECK(p.rank_mean_attention == 0 && p.rank_span == 0 && p.rank_keep_sinks == 0, "ranking defaults: %d %d %d",
+          p.rank_mean_attention, p.rank_span, p.rank_keep_sinks);
+    p.policy = KEYFORMER_POLICY_KEYDIFF;
+    p.n_layer = 2;
+    p.n_head = 4;
+    p.n_head_kv = 2;
+    p.budget_tokens = 4;
+    p.window_tokens = 1;
+    p.observe_layer_stride = 1;
+    ctx = new_context(&p);
+    MUST(ctx, keyformer_set_prompt_length(ctx, 0, 8));
+    add_tokens(ctx, &next, 8);
+    CHECK(wants(ctx, 1, 8) == 1, "keydiff wants the keys of a prompt chunk");
+    for (i = 0; i < 8 * 2 * 4; i++) {
+        keys[i] = (i % 4 == (i / 8 == 5 ? 1 : 0)) ? 3.0f : 0.01f * (float)(i % 7); /* token 5 points elsewhere */
+    }
+    keyformer_keys k = {.size = sizeof k, .n_rows = 8, .n_heads = 2, .head_dim = 4, .row_stride = 8, .head_stride = 4,
+                        .data = keys};
+    MUST(ctx, keyformer_observe_keys(ctx, 0, 1, &k));
+    MUST(ctx, keyformer_plan(ctx, 0, ev, 8, &n));
+    CHECK(n == 4, "keydiff plans %d evictions, want 4", n);
+    for (i = 0; i < n; i++) {
+        CHECK(ev[i].cell != 5, "the token with the unusual key is evicted");
+    }
+    k.n_heads = 4;
+    CHECK(keyformer_observe_keys(ctx, 0, 1, &k) == KEYFORMER_ERR_INVALID_ARGUMENT &&
+              strstr(keyformer_last_error(ctx), "KV heads") != NULL,
+          "keys with n_head heads: %s", keyformer_last_error(ctx));
+    k.n_heads = 2;
+    keys[3] = NAN;
+    CHECK(keyformer_observe_keys(ctx, 0, 1, &k) == KEYFORMER_ERR_INVALID_ATTENTION, "NaN keys");
+    CHECK(keyformer_observe_keys(ctx, 0, 1, NULL) == KEYFORMER_ERR_INVALID_ARGUMENT, "NULL keys");
+    k.size = 8;
+    CHECK(keyformer_observe_keys(ctx, 0, 1, &k) == KEYFORMER_ERR_INVALID_ARGUMENT &&
+              strstr(keyformer_last_error(ctx), "size") != NULL,
+          "a keys size of 8: %s", keyformer_last_error(ctx));
+    MUST(ctx, keyformer_context_free(ctx));
+
+    p.rank_mean_attention = 1; /* keydiff reads no attention */
+    ctx = (keyformer_context *)&failures;
+    CHECK(keyformer_context_new(&p, &ctx) == KEYFORMER_ERR_INVALID_ARGUMENT && ctx == NULL &&
+              strstr(keyformer_last_error(NULL), "rank_mean_attention") != NULL,
+          "mean attention with keydiff: %s", keyformer_last_error(NULL));
+    p.policy = KEYFORMER_POLICY_H2O;
+    p.rank_span = -1;
+    CHECK(keyformer_context_new(&p, &ctx) == KEYFORMER_ERR_INVALID_ARGUMENT &&
+              strstr(keyformer_last_error(NULL), "rank_span") != NULL,
+          "span -1: %s", keyformer_last_error(NULL));
+    p.rank_span = 2;
+    p.rank_keep_sinks = 3;
+    CHECK(keyformer_context_new(&p, &ctx) == KEYFORMER_ERR_INVALID_ARGUMENT &&
+              strstr(keyformer_last_error(NULL), "rank_keep_sinks") != NULL,
+          "keep sinks 3: %s", keyformer_last_error(NULL));
+}
+
 /* Each thread fails on its own sequence of one shared context (and creates contexts with its own
  * bad n_layer) many times over, and reads back its own message every time: other threads' failures
  * neither replace nor free it (ASan sees a read of a freed message). */
@@ -490,6 +563,7 @@ int main(void) {
     test_threads();
     test_errors_per_thread();
     test_schedule();
+    test_keydiff();
     if (failures) {
         fprintf(stderr, "c_consumer: %d check(s) failed\n", failures);
         return 1;

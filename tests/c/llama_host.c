@@ -100,11 +100,12 @@ static struct llama_model *load_model(const char *lib_dir, const char *path) {
  * slack tokens. */
 static int32_t slack;
 
-static keyformer_context *new_kf(const struct llama_model *model, int32_t budget, keyformer_granularity g) {
+static keyformer_context *new_kf_policy(const struct llama_model *model, int32_t budget, keyformer_granularity g,
+                                        keyformer_policy policy) {
     keyformer_params p = {.size = sizeof p};
     KF_OK(NULL, keyformer_default_params(&p));
     slack = p.evict_slack;
-    p.policy = KEYFORMER_POLICY_KEYFORMER;
+    p.policy = policy;
     p.granularity = g;
     p.n_layer = llama_model_n_layer(model);
     p.n_head = llama_model_n_head(model);
@@ -117,6 +118,14 @@ static keyformer_context *new_kf(const struct llama_model *model, int32_t budget
     return kf;
 }
 
+static keyformer_context *new_kf(const struct llama_model *model, int32_t budget, keyformer_granularity g) {
+    return new_kf_policy(model, budget, g, KEYFORMER_POLICY_KEYFORMER);
+}
+
+/* The element type of the K and V caches new_lctx creates (llama.cpp's default, f16, unless a
+ * mode sets another). */
+static enum ggml_type cache_type = GGML_TYPE_F16;
+
 /* A context of n_ctx cells; cb NULL: no eval callback. */
 static struct llama_context *new_lctx(struct llama_model *model, uint32_t n_ctx, enum llama_flash_attn_type fa,
                                       ggml_backend_sched_eval_callback cb, void *ud) {
@@ -126,6 +135,7 @@ static struct llama_context *new_lctx(struct llama_model *model, uint32_t n_ctx,
     cp.n_seq_max = 1;
     cp.n_threads = cp.n_threads_batch = n_threads();
     cp.flash_attn_type = fa;
+    cp.type_k = cp.type_v = cache_type;
     cp.cb_eval = cb;
     cp.cb_eval_user_data = ud;
     struct llama_context *lctx = llama_init_from_model(model, cp);
@@ -319,6 +329,36 @@ static int mode_generate(struct llama_model *model) {
     KF_OK(NULL, keyformer_context_free(kf));
     free(prompt);
     printf("llama_host: generate ok\n");
+    return 0;
+}
+
+/* keydiff: the policy that reads keys, not attention, with flash attention on and a q8_0 cache
+ * (llama.cpp's own memory saving under the eviction): the cache stays within the budget, and
+ * every ubatch's keys reach the plugin (an apply fails when a ubatch's wanted keys never came). */
+static int mode_keydiff(struct llama_model *model) {
+    int32_t n_prompt = 0;
+    llama_token *prompt = tokenize(model, 10, &n_prompt);
+    keyformer_context *kf = new_kf_policy(model, BUDGET, KEYFORMER_GRANULARITY_SHARED, KEYFORMER_POLICY_KEYDIFF);
+    cache_type = GGML_TYPE_Q8_0;
+    struct llama_context *lctx =
+        new_lctx(model, BUDGET + UBATCH, LLAMA_FLASH_ATTN_TYPE_ENABLED, keyformer_llama_eval_callback, kf);
+    cache_type = GGML_TYPE_F16;
+    KF_OK(kf, keyformer_llama_attach(kf, lctx, NULL));
+    KF_OK(kf, keyformer_set_prompt_length(kf, 0, n_prompt));
+    int32_t evicted = feed(lctx, kf, prompt, n_prompt, BUDGET);
+    char text[4096];
+    int32_t n_gen = generate(lctx, kf, N_GEN, true, BUDGET, text, sizeof text, &evicted);
+    int32_t kept = seq_length(kf);
+    printf("llama_host: keydiff, flash attention, q8_0 cache: %s\n", text);
+    printf("llama_host: evicted %d cells, kept %d of %d tokens\n", evicted, kept, n_prompt + n_gen);
+    CHECK(n_gen > 0, "no token generated");
+    CHECK(kept >= BUDGET && kept <= BUDGET + slack, "kept %d tokens, want the budget %d + at most %d", kept, BUDGET,
+          slack);
+    CHECK(evicted == n_prompt + n_gen - kept, "evicted %d, want %d", evicted, n_prompt + n_gen - kept);
+    llama_free(lctx);
+    KF_OK(NULL, keyformer_context_free(kf));
+    free(prompt);
+    printf("llama_host: keydiff ok\n");
     return 0;
 }
 
@@ -697,7 +737,7 @@ static int mode_bench(struct llama_model *model) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: llama_host generate|edits|errors|chain|readme|bench LIB_DIR MODEL\n");
+        fprintf(stderr, "usage: llama_host generate|edits|keydiff|errors|chain|readme|bench LIB_DIR MODEL\n");
         return 2;
     }
     CHECK(keyformer_api_version() >= KEYFORMER_API_VERSION, "API version %d", keyformer_api_version());
@@ -707,6 +747,8 @@ int main(int argc, char **argv) {
         rc = mode_generate(model);
     } else if (strcmp(argv[1], "edits") == 0) {
         rc = mode_edits(model);
+    } else if (strcmp(argv[1], "keydiff") == 0) {
+        rc = mode_keydiff(model);
     } else if (strcmp(argv[1], "errors") == 0) {
         rc = mode_errors(model);
     } else if (strcmp(argv[1], "chain") == 0) {

@@ -164,6 +164,10 @@ static void misuse_handles(keyformer_context *bad, const char *what) {
     EXPECT(keyformer_set_prompt_length, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 4);
     EXPECT(keyformer_add_cells, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, &cell, &pos, 1);
     EXPECT(keyformer_observe, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 0, &a);
+    {
+        keyformer_keys k = {.size = sizeof k, .n_rows = 1, .n_heads = 1, .head_dim = 4, .head_stride = 4, .data = row};
+        EXPECT(keyformer_observe_keys, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 0, &k);
+    }
     EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, 0, 1, &n);
     EXPECT(keyformer_plan, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, ev, 4, &n);
     EXPECT(keyformer_forget, KEYFORMER_ERR_INVALID_HANDLE, NULL, what, bad, 0, ev, 0);
@@ -234,6 +238,26 @@ static void misuse_calls(void) {
     EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "layer", ctx, 0, KF_SIM_LAYERS, 1, &n);
     EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "n_new", ctx, 0, 0, 0, &n);
     EXPECT(keyformer_wants_attention, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "sequence", ctx, -1, 0, 1, &n);
+
+    /* observe_keys: the context's policy reads attention; bad keys are refused before that. */
+    {
+        keyformer_keys k = {.size = sizeof k, .n_rows = 1, .n_heads = 1, .head_dim = 4, .head_stride = 4, .data = row};
+        EXPECT(keyformer_observe_keys, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "reads no keys", ctx, 0, 0, &k);
+        EXPECT(keyformer_observe_keys, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "keys is NULL", ctx, 0, 0, NULL);
+        k.size = 4;
+        EXPECT(keyformer_observe_keys, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "size", ctx, 0, 0, &k);
+        k.size = sizeof k;
+        k.data = NULL;
+        EXPECT(keyformer_observe_keys, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "data", ctx, 0, 0, &k);
+        k.data = row;
+        k.head_dim = 0;
+        EXPECT(keyformer_observe_keys, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "head_dim", ctx, 0, 0, &k);
+        k.head_dim = 4;
+        k.row_stride = -1;
+        EXPECT(keyformer_observe_keys, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "strides", ctx, 0, 0, &k);
+        k.row_stride = 0;
+        EXPECT(keyformer_observe_keys, KEYFORMER_ERR_INVALID_ARGUMENT, ctx, "sequence", ctx, -1, 0, &k);
+    }
 
     /* observe */
     for (i = 0; i < KF_SIM_HEADS * n_kv; i++) {

@@ -46,6 +46,7 @@ STRUCTS = {
     "keyformer_params": _lib.KeyformerParams,
     "keyformer_attention": _lib.KeyformerAttention,
     "keyformer_eviction": _lib.KeyformerEviction,
+    "keyformer_keys": _lib.KeyformerKeys,
 }
 
 

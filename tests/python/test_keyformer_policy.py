@@ -217,3 +217,52 @@ def test_schedule_reads_less_and_evicts_in_batches():
         eng = ToyEngine(kf, 0, N_LAYER, N_HEAD, rng)
         eng.decode(PROMPT)
         assert eng.observed == [] and not kf.wants_attention(0, 0, PROMPT)
+
+
+def test_keydiff_keeps_the_token_whose_key_points_elsewhere():
+    rng = np.random.default_rng(3)
+    keys = 0.05 * rng.standard_normal((16, N_HEAD_KV, 8)).astype(np.float32)
+    keys[:, :, 0] += 3
+    keys[6, :, 0] -= 3
+    keys[6, :, 1] += 3  # token 6's keys point elsewhere in every head
+    with keyformer_context("keydiff", budget=8, window=2) as kf:
+        cells = np.arange(16, dtype=np.int32)
+        kf.add_cells(0, cells, cells)
+        assert kf.wants_attention(0, 1, 16)
+        kf.observe_keys(0, 1, keys)
+        kf.observe_keys(0, 0, keys[:, :, :][::1])  # any layer the schedule reads
+        ev = kf.plan(0)
+        assert len(ev) == 8 and 6 not in ev["cell"].tolist()
+        kf.forget(0, ev)
+        with pytest.raises(keyformer.InvalidAttention):
+            kf.observe_keys(0, 1, np.full((2, N_HEAD_KV, 8), np.nan, np.float32))
+        with pytest.raises(keyformer.InvalidArgument, match="KV heads"):
+            kf.observe_keys(0, 1, keys[:2].repeat(2, axis=1))
+        with pytest.raises(ValueError):
+            kf.observe_keys(0, 1, keys[0])
+        with pytest.raises(TypeError):
+            kf.observe_keys(0, 1, keys.astype(np.float64))
+    with keyformer_context("h2o") as kf:
+        kf.add_cells(0, np.arange(2, dtype=np.int32), np.arange(2, dtype=np.int32))
+        with pytest.raises(keyformer.InvalidArgument, match="reads no keys"):
+            kf.observe_keys(0, 0, keys[:2])
+
+
+def test_ranking_options():
+    # Span keeps a key token's neighbours; keep_sinks the first tokens; mean attention is
+    # refused for keydiff, which reads no attention.
+    row = np.zeros((N_HEAD, 1, 12), np.float32)
+    row[:, 0, :] = [0.0, 0.1, 0.05, 0.4, 0.05, 0.1, 0.1, 0.1, 0.05, 0.05, 0, 0]
+    cells = np.arange(12, dtype=np.int32)
+    kept = {}
+    for name, kw in {"plain": {}, "span": {"span": 1}, "sinks": {"keep_sinks": True, "sinks": 1}}.items():
+        with keyformer_context("h2o", budget=6, window=2, **kw) as kf:
+            kf.add_cells(0, cells, cells)
+            kf.observe(0, 0, row)
+            kept[name] = set(range(12)) - set(kf.plan(0)["cell"].tolist())
+    assert {2, 3, 4} <= kept["span"] and not {2, 4} <= kept["plain"]
+    assert 0 in kept["sinks"] and 0 not in kept["plain"]
+    with pytest.raises(keyformer.InvalidArgument, match="rank_mean_attention"):
+        keyformer_context("keydiff", mean_attention=True)
+    with pytest.raises(keyformer.InvalidArgument, match="rank_span"):
+        keyformer_context("h2o", span=-1)

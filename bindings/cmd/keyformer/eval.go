@@ -183,7 +183,7 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 
 // evalPlan is what to run for each record.
 type evalPlan struct {
-	policies    []keyformer.Policy
+	policies    []string           // policies with their ranking options (parsePolicy)
 	peers       []generate.KVCache // llama.cpp's quantized caches (quality mode)
 	setting     evalSetting
 	budgets     []float64 // quality mode
@@ -203,7 +203,7 @@ func (p evalPlan) runs() []evalRun {
 	if p.caches == nil {
 		for _, pol := range p.policies {
 			for _, b := range p.budgets {
-				runs = append(runs, evalRun{Policy: pol.String(), Budget: &b})
+				runs = append(runs, evalRun{Policy: pol, Budget: &b})
 			}
 		}
 		for _, kv := range p.peers {
@@ -213,7 +213,7 @@ func (p evalPlan) runs() []evalRun {
 	}
 	for _, c := range p.caches {
 		for _, pol := range p.policies {
-			runs = append(runs, evalRun{Policy: pol.String(), Cache: &c})
+			runs = append(runs, evalRun{Policy: pol, Cache: &c})
 		}
 		runs = append(runs, evalRun{Policy: contextShift, Cache: &c})
 	}
@@ -221,8 +221,8 @@ func (p evalPlan) runs() []evalRun {
 }
 
 // parsePolicies reads a comma-separated list of evicting policies and peers.
-func parsePolicies(s string) ([]keyformer.Policy, []generate.KVCache, error) {
-	var out []keyformer.Policy
+func parsePolicies(s string) ([]string, []generate.KVCache, error) {
+	var out []string
 	var peers []generate.KVCache
 	for name := range strings.SplitSeq(s, ",") {
 		name = strings.TrimSpace(name)
@@ -230,14 +230,14 @@ func parsePolicies(s string) ([]keyformer.Policy, []generate.KVCache, error) {
 			peers = append(peers, kv)
 			continue
 		}
-		p, err := keyformer.ParsePolicy(name)
+		p, err := parsePolicy(name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--policies: %w (or a peer: %s)", err, strings.Join(peerNames(), ", "))
 		}
-		if p == keyformer.PolicyFull {
+		if p.policy == keyformer.PolicyFull {
 			return nil, nil, errors.New("--policies: full always runs in quality mode; list evicting policies only")
 		}
-		out = append(out, p)
+		out = append(out, name)
 	}
 	return out, peers, nil
 }

@@ -155,6 +155,11 @@ func TestEvalFlagErrors(t *testing.T) {
 		"--data x --policies kv-q5_1":           "or a peer: kv-q8_0, kv-q4_0",
 		"--data x --policies lru":               "--policies",
 		"--data x --policies full":              "--policies: full always runs",
+		"--data x --policies h2o+kv-q8_0":       "reads attention, which a q8_0 cache",
+		"--data x --policies streaming+span2":   "ranks no scores",
+		"--data x --policies h2o+span0":         "want span<N>",
+		"--data x --policies h2o+fast":          `unknown option "fast"`,
+		"--data x --policies keydiff+mean":      "reads no attention",
 		"--data x --budgets 0":                  "--budgets",
 		"--data x --budgets 1.5":                "--budgets",
 		"--data x --cache 10":                   "--cache",
@@ -224,11 +229,24 @@ func TestEvalSettings(t *testing.T) {
 	_, _, err = openResults(path, evalSetting{Reading: readingWhole})
 	assert.ErrorContains(t, err, "answers.jsonl:1 was written with bounded reading, question after the document, not whole reading")
 
-	policies, peers, err := parsePolicies("h2o,kv-q4_0,keyformer,kv-q8_0")
+	policies, peers, err := parsePolicies("h2o,kv-q4_0,keyformer+span2,kv-q8_0")
 	require.NoError(t, err)
-	assert.Equal(t, []keyformer.Policy{keyformer.PolicyH2O, keyformer.PolicyKeyformer}, policies)
+	assert.Equal(t, []string{"h2o", "keyformer+span2"}, policies)
 	assert.Equal(t, []generate.KVCache{generate.KVQ4_0, generate.KVQ8_0}, peers)
 	b := 0.5
 	assert.Equal(t, []evalRun{{Policy: "full"}, {Policy: "h2o", Budget: &b}, {Policy: "kv-q4_0"}},
 		evalPlan{policies: policies[:1], peers: peers[:1], budgets: []float64{b}}.runs())
+}
+
+func TestParsePolicySpecs(t *testing.T) {
+	for spec, want := range map[string]policySpec{
+		"keyformer":             {policy: keyformer.PolicyKeyformer},
+		"h2o+mean+span3+sinks":  {policy: keyformer.PolicyH2O, ranking: keyformer.Ranking{MeanAttention: true, Span: 3, KeepSinks: true}},
+		"keydiff+span2+kv-q8_0": {policy: keyformer.PolicyKeyDiff, ranking: keyformer.Ranking{Span: 2}, kv: generate.KVQ8_0},
+		"streaming+kv-q4_0":     {policy: keyformer.PolicyStreaming, kv: generate.KVQ4_0},
+	} {
+		got, err := parsePolicy(spec)
+		require.NoError(t, err, spec)
+		assert.Equal(t, want, got, spec)
+	}
 }

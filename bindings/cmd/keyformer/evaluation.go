@@ -75,7 +75,10 @@ func (e *evaluation) summaryPrompt(r evalRecord) (runs []evalRun, doc, instructi
 
 // kvBytes is the KV cache of cells cells at run's cache type, in bytes.
 func (e *evaluation) kvBytes(run evalRun, cells int) int64 {
-	kv, _ := parsePeer(run.Policy)
+	kv, peer := parsePeer(run.Policy)
+	if spec, err := parsePolicy(run.Policy); !peer && err == nil {
+		kv = spec.kv
+	}
 	return int64(cells) * int64(generate.KVBytesPerCell(e.model, kv))
 }
 
@@ -153,7 +156,16 @@ func (rd *reading) prefix(run evalRun, so generate.SessionOptions, o generate.Op
 		if rd.whole == nil {
 			var observers []keyformer.Policy
 			if plan.caches == nil && plan.setting.Reading == readingWhole {
-				observers = plan.policies
+				for _, name := range plan.policies {
+					spec, err := parsePolicy(name)
+					if err != nil {
+						return nil, err
+					}
+					if spec != (policySpec{policy: spec.policy}) || !spec.policy.ReadsAttention() {
+						return nil, fmt.Errorf("policy %s: --reading whole scores one reading of the document for the policies that read attention, without +options", name)
+					}
+					observers = append(observers, spec.policy)
+				}
 			}
 			rd.whole, err = generate.ReadPrefix(rd.e.model, rd.prompt, rd.fullConfig(), observers,
 				rd.e.session(len(rd.prompt)+rd.room, rd.e.f.ubatch))
@@ -200,11 +212,12 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 		}
 		return so, o, nil
 	}
-	pol, err := keyformer.ParsePolicy(run.Policy)
+	spec, err := parsePolicy(run.Policy)
 	if err != nil {
 		return so, o, err
 	}
-	cfg := rd.e.f.config(pol, budget, rd.e.plan.window, rd.newTokens)
+	cfg := rd.e.f.config(spec.policy, budget, rd.e.plan.window, rd.newTokens)
+	cfg.Ranking, so.KV = spec.ranking, spec.kv
 	so.Config = &cfg
 	return so, o, nil
 }

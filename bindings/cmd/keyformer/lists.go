@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keyformer/keyformer/bindings/generate"
 	"github.com/keyformer/keyformer/keyformer"
 )
 
@@ -51,4 +52,54 @@ func parseCounts(list, name string, lo int) ([]int, error) {
 // keyformer's order.
 func evictingPolicies() []string {
 	return slices.DeleteFunc(keyformer.PolicyNames(), func(n string) bool { return n == keyformer.PolicyFull.String() })
+}
+
+// policySpec is a policy as the command line names it, with its ranking options and the cache
+// type under it.
+type policySpec struct {
+	policy  keyformer.Policy
+	ranking keyformer.Ranking
+	kv      generate.KVCache // llama.cpp's cache type (f16 but for a policy that reads no attention)
+}
+
+// parsePolicy reads a policy with its options, written name[+mean][+span<N>][+sinks][+kv-<type>]
+// (e.g. "h2o+mean+span3", "keydiff+kv-q8_0"): keyformer.Ranking's MeanAttention, Span and
+// KeepSinks, on a scoring policy, and a quantized cache (flash attention on) under a policy that
+// reads no attention.
+func parsePolicy(spec string) (policySpec, error) {
+	name, opts, _ := strings.Cut(spec, "+")
+	p, err := keyformer.ParsePolicy(name)
+	out := policySpec{policy: p}
+	if err != nil || opts == "" {
+		return out, err
+	}
+	for opt := range strings.SplitSeq(opts, "+") {
+		span, isSpan := strings.CutPrefix(opt, "span")
+		kv, isKV := parsePeer(opt)
+		switch {
+		case isKV:
+			if p.ReadsAttention() {
+				return out, fmt.Errorf("policy %q: %s reads attention, which a %s cache (flash attention on) does not show", spec, p, kv)
+			}
+			out.kv = kv
+			continue
+		case !p.ReadsAttention() && !p.ReadsKeys():
+			return out, fmt.Errorf("policy %q: %s ranks no scores, it takes no %q", spec, p, opt)
+		case opt == "mean" && !p.ReadsAttention():
+			return out, fmt.Errorf("policy %q: %s reads no attention to average", spec, p)
+		case opt == "mean":
+			out.ranking.MeanAttention = true
+		case opt == "sinks":
+			out.ranking.KeepSinks = true
+		case isSpan:
+			n, err := strconv.Atoi(span)
+			if err != nil || n < 1 {
+				return out, fmt.Errorf("policy %q: %q: want span<N>, N >= 1", spec, opt)
+			}
+			out.ranking.Span = n
+		default:
+			return out, fmt.Errorf("policy %q: unknown option %q (want mean, span<N>, sinks, %s)", spec, opt, strings.Join(peerNames(), ", "))
+		}
+	}
+	return out, nil
 }

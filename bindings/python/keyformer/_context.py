@@ -20,6 +20,7 @@ class Policy(enum.IntEnum):
     TOVA = 3  #: attention of the newest query only
     STREAMING = 4  #: first ``sinks`` tokens + the most recent ones
     WINDOW = 5  #: the most recent tokens only
+    KEYDIFF = 6  #: tokens whose keys differ most from the mean key (reads keys: :meth:`Context.observe_keys`)
 
 
 class Granularity(enum.IntEnum):
@@ -52,6 +53,7 @@ _F32 = np.dtype(np.float32)
 _I32 = np.dtype(np.int32)
 _SIZEOF_ATTENTION = ctypes.sizeof(_lib.KeyformerAttention)
 _SIZEOF_PARAMS = ctypes.sizeof(_lib.KeyformerParams)
+_SIZEOF_KEYS = ctypes.sizeof(_lib.KeyformerKeys)
 _LAYOUTS = ("hrc", "rhc")
 _from_buffer = ctypes.c_char.from_buffer
 _addressof = ctypes.addressof
@@ -176,6 +178,12 @@ class Context:
             always). None: the library's default (every one).
         evict_slack: cells a sequence may hold past its budget before a plan brings it back to the
             budget at once. None: the library's default (0).
+        mean_attention: rank a token by the attention per query that saw it instead of the sum
+            (attention-reading policies). None: the library's default (off).
+        span: rank a token by the best score within this many tokens on either side, so that a
+            fact several tokens long is kept whole (0: off). None: the library's default (0).
+        keep_sinks: never evict the first ``sinks`` tokens (scoring policies). None: the
+            library's default (off).
 
     Raises:
         KeyformerError: the library rejects the configuration (the message names the field).
@@ -188,7 +196,8 @@ class Context:
 
     def __init__(self, policy="keyformer", *, n_layer, n_head, n_head_kv=None, budget=0.5, window=None,
                  sinks=None, tau_init=None, tau_end=None, new_tokens=None, noise=None, seed=0,
-                 granularity="shared", observe_layers=None, observe_decode_stride=None, evict_slack=None):
+                 granularity="shared", observe_layers=None, observe_decode_stride=None, evict_slack=None,
+                 mean_attention=None, span=None, keep_sinks=None):
         lib = _lib.load()
         self._lib = lib
         self._ctx = None
@@ -230,6 +239,12 @@ class Context:
             p.observe_decode_stride = _int32("observe_decode_stride", observe_decode_stride)
         if evict_slack is not None:
             p.evict_slack = _int32("evict_slack", evict_slack)
+        if mean_attention is not None:
+            p.rank_mean_attention = 1 if mean_attention else 0
+        if span is not None:
+            p.rank_span = _int32("span", span)
+        if keep_sinks is not None:
+            p.rank_keep_sinks = 1 if keep_sinks else 0
         out = ctypes.c_void_p()
         self._check_global(lib.keyformer_context_new(ctypes.byref(p), ctypes.byref(out)), "keyformer_context_new")
         self._ctx = out
@@ -432,6 +447,45 @@ class Context:
         st = self._fn_observe(ctx, _int32("seq", seq), _int32("layer", layer), ctypes.byref(a))
         if st:
             self._raise(st, "keyformer_observe", ctx)
+
+    def observe_keys(self, seq, layer, keys):
+        """Scores sequence ``seq``'s newest tokens with their keys of ``layer``
+        (keyformer_observe_keys; policy ``keydiff`` only). Call it once per layer per ubatch.
+
+        Args:
+            seq: sequence id.
+            layer: layer index in [0, n_layer).
+            keys: a ``numpy.float32`` array of shape ``(rows, heads, head_dim)``: the ubatch's
+                ``rows`` newest tokens, ``heads`` = n_head_kv, after the positional rotation (the
+                memory order of llama.cpp's ``Kcur-<layer>`` tensor read as a C array). The last
+                axis must be contiguous; the others may have any non-negative stride.
+
+        Raises:
+            TypeError: ``keys`` is not a float32 ndarray.
+            ValueError: not 3-D, empty, a non-contiguous last axis or negative strides.
+            InvalidAttention: NaN or infinite keys; nothing changes.
+            InvalidArgument: another policy than keydiff, heads != n_head_kv, more rows than the
+                sequence holds, a layer or sequence id out of range.
+        """
+        ctx = self._ctx
+        if ctx is None:
+            self._handle()
+        if not isinstance(keys, np.ndarray) or keys.dtype != _F32:
+            raise TypeError("keys must be a numpy.ndarray of float32, not %s" % (getattr(keys, "dtype", type(keys).__name__),))
+        if keys.ndim != 3 or keys.size == 0:
+            raise ValueError("keys must be a non-empty 3-D array (rows, heads, head_dim); got shape %s" % (keys.shape,))
+        rows, heads, dim = keys.shape
+        rs, hs, ds = keys.strides
+        if ds != 4 and dim != 1:
+            raise ValueError("the last axis of keys must be contiguous (use numpy.ascontiguousarray)")
+        if rs < 0 or hs < 0 or rs % 4 or hs % 4 or keys.ctypes.data % 4:
+            raise ValueError("keys strides %s must be non-negative multiples of 4 bytes" % (keys.strides,))
+        if max(rows, heads, dim) > _INT32_MAX:
+            raise ValueError("keys shape %s does not fit in int32" % (keys.shape,))
+        k = _lib.KeyformerKeys(_SIZEOF_KEYS, rows, heads, dim, rs >> 2, hs >> 2, keys.ctypes.data)
+        st = self._lib.keyformer_observe_keys(ctx, _int32("seq", seq), _int32("layer", layer), ctypes.byref(k))
+        if st:
+            self._raise(st, "keyformer_observe_keys", ctx)
 
     def plan(self, seq):
         """The evictions that bring sequence ``seq`` back to its budget (keyformer_plan), lowest

@@ -11,7 +11,7 @@ import os
 import threading
 
 #: The API version these bindings were written against (KEYFORMER_API_VERSION in keyformer.h).
-API_VERSION = 3
+API_VERSION = 4
 
 #: The environment variable that names the shared library to load (a path to the .so file).
 ENV_VAR = "KEYFORMER_LIB"
@@ -55,6 +55,10 @@ class KeyformerParams(ctypes.Structure):
         ("observe_layers", ctypes.POINTER(ctypes.c_int32)),
         ("observe_decode_stride", ctypes.c_int32),
         ("evict_slack", ctypes.c_int32),
+        # API version 4: the ranking options.
+        ("rank_mean_attention", ctypes.c_int32),
+        ("rank_span", ctypes.c_int32),
+        ("rank_keep_sinks", ctypes.c_int32),
     ]
 
 
@@ -75,6 +79,20 @@ class KeyformerAttention(ctypes.Structure):
         ("data", ctypes.c_void_p),
         ("cells", ctypes.c_void_p),
         ("logits", ctypes.c_int32),
+    ]
+
+
+class KeyformerKeys(ctypes.Structure):
+    """``struct keyformer_keys``: one layer's keys for one ubatch (``data`` as ``c_void_p``)."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("n_rows", ctypes.c_int32),
+        ("n_heads", ctypes.c_int32),
+        ("head_dim", ctypes.c_int32),
+        ("row_stride", ctypes.c_int64),
+        ("head_stride", ctypes.c_int64),
+        ("data", ctypes.c_void_p),
     ]
 
 
@@ -106,6 +124,7 @@ PROTOTYPES = {
     "keyformer_add_cells": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32]),
     "keyformer_wants_attention": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, _p_i32]),
     "keyformer_observe": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(KeyformerAttention)]),
+    "keyformer_observe_keys": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(KeyformerKeys)]),
     "keyformer_plan": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, _p_i32]),
     "keyformer_forget": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32]),
     "keyformer_seq_length": (ctypes.c_int32, [_c_ctx, ctypes.c_int32, _p_i32]),
