@@ -6,10 +6,12 @@ export GOFLAGS ?= -mod=readonly
 .PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench test-cuda
 .PHONY: lib ctest bench-abi pytest bench-llama eval eval-rouge eval-fidelity eval-questions eval-retrieval eval-paper retrieval-data wheel llama-cpp-python
 
-## run: the main job: a built-in document and question answered with the full cache and with
-## Keyformer at half the cache, side by side (fetches the llama.cpp runtime and model first).
+## run: the main job: a built-in document and question answered by Qwen2.5-Coder-1.5B with the full
+## cache and with the default policy (KeyDiff) at half the cache, side by side, in ubatches of 128
+## (the cache then peaks at the budget + 128 cells); fetches the llama.cpp runtime and the model
+## (1.1 GB) first.
 run: deps
-	$(GO) run ./bindings/cmd/keyformer compare
+	$(GO) run ./bindings/cmd/keyformer compare --model qwen2.5-coder-1.5b --ubatch 128
 
 ## deps: the pinned llama.cpp runtime, headers and model, into build/deps (cached, checksummed).
 deps:
@@ -124,7 +126,7 @@ bench: deps
 ## JSONL files. Many hours on 2 cores: each target resumes where it stopped.
 DATASETS ?= ../shared/datasets
 QWEN := qwen2.5-coder-1.5b
-SWEEP ?= --policies keyformer,h2o,tova,streaming,kv-q8_0,kv-q4_0 --budgets 0.3,0.5
+SWEEP ?= --policies keydiff,keyformer,h2o,tova,streaming,keydiff+kv-q8_0,kv-q8_0,kv-q4_0 --budgets 0.3,0.5
 eval: eval-retrieval eval-questions eval-fidelity eval-rouge
 
 ## retrieval-data: retrieval question sets in the manner of RULER (needles, several keys, several

@@ -95,6 +95,11 @@ func kfgo_default_params(p *C.keyformer_params) (st C.keyformer_status) {
 		noise:           boolInt(d.Noise),
 		seed:            C.uint64_t(d.Seed),
 	}
+	if uintptr(p.size) < paramsSizeV4 {
+		// A host of API version 3 or older wrote against Keyformer as the default (and may show
+		// attention to it by hand): it keeps it.
+		def.policy = C.KEYFORMER_POLICY_KEYFORMER
+	}
 	if uintptr(p.size) < paramsSizeV2 { // a version 1 host: its struct ends before the schedule
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(p)), paramsSizeV1), unsafe.Slice((*byte)(unsafe.Pointer(&def)), paramsSizeV1))
 		return statusOK

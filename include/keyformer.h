@@ -91,7 +91,8 @@ typedef struct keyformer_context keyformer_context;
 /* Configuration of a context. Set `size`, call keyformer_default_params, then change fields. */
 typedef struct keyformer_params {
     uint32_t size;                     /* sizeof(keyformer_params), set by the caller */
-    keyformer_policy policy;           /* default KEYFORMER_POLICY_KEYFORMER */
+    keyformer_policy policy;           /* default KEYFORMER_POLICY_KEYDIFF (KEYFORMER_POLICY_KEYFORMER
+                                          for a size of API version 3 or older) */
     keyformer_granularity granularity; /* default KEYFORMER_GRANULARITY_SHARED */
     int32_t n_layer;                   /* model layers (required, no default) */
     int32_t n_head;                    /* query heads (required) */

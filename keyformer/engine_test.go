@@ -125,6 +125,7 @@ func (e *testEngine) syncCells() {
 // evicts at every plan (schedule_test.go covers the schedules).
 func testConfig(budget, window int) Config {
 	cfg := DefaultConfig(Shape{Layers: 2, QueryHeads: 4, KVHeads: 2})
+	cfg.Policy = PolicyKeyformer
 	cfg.Budget, cfg.Window, cfg.Observe = Tokens(budget), Tokens(window), Schedule{}
 	cfg.NewTokens = 16
 	cfg.Seed = 42

@@ -98,6 +98,8 @@ type Adapter struct {
 	err       error   // first error inside the callback since the last Apply
 	buf       []float32
 	key0      *keyformer.Keys // layer 0's keys of the current ubatch, until its cells are read
+	keysSeen  int             // layers whose keys the current ubatch showed
+	keyLayers int             // layers whose keys the schedule reads
 	evictions []keyformer.Eviction
 	stats     Stats
 }
@@ -110,10 +112,14 @@ func New(lib *llama.Lib, tracker *keyformer.Tracker, opts Options) (*Adapter, er
 		return nil, fmt.Errorf("adapter: granularity %s: llama.cpp frees whole cells, use shared", cfg.Granularity)
 	}
 	layers := make([]bool, cfg.Shape.Layers)
+	keyLayers := 0
 	for l := range layers {
 		layers[l] = cfg.ObservesLayer(l)
+		if layers[l] {
+			keyLayers++
+		}
 	}
-	return &Adapter{lib: lib, tracker: tracker, opts: opts, layers: layers, keys: cfg.Policy.ReadsKeys()}, nil
+	return &Adapter{lib: lib, tracker: tracker, opts: opts, layers: layers, keys: cfg.Policy.ReadsKeys(), keyLayers: keyLayers}, nil
 }
 
 // Attach binds the adapter to the llama_context ctx (created with the adapter's eval callback).

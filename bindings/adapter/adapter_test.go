@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -189,14 +190,16 @@ func TestMissingGraphNodesAreNamed(t *testing.T) {
 	m := model(t)
 	attention := llama.NodeAttention + "-"
 	for _, tc := range []struct {
+		policy keyformer.Policy
 		hidden []string
 		want   []string
 	}{
-		{[]string{llama.NodePositions}, []string{`0 positions (node "Kcur-0")`}},
-		{[]string{llama.NodeCells}, []string{"layer 0's attention", `"cache_k_l0 (view)"`}},
-		{[]string{llama.NodePositions, llama.NodeCells, attention}, []string{"no ubatch's positions and cells", `"Kcur-0" of op ROPE`, `"cache_k_l0 (view)" of op SET_ROWS`}},
+		{keyformer.PolicyKeyformer, []string{llama.NodePositions}, []string{`0 positions (node "Kcur-0")`}},
+		{keyformer.PolicyKeyformer, []string{llama.NodeCells}, []string{"layer 0's attention", `"cache_k_l0 (view)"`}},
+		{keyformer.PolicyKeyformer, []string{llama.NodePositions, llama.NodeCells, attention}, []string{"no ubatch's positions and cells", `"Kcur-0" of op ROPE`, `"cache_k_l0 (view)" of op SET_ROWS`}},
+		{keyformer.PolicyKeyDiff, []string{llama.NodeKeys + "-2"}, []string{fmt.Sprintf("keys of %d of the %d layers", m.NLayer-1, m.NLayer), `"Kcur"-<layer>, op ROPE`}},
 	} {
-		tr, err := keyformer.NewTracker(*config(m, keyformer.PolicyKeyformer, keyformer.Fraction(0.5)))
+		tr, err := keyformer.NewTracker(*config(m, tc.policy, keyformer.Fraction(0.5)))
 		require.NoError(t, err)
 		ad, err := adapter.New(m.Lib(), tr, adapter.Options{})
 		require.NoError(t, err)
@@ -609,4 +612,40 @@ func TestCompactionIsRare(t *testing.T) {
 		assert.Equal(t, toks[len(toks)-1].Pos, s.Ctx.SeqPosMax(0))
 		s.Close()
 	}
+}
+
+// TestKeyDiffReadsKeysUnderFlashAttention runs KeyDiff, which reads each ubatch's keys instead of
+// its attention, with flash attention on and a q8_0 cache (what the attention policies cannot
+// run under): every layer's keys of every ubatch reach the tracker, and the cache stays bounded.
+func TestKeyDiffReadsKeysUnderFlashAttention(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	const budget, ubatch, gen = 384, 128, 24
+	cfg := config(m, keyformer.PolicyKeyDiff, keyformer.Tokens(budget))
+	s, err := generate.NewSession(m, generate.SessionOptions{Config: cfg, NCtx: budget + ubatch, NUbatch: ubatch, Threads: 2, KV: generate.KVQ8_0})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	seq, err := s.Adapter.Tracker().Sequence(adapter.DefaultSequence)
+	require.NoError(t, err)
+	res, err := s.Run(prompt, generate.Options{MaxNew: gen})
+	require.NoError(t, err)
+	assert.Len(t, res.Tokens, gen)
+	assert.LessOrEqual(t, res.PeakCells, budget+ubatch)
+	assert.Equal(t, budget, seq.Len())
+	ubatches := (len(prompt)+ubatch-1)/ubatch + gen - 1
+	st := s.Adapter.Stats()
+	assert.Equal(t, m.NLayer*ubatches, st.Observations, "every layer's keys of every ubatch")
+	assert.Equal(t, m.NLayer*ubatches, st.Reads)
+	scored := 0
+	for _, tok := range seq.Tokens() {
+		if tok.Score != 0 {
+			scored++
+		}
+	}
+	assert.Equal(t, budget, scored, "every kept token was scored (minus its keys' cosines to the mean keys)")
+	t.Logf("keydiff, flash attention, q8_0: %q", m.Detokenize(res.Tokens, true, false))
+
+	attention, err := keyformer.NewTracker(*config(m, keyformer.PolicyH2O, keyformer.Tokens(budget)))
+	require.NoError(t, err)
+	assert.ErrorContains(t, s.Adapter.SetObservers(attention), "reads attention, the tracker (keydiff) keys")
 }

@@ -24,6 +24,7 @@ func (a *Adapter) Apply(seq int32) (int, error) {
 		return 0, errors.New("adapter: apply before attach")
 	}
 	a.batch, a.batchOff = nil, 0
+	a.checkKeysSeen()
 	unseen, noInputs := a.unseen, a.asked && !a.inputs
 	a.unseen, a.asked, a.inputs = 0, false, false
 	if err := a.err; err != nil {

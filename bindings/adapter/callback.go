@@ -109,8 +109,9 @@ func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if positions {
+		a.checkKeysSeen()
 		a.positions = a.readInput(t.Src(1), a.positions[:0], "positions (inp_pos, src[1] of "+llama.NodePositions+")")
-		a.rowSeq, a.read, a.pending = a.rowSeq[:0], false, false
+		a.rowSeq, a.read, a.pending, a.keysSeen = a.rowSeq[:0], false, false, 0
 		return
 	}
 	a.cells = a.readInput(t.Src(1), a.cells[:0], "cells (attn_inp_k_idxs, src[1] of "+llama.NodeCells+")")
@@ -137,6 +138,17 @@ func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
 		}
 		a.key0 = nil
 	}
+}
+
+// checkKeysSeen fails the decode when the ubatch just computed wanted keys of layers whose nodes
+// it never showed (a.mu held): a graph whose key nodes are named otherwise than llama.cpp
+// v0.5.0's. It resets the count.
+func (a *Adapter) checkKeysSeen() {
+	if a.keys && a.read && a.keysSeen > 0 && a.keysSeen != a.keyLayers {
+		a.fail(fmt.Errorf("adapter: the ubatch showed the keys of %d of the %d layers the schedule reads (nodes %q-<layer>, op ROPE): "+
+			"the graph's node names or layout differ from llama.cpp v0.5.0's (bindings/llama/internals.go)", a.keysSeen, a.keyLayers, llama.NodeKeys))
+	}
+	a.keysSeen = 0
 }
 
 // readInput appends the integer input tensor's values (int32 positions or int64 cell indices) to

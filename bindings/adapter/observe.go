@@ -95,6 +95,7 @@ func (a *Adapter) scoreKeys(layer int, k *keyformer.Keys) error {
 		a.pending = false
 		a.unseen--
 	}
+	a.keysSeen++
 	return a.forEachRun(func(seq *keyformer.Sequence, r0, r1 int) error {
 		if !seq.WantsAttention(r1 - r0) {
 			return nil

@@ -447,12 +447,13 @@ static void test_keydiff(void) {
     p.size = (uint32_t)v2;
     MUST(NULL, keyformer_default_params(&p));
     CHECK(p.rank_span == 0x5a5a5a5a, "default_params wrote past a v2 size");
+    CHECK(p.policy == KEYFORMER_POLICY_KEYFORMER, "a version 3 host keeps Keyformer as the default, got %d", p.policy);
     memset(&p, 0, sizeof p);
     p.size = sizeof p;
     MUST(NULL, keyformer_default_params(&p));
     CHECK(p.rank_mean_attention == 0 && p.rank_span == 0 && p.rank_keep_sinks == 0, "ranking defaults: %d %d %d",
           p.rank_mean_attention, p.rank_span, p.rank_keep_sinks);
-    p.policy = KEYFORMER_POLICY_KEYDIFF;
+    CHECK(p.policy == KEYFORMER_POLICY_KEYDIFF, "the default policy is %d, want KeyDiff", p.policy);
     p.n_layer = 2;
     p.n_head = 4;
     p.n_head_kv = 2;

@@ -15,7 +15,6 @@ int32_t readme_llama(struct llama_model *model, llama_token *prompt, int32_t n_p
     if (keyformer_context_new(&kp, &kf)) return fprintf(stderr, "%s\n", keyformer_last_error(NULL)), -1;      /* + */
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = kp.budget_tokens + ub;  cp.n_batch = cp.n_ubatch = ub;  cp.n_threads = cp.n_threads_batch = n_threads;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;                      /* + keyformer reads the attention */
     cp.cb_eval = keyformer_llama_eval_callback;  cp.cb_eval_user_data = kf;   /* + */
     struct llama_context *lctx = llama_init_from_model(model, cp);
     if (lctx && keyformer_llama_attach(kf, lctx, NULL) == KEYFORMER_OK) {    /* + NULL: llama.cpp as linked */

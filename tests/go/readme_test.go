@@ -31,5 +31,5 @@ func TestReadmeSnippetsAreTheTestedFiles(t *testing.T) {
 		assert.True(t, found, "README block not in a tested file:\n%s", b[1])
 	}
 	lines := strings.Count(strings.TrimSpace(blocks[0][1]), "\n") + 1
-	assert.LessOrEqual(t, lines, 15, "the C/C++ snippet stays short")
+	assert.LessOrEqual(t, lines, 16, "the C/C++ snippet stays short")
 }

@@ -180,6 +180,14 @@ def test_peers_kv_memory_and_reading(tmp_path):
     assert "| 50% | 2 | +0.00 | 0.00 |" in "".join(out.parts)
 
 
+def test_policies_with_options_follow_their_policy(tmp_path):
+    write_jsonl(tmp_path, [line("a", "full", REFERENCE), line("a", "h2o+span3", REFERENCE, budget=0.5),
+                           line("a", "keydiff+kv-q8_0", NEAR, budget=0.5), line("a", "h2o", NEAR, budget=0.5),
+                           line("a", "keydiff", REFERENCE, budget=0.5)])
+    _, result = score(tmp_path)
+    assert [r["policy"] for r in result["results"]] == ["keydiff", "keydiff+kv-q8_0", "h2o", "h2o+span3"]
+
+
 def test_missing_full_line_warns(tmp_path, capsys):
     write_jsonl(tmp_path, [line("a", "full", REFERENCE), line("a", "h2o", REFERENCE, budget=0.5),
                            line("b", "h2o", REFERENCE, budget=0.5)])
@@ -194,6 +202,8 @@ def test_missing_full_line_warns(tmp_path, capsys):
      ":2: missing fields 'text', 'reference'"),
     (["", "[1, 2]"], ":2: expected a JSON object"),
     ([line("a", "lru", "x", budget=0.5)], ":1: unknown policy 'lru'"),
+    ([line("a", "lru+span3", "x", budget=0.5)], ":1: unknown policy 'lru+span3'"),
+    ([line("a", "kv-q8_0+span3", "x", budget=0.5)], ":1: unknown policy 'kv-q8_0+span3'"),
     ([line("a", "h2o", "x")], ":1: policy 'h2o' needs a 'budget'"),
     ([line("a", "full", "x", budget=0.5)], ":1: policy 'full' must have 'budget' and 'cache' null"),
     ([line("a", "kv-q8_0", "x", budget=0.5)], ":1: policy 'kv-q8_0' must have 'budget' and 'cache' null"),

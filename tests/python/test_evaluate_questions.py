@@ -307,3 +307,27 @@ def test_cli_bad_input_exits_1_with_one_line(tmp_path):
     write_jsonl(tmp_path / "answers.jsonl", [])
     p = run_cli("questions", str(tmp_path))
     assert p.returncode == 1 and "no answers (the file is empty)" in p.stderr
+
+
+def test_tune_on_a_question_set_advises_by_accuracy(tmp_path):
+    # Full: 4 of 4. keydiff 3/4 at 30%, 4/4 at 50%; streaming 2/4 and 3/4; kv-q8_0 has no budget.
+    lines = [recall("q%d" % i, "d", "full", "7", "7", qset="retrieval-4096") for i in range(4)]
+    for policy, budget, right in [("keydiff", 0.3, 3), ("keydiff", 0.5, 4), ("streaming", 0.3, 2), ("streaming", 0.5, 3)]:
+        lines += [recall("q%d" % i, "d", policy, "7" if i < right else "8", "7", budget=budget, qset="retrieval-4096")
+                  for i in range(4)]
+    lines += [recall("q%d" % i, "d", "kv-q8_0", "7", "7", qset="retrieval-4096") for i in range(4)]
+    write_jsonl(tmp_path / "answers.jsonl", lines)
+    from keyformer.evaluate.fidelity import tune_command
+    stdout, result = run_json(tune_command, str(tmp_path), 0.75, True)
+    assert (result["metric"], result["basis"], result["target"], result["questions"]) == ("tune", "questions", 0.75, 4)
+    assert result["full"] == {"accuracy": 1.0, "n": 4}
+    assert [(a["policy"], a["budget"], a["accuracy"], a["best"]) for a in result["advice"]] == [
+        ("keydiff", 0.3, 0.75, None),   # 3/4 >= 0.75 x 1
+        ("streaming", 0.5, 0.75, None),
+    ]
+    stdout, result = run_json(tune_command, str(tmp_path), 0.9, True)
+    assert result["advice"][1] == {"policy": "streaming", "budget": None, "cache": None, "accuracy": None,
+                                   "accuracy_se": None, "best": {"budget": 0.5, "cache": None, "accuracy": 0.75,
+                                                                 "accuracy_se": 0.25}}
+    assert "| streaming | none of those tried reach it (best: 50%) | 75.00 ± 25.00 |" in stdout
+    assert (tmp_path / "tune-accuracy.png").read_bytes().startswith(PNG_MAGIC)

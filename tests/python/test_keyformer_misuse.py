@@ -247,7 +247,7 @@ def test_invalid_configuration_python_side(kw, exc):
 def test_defaults_and_params():
     with keyformer.Context(n_layer=2, n_head=4) as k:
         p = k.params
-        assert p["policy"] == keyformer.Policy.KEYFORMER
+        assert p["policy"] == keyformer.Policy.KEYDIFF
         assert p["n_head_kv"] == 4
         assert p["budget_fraction"] == pytest.approx(0.5)
         assert p["noise"] == 1

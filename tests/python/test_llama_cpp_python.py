@@ -24,7 +24,7 @@ MODEL = os.environ.get("KEYFORMER_MODEL") or os.path.join(ROOT, "build", "deps",
 RUN = os.path.join(HERE, "llama_cpp_python_run.py")
 BUDGET = 256
 N_BATCH = 128
-EVICTING = ["keyformer", "h2o", "tova", "streaming", "window"]
+EVICTING = ["keydiff", "keyformer", "h2o", "tova", "streaming", "window"]
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_readme_snippet(venv):
     assert p.returncode == 0, p.stderr[-4000:]
     reply, session = p.stdout.strip().rsplit("\n", 1)
     check_answer(reply)
-    assert re.fullmatch(r"<keyformer\.llama_cpp\.Session policy=keyformer budget=256 cells=\d+ n_ctx=8192 "
+    assert re.fullmatch(r"<keyformer\.llama_cpp\.Session policy=keydiff budget=256 cells=\d+ n_ctx=8192 "
                         r"evicted=\d+ peak=\d+>", session), session
 
 

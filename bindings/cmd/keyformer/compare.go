@@ -17,7 +17,7 @@ func compare(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	var f runFlags
 	f.register(fs)
-	policyName := fs.String("policy", "keyformer", "eviction policy to compare with the full cache")
+	policyName := fs.String("policy", defaultPolicy(), "eviction policy to compare with the full cache")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

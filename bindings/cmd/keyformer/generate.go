@@ -290,7 +290,7 @@ func generateCmd(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	var f runFlags
 	f.register(fs)
-	policyName := fs.String("policy", "keyformer", "eviction policy: "+strings.Join(evictingPolicies(), ", ")+", full, or none (plain llama.cpp, no hook)")
+	policyName := fs.String("policy", defaultPolicy(), "eviction policy: "+strings.Join(evictingPolicies(), ", ")+", full, or none (plain llama.cpp, no hook)")
 	asJSON := fs.Bool("json", false, "print one JSON object as the last line")
 	if err := fs.Parse(args); err != nil {
 		return err

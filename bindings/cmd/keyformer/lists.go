@@ -48,6 +48,9 @@ func parseCounts(list, name string, lo int) ([]int, error) {
 	return out, nil
 }
 
+// defaultPolicy returns the name of the library's default policy.
+func defaultPolicy() string { return keyformer.DefaultConfig(keyformer.Shape{}).Policy.String() }
+
 // evictingPolicies returns the names of the policies that evict (every one but full), in
 // keyformer's order.
 func evictingPolicies() []string {

@@ -20,11 +20,13 @@ const concentrationMass = 0.9
 // user's documents, then, per policy, the smallest budget whose top-1 agreement with the full
 // cache reaches --target, with the plot; beside it, measured while the full cache generates, the
 // share of cells that holds 90% of each layer's attention (why a budget is safe for the model).
+// On a question set (a retrieval set, say) it runs the questions instead, and the budget is the
+// smallest whose accuracy reaches --target times the full cache's.
 func tuneCmd(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("tune", flag.ContinueOnError)
 	var o evalOptions
 	o.register(fs)
-	target := fs.Float64("target", 0.99, "top-1 agreement with the full cache to keep (0..1)")
+	target := fs.Float64("target", 0.99, "top-1 agreement with the full cache to keep (0..1); on a question set, the share of the full cache's accuracy")
 	asJSON := fs.Bool("json", false, "print the advice as one JSON object on the last line")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -38,14 +40,20 @@ func tuneCmd(args []string, out io.Writer) error {
 	if o.data == "" {
 		return errors.New("tune: --data is required")
 	}
+	first, err := readRecords(o.data, 1, nil)
+	if err != nil {
+		return fmt.Errorf("tune: %w", err)
+	}
 	o.metric = metricFidelity
+	var probe *keyformer.Concentration // the attention sparsity, beside a fidelity sweep
+	if first[0].Questions != nil {
+		o.metric = metricROUGE // a question set: eval answers its questions
+	} else if probe, err = keyformer.NewConcentration(concentrationMass); err != nil {
+		return err
+	}
 	if o.outDir == "" {
 		o.outDir = filepath.Join(llama.RepoRoot(), "build", "tune", strings.TrimSuffix(filepath.Base(o.f.model), ".gguf"),
 			strings.TrimSuffix(filepath.Base(o.data), ".jsonl")+evalSetting{Reading: o.reading, InstructionInPrompt: o.instructionInPrompt}.tag())
-	}
-	probe, err := keyformer.NewConcentration(concentrationMass)
-	if err != nil {
-		return err
 	}
 	dir, err := o.run(probe)
 	if err != nil {

@@ -41,3 +41,22 @@ func TestTune(t *testing.T) {
 	assert.ErrorContains(t, tuneCmd([]string{"--data", "testdata/eval.jsonl", "--target", "1.5"}, &none), "--target")
 	assert.ErrorContains(t, tuneCmd(nil, &none), "--data is required")
 }
+
+// TestTuneOnAQuestionSet runs tune on a question set: the questions are asked (no fidelity sweep,
+// no sparsity) and the advice is by accuracy against the full cache's.
+func TestTuneOnAQuestionSet(t *testing.T) {
+	needEvalDeps(t)
+	dir := t.TempDir()
+	var out bytes.Buffer
+	require.NoError(t, tuneCmd([]string{"--data", "testdata/questions.jsonl", "--limit", "1", "--policies", "keydiff,window",
+		"--budgets", "0.5,0.9", "--target", "0.01", "--threads", "2", "--ubatch", "64", "--out", dir, "--json"}, &out))
+	answers := readLines[evalAnswer](t, filepath.Join(dir, "answers.jsonl"))
+	assert.NotEmpty(t, answers)
+	assert.NoFileExists(t, filepath.Join(dir, "sparsity.jsonl"))
+	r := lastJSON(t, out.String())
+	assert.Equal(t, "tune", r["metric"])
+	assert.Equal(t, "questions", r["basis"])
+	advice := r["advice"].([]any)
+	require.Len(t, advice, 2)
+	assert.Equal(t, "keydiff", advice[0].(map[string]any)["policy"])
+}

@@ -155,8 +155,9 @@ class Context:
     then :meth:`forget` them. Use it as a context manager, or call :meth:`close`.
 
     Args:
-        policy: "keyformer" (default), "h2o", "tova", "streaming", "window", "full", or a
-            :class:`Policy`.
+        policy: "keydiff", "keyformer", "h2o", "tova", "streaming", "window", "full", or a
+            :class:`Policy`. None: the library's default (keydiff, which reads keys:
+            :meth:`observe_keys`; the attention policies read :meth:`observe`).
         n_layer: model layers.
         n_head: query heads.
         n_head_kv: KV heads (n_head must be a multiple); default n_head.
@@ -194,7 +195,7 @@ class Context:
     GIL during each call); :meth:`close` must not run concurrently with other calls.
     """
 
-    def __init__(self, policy="keyformer", *, n_layer, n_head, n_head_kv=None, budget=0.5, window=None,
+    def __init__(self, policy=None, *, n_layer, n_head, n_head_kv=None, budget=0.5, window=None,
                  sinks=None, tau_init=None, tau_end=None, new_tokens=None, noise=None, seed=0,
                  granularity="shared", observe_layers=None, observe_decode_stride=None, evict_slack=None,
                  mean_attention=None, span=None, keep_sinks=None):
@@ -206,7 +207,8 @@ class Context:
         p = _lib.KeyformerParams()
         p.size = _SIZEOF_PARAMS
         self._check_global(lib.keyformer_default_params(ctypes.byref(p)), "keyformer_default_params")
-        p.policy = _enum(Policy, "policy", policy)
+        if policy is not None:
+            p.policy = _enum(Policy, "policy", policy)
         p.granularity = _enum(Granularity, "granularity", granularity)
         p.n_layer = _int32("n_layer", n_layer)
         p.n_head = _int32("n_head", n_head)

@@ -10,7 +10,7 @@ Instead of ``from llama_cpp import Llama``::
 Or, for code that constructs ``llama_cpp.Llama`` itself, before it does::
 
     import keyformer.llama_cpp
-    keyformer.llama_cpp.enable(budget=1024, policy="keyformer")
+    keyformer.llama_cpp.enable(budget=1024)
     llm = llama_cpp.Llama(model_path="model.gguf", n_ctx=8192)
     keyformer.llama_cpp.session(llm)     # its Session: cells, evictions
 
@@ -23,11 +23,13 @@ What changes:
   it keyformer frees the cells its policy drops (positions are kept, so the model still sees where
   each kept token was). ``llm.keyformer`` (a :class:`Session`) reports the cells and evictions.
 * ``keyformer_budget``: the cells kept per sequence, an int; a float in (0, 1] is a fraction of
-  ``n_ctx``. Default 0.5. ``keyformer_policy``: "keyformer" (default), "h2o", "tova", "streaming",
-  "window" or "full". Any other ``keyformer_<name>=`` is passed to :class:`keyformer.Context` as
+  ``n_ctx``. Default 0.5. ``keyformer_policy``: "keydiff" (the library's default), "keyformer",
+  "h2o", "tova", "streaming", "window" or "full". Any other ``keyformer_<name>=`` is passed to :class:`keyformer.Context` as
   ``<name>=`` (``keyformer_window=64``, ``keyformer_observe_layers=1``, ...).
-* Flash attention is turned off (keyformer reads the attention matrix) and the eval callback is
-  keyformer's (a ``cb_eval`` you set is chained behind it).
+* The eval callback is keyformer's (a ``cb_eval`` you set is chained behind it). For the policies
+  that read the attention matrix (keyformer, h2o, tova, full) flash attention is turned off;
+  keydiff reads keys, and leaves flash attention and quantized caches (``type_k``, ``type_v``) as
+  they are.
 * llama-cpp-python's own cache edits (prefix reuse, regeneration: ``llama_memory_seq_rm``, and
   ``seq_add``, ``seq_cp``, ``seq_keep``, ``clear``) are mirrored into keyformer. llama.cpp needs a
   sequence's positions to continue from the last one it holds: when a truncation leaves the last
@@ -167,10 +169,11 @@ def _config(budget, policy, options):
     for name in ("n_layer", "n_head", "n_head_kv", "budget", "policy"):
         if name in options:
             raise TypeError("keyformer option %r is set by the model or has its own argument" % name)
-    return {"budget": budget, "policy": _enum(Policy, "policy", policy), "options": dict(options)}
+    policy = None if policy is None else _enum(Policy, "policy", policy)
+    return {"budget": budget, "policy": policy, "options": dict(options)}
 
 
-def enable(budget=0.5, policy="keyformer", **options):
+def enable(budget=0.5, policy=None, **options):
     """Gives every llama.cpp context llama-cpp-python creates from now on (``llama_cpp.Llama(...)``
     included) a keyformer-bounded cache, until :func:`disable`. ``budget``, ``policy`` and the
     :class:`keyformer.Context` ``options`` are as for :class:`Llama`'s ``keyformer_*`` arguments."""
@@ -193,7 +196,7 @@ class Llama(llama_cpp.Llama):
     Args:
         keyformer_budget: cells kept per sequence (int), or a fraction of ``n_ctx`` (float in
             (0, 1]). Default 0.5.
-        keyformer_policy: the eviction policy. Default "keyformer".
+        keyformer_policy: the eviction policy. Default None: the library's (keydiff).
         keyformer_<name>: passed to :class:`keyformer.Context` as ``<name>``.
         Everything else: as for ``llama_cpp.Llama``.
 
@@ -201,13 +204,13 @@ class Llama(llama_cpp.Llama):
         keyformer: the :class:`Session` of its context.
     """
 
-    def __new__(cls, *args, keyformer_budget=0.5, keyformer_policy="keyformer", **kwargs):
+    def __new__(cls, *args, keyformer_budget=0.5, keyformer_policy=None, **kwargs):
         # Bad arguments raise here, before an instance exists: llama_cpp.Llama.__del__ needs a
         # finished __init__.
         _config(keyformer_budget, keyformer_policy, _split(kwargs)[0])
         return super().__new__(cls)
 
-    def __init__(self, *args, keyformer_budget=0.5, keyformer_policy="keyformer", **kwargs):
+    def __init__(self, *args, keyformer_budget=0.5, keyformer_policy=None, **kwargs):
         options, kwargs = _split(kwargs)
         _install()
         _pending.config = _config(keyformer_budget, keyformer_policy, options)
@@ -251,9 +254,10 @@ def _init_from_model(model, params):
             n_cells = min(n_ctx, budget + params.n_batch + kf.params["evict_slack"])
         p = type(params).from_buffer_copy(params)  # llama-cpp-python keeps its own params as they were
         p.n_ctx = n_cells
-        p.flash_attn_type = _llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        if Policy(kf.params["policy"]) != Policy.KEYDIFF:  # the others read the attention matrix
+            p.flash_attn_type = _llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
         if p.n_seq_max > 1:
-            p.kv_unified = True  # keyformer reads one attention matrix per ubatch: one KV stream
+            p.kv_unified = True  # keyformer reads one attention matrix (keys) per ubatch: one KV stream
         chained = params.cb_eval if params.cb_eval else None
         p.cb_eval = ctypes.cast(kf.llama_eval_callback, _llama.ggml_backend_sched_eval_callback)
         p.cb_eval_user_data = kf.llama_user_data

@@ -16,7 +16,7 @@ sample standard deviation (n - 1 in the denominator) of the per-record values ov
 when n < 2. top1 and kl are already paired against the full cache (1.0 and 0.0 on every record).
 For nll and ref_nll, ``nll_vs_full`` and ``ref_nll_vs_full`` are the mean paired differences
 policy - full over the records that have both, with their SEs. ``pairs``: for every two policies
-at the same budget (A before B in the policy order, so keyformer is always A), the mean paired
+at the same budget (A before B in the policy order, so keydiff, then keyformer, is always A), the mean paired
 differences A - B of top1 and kl over the records both have, with SEs (the peers, ``kv-q8_0`` and
 ``kv-q4_0``, have no budget: they are in no pair). ``kv_memory``: the mean over the records of the
 run's peak KV bytes over the full cache's for the same record (null where unknown), so rows compare
@@ -57,6 +57,9 @@ stdout is (numbers rounded to 6 decimals, results ordered by policy then budget 
 ``reading`` (``bounded``, ``whole`` or null) and ``instruction_in_prompt`` (a bool or null) are
 those the lines share.
 
+On a question set (DIR holds answers.jsonl and no fidelity.jsonl) ``tune`` advises by accuracy
+instead: see :func:`keyformer.evaluate.questions.tune_questions_command`.
+
 ``tune`` reads both files and prints, per policy (not the peers, which have no budget to choose),
 the smallest budget (or cache) whose mean top-1
 agreement is at least the target (default 0.99) with its top1 +- SE, or says that none of the
@@ -82,7 +85,8 @@ import os
 import sys
 
 from .plots import figure, plot_policy_lines, save_figure
-from .records import (FIDELITY_FILE, FULL, QUALITY, SPARSITY_FILE, EvaluateError, read_fidelity,
+from .questions import tune_questions_command
+from .records import (ANSWERS_FILE, FIDELITY_FILE, FULL, QUALITY, SPARSITY_FILE, EvaluateError, read_fidelity,
                       read_sparsity)
 from .report import (by_policy, finish_report, group_runs, kv_memory, mean, mean_se, paired_differences,
                      plus_minus, reading_caption, reading_of, render_table, round_cell, round_or_none, round_row,
@@ -371,6 +375,8 @@ def tune_command(directory, target=0.99, as_json=False, out=None, warn=None):
     out = out or sys.stdout
     if not (0 < target <= 1):
         raise EvaluateError("--target must be in (0, 1], got %g" % target)
+    if not os.path.exists(os.path.join(directory, FIDELITY_FILE)) and os.path.exists(os.path.join(directory, ANSWERS_FILE)):
+        return tune_questions_command(directory, target, as_json, out)
     mode, records = read_fidelity(os.path.join(directory, FIDELITY_FILE))
     agg = aggregate_fidelity(mode, records)
     advice = advise(agg, target)

@@ -23,7 +23,8 @@ Scoring
   over the questions both have, with its standard error; ``kv_memory``, the mean over the
   questions of the run's peak KV bytes over the full cache's for the same question (null where
   unknown), so that rows compare at equal memory; and, at the same budget, the paired accuracy
-  difference keyformer - each other policy over the questions both have, with its standard error.
+  difference keydiff (keyformer where no keydiff ran) - each other policy over the questions both
+  have, with its standard error.
   The peers (``kv-q8_0``, ``kv-q4_0``: no eviction, the whole prompt in a quantized cache) have no
   budget: their budget is a dash, and they are in no pair.
 - Where the questions carry a ``task``: the accuracy per task, policy and budget. Where they carry
@@ -69,8 +70,8 @@ RESULT_KEYS = ("policy", "budget", "cache", "n", "accuracy", "accuracy_se", "vs_
 PAIR_KEYS = ("a", "b", "budget", "cache", "n", "accuracy_diff", "accuracy_diff_se")
 TASK_KEYS = ("task", "policy", "budget", "cache", "n", "accuracy", "accuracy_se")
 DIGITS = 6
-#: The policy the paired accuracy differences are taken from.
-LEAD = "keyformer"
+#: The policies the paired accuracy differences are taken from: the first with answers.
+LEADS = ("keydiff", "keyformer")
 
 
 def found(reference, answer):
@@ -129,7 +130,7 @@ def aggregate_questions(mode, answers):
     """The question statistics. Returns a dict: ``mode``, ``set``, ``documents``, ``questions``,
     ``reading`` (see :func:`keyformer.evaluate.report.reading_of`), ``full`` (the full cache's row;
     None without full lines), ``rows`` (one per policy x budget with the keys of
-    :data:`RESULT_KEYS`, in the report's order), ``pairs`` (keyformer - each other policy at the
+    :data:`RESULT_KEYS`, in the report's order), ``pairs`` (keydiff, or keyformer, - each other policy at the
     same budget, keys :data:`PAIR_KEYS`), ``tasks`` (keys :data:`TASK_KEYS`) and ``depths`` (the
     same with ``depth`` for ``task``)."""
     setting = setting_key(mode)
@@ -151,12 +152,13 @@ def aggregate_questions(mode, answers):
         rows.append(row)
     rows = sort_rows(rows, setting)
     pairs = []
+    lead_name = next((p for p in LEADS if any(r["policy"] == p for r in rows)), None)
     for r in rows:
-        lead = scores.get((LEAD, r["budget"], r["cache"]))
-        if r["policy"] == LEAD or lead is None:
+        lead = scores.get((lead_name, r["budget"], r["cache"]))
+        if r["policy"] == lead_name or lead is None:
             continue
         diffs = paired_differences(lead, scores[(r["policy"], r["budget"], r["cache"])])
-        pair = {"a": LEAD, "b": r["policy"], "budget": r["budget"], "cache": r["cache"]}
+        pair = {"a": lead_name, "b": r["policy"], "budget": r["budget"], "cache": r["cache"]}
         pair["n"], pair["accuracy_diff"], pair["accuracy_diff_se"] = mean_se(diffs)
         pairs.append(pair)
     pairs.sort(key=lambda p: p[setting])  # stable: the policy order within a budget
@@ -200,8 +202,8 @@ FOOTNOTE = ("Score: a choice question scores 1 when the answer is the gold lette
 
 
 def questions_markdown(agg):
-    """The questions report: the accuracy table (with its footnote), keyformer's paired
-    differences, the per-task table and the depth tables (where there are tasks or depths)."""
+    """The questions report: the accuracy table (with its footnote), the paired differences of the
+    first of :data:`LEADS` with answers, the per-task table and the depth tables (where there are tasks or depths)."""
     mode = agg["mode"]
     setting = setting_key(mode)
     caption = ("Question answering from the compressed cache, set %s: %d questions on %d documents; accuracy and "
@@ -218,7 +220,7 @@ def questions_markdown(agg):
     text = render_table(caption, header, body, ["Note: " + FOOTNOTE])
     if agg["pairs"]:
         caption = ("%s − each other policy at the same %s: mean paired accuracy difference over the questions both "
-                   "have, in percentage points ± standard error." % (LEAD, setting))
+                   "have, in percentage points ± standard error." % (agg["pairs"][0]["a"], setting))
         body = [[p["a"], p["b"], setting_label(p), str(p["n"]),
                  _pct(p["accuracy_diff"], p["accuracy_diff_se"], signed=True)] for p in agg["pairs"]]
         text += "\n" + render_table(caption, ["A", "B", setting, "n", "accuracy diff (points)"], body)
@@ -313,3 +315,65 @@ def questions_command(directory, as_json, out=None):
     if agg["depths"]:
         written.append(write_output(directory, "questions-depth.png", lambda p: plot_depths(p, agg)))
     finish_report(out, text, written, questions_json(agg) if as_json else None)
+
+
+# --- tune on a question set ---------------------------------------------------------------------
+
+def advise_questions(agg, target):
+    """Per policy (in the report's order; not the peers, which have no budget or cache): the
+    smallest budget or cache whose accuracy is at least ``target`` times the full cache's, or, when
+    none is (or there is no full cache), the best one. Returns dicts with policy, budget, cache,
+    accuracy, accuracy_se and best (``{budget, cache, accuracy, accuracy_se}`` when none reaches
+    it, and then budget, cache, accuracy and accuracy_se are None)."""
+    setting = setting_key(agg["mode"])
+    need = None if agg["full"] is None or agg["full"]["accuracy"] is None else target * agg["full"]["accuracy"]
+    advice = []
+    for policy, prows in by_policy([r for r in agg["rows"] if r[setting] is not None]).items():
+        scored = [r for r in prows if r["accuracy"] is not None]
+        reached = next((r for r in scored if need is not None and r["accuracy"] >= need), None)
+        if reached is not None:
+            advice.append({"policy": policy, "budget": reached["budget"], "cache": reached["cache"],
+                           "accuracy": reached["accuracy"], "accuracy_se": reached["accuracy_se"], "best": None})
+            continue
+        best = max(scored, key=lambda r: r["accuracy"]) if scored else None
+        advice.append({"policy": policy, "budget": None, "cache": None, "accuracy": None, "accuracy_se": None,
+                       "best": None if best is None else {k: best[k] for k in ("budget", "cache", "accuracy", "accuracy_se")}})
+    return advice
+
+
+def tune_questions_markdown(agg, target, advice):
+    """The tune report of a question set: the advice table."""
+    full = agg["full"]
+    caption = ("Smallest KV cache whose accuracy is >= %g%% of the full cache's (%s) on %s: %d questions on %d "
+               "documents; accuracy %% ± standard error across questions.%s"
+               % (100 * target, "no full cache" if full is None else _pct(full["accuracy"], full["accuracy_se"]),
+                  agg["set"], agg["questions"], agg["documents"], reading_caption(agg["reading"])))
+    body = []
+    for a in advice:
+        if a["best"] is None:
+            body.append([a["policy"], setting_label(a), _pct(a["accuracy"], a["accuracy_se"])])
+        else:
+            b = a["best"]
+            body.append([a["policy"], "none of those tried reach it (best: %s)" % setting_label(b),
+                         _pct(b["accuracy"], b["accuracy_se"])])
+    return render_table(caption, ["policy", setting_key(agg["mode"]), "accuracy %"], body)
+
+
+def tune_questions_command(directory, target, as_json, out=None):
+    """``tune DIR`` where DIR holds a question set's answers.jsonl (and no fidelity.jsonl): the
+    budget advice by accuracy; writes tune.md and tune-accuracy.png, prints the Markdown and, with
+    ``as_json``, ends with ``{"metric": "tune", "basis": "questions", "target", "set", "documents",
+    "questions", "reading", "instruction_in_prompt", "full": {"accuracy", "n"} or null, "advice":
+    [{"policy", "budget", "cache", "accuracy", "accuracy_se", "best"}, ...]}``."""
+    out = out or sys.stdout
+    mode, answers = read_answers(os.path.join(directory, ANSWERS_FILE))
+    agg = aggregate_questions(mode, answers)
+    advice = advise_questions(agg, target)
+    text = tune_questions_markdown(agg, target, advice)
+    written = [write_output(directory, "tune.md", lambda p: write_text(p, text)),
+               write_output(directory, "tune-accuracy.png", lambda p: plot_questions(p, agg))]
+    summary = questions_json(agg)
+    summary = {"metric": "tune", "basis": "questions", "target": target,
+               **{k: summary[k] for k in ("set", "documents", "questions", "reading", "instruction_in_prompt", "full")},
+               "advice": [round_row(a, ("policy", "budget", "cache", "accuracy", "accuracy_se", "best")) for a in advice]}
+    finish_report(out, text, written, summary if as_json else None)

@@ -138,8 +138,16 @@ CONTEXT_SHIFT = "context-shift"
 PEERS = ("kv-q8_0", "kv-q4_0")
 #: The runs that keep the whole prompt (no budget, no cache size).
 UNSIZED = (FULL,) + PEERS
-#: The order of the policies in tables, plots and JSON results (``full`` comes first, apart).
-POLICY_ORDER = tuple(p.name.lower() for p in Policy if p is not Policy.FULL) + PEERS + (CONTEXT_SHIFT,)
+#: The order of the policies in tables, plots and JSON results (``full`` comes first, apart): the
+#: library's default policy (keydiff), the others in the order of their values, the peers.
+POLICY_ORDER = tuple(p.name.lower() for p in sorted(Policy, key=lambda p: (p is not Policy.KEYDIFF, p.value))
+                     if p is not Policy.FULL) + PEERS + (CONTEXT_SHIFT,)
+
+
+def base_policy(name):
+    """The policy a run's name starts with: ``keyformer eval --policies`` takes a policy with
+    options, ``keydiff+span3+kv-q8_0`` (keydiff, pooled over 3 tokens, under a q8_0 cache)."""
+    return name.split("+", 1)[0]
 #: The values of ``reading``.
 READINGS = ("bounded", "whole")
 QUALITY = "quality"
@@ -240,11 +248,12 @@ def _count(obj, field, where):
 
 def check_run_key(obj, where):
     """Checks the fields that name a run in every eval JSONL file: ``id`` (a string or an integer),
-    ``policy`` (``full`` or one of :data:`POLICY_ORDER`), ``budget`` (a positive number or null) and
+    ``policy`` (``full`` or one of :data:`POLICY_ORDER`, an evicting one with ``+options``), ``budget`` (a positive number or null) and
     ``cache`` (a positive integer or null, never both set). Returns ``(id, policy, budget, cache)``."""
     rid, policy, budget, cache = _key_value(obj, "id", where), obj["policy"], obj["budget"], obj["cache"]
-    if policy != FULL and policy not in POLICY_ORDER:
-        raise EvaluateError("%s: unknown policy %r (known: %s)" % (
+    base = base_policy(policy) if isinstance(policy, str) else policy
+    if policy != FULL and (base not in POLICY_ORDER or base != policy and base in PEERS + (CONTEXT_SHIFT,)):
+        raise EvaluateError("%s: unknown policy %r (known: %s, a policy with +options)" % (
             where, policy, ", ".join((FULL,) + POLICY_ORDER)))
     if budget is not None and not (is_number(budget) and budget > 0):
         raise EvaluateError("%s: 'budget' must be a positive number or null, got %r" % (where, budget))

@@ -8,7 +8,7 @@ import math
 import os
 import sys
 
-from .records import FULL, POLICY_ORDER, QUALITY, EvaluateError
+from .records import FULL, POLICY_ORDER, QUALITY, EvaluateError, base_policy
 
 # --- statistics ---------------------------------------------------------------------------------
 
@@ -48,10 +48,11 @@ def setting_key(mode):
 
 def run_order(row, setting):
     """The sort key of a row in the report's order: the full cache first, then by policy
-    (:data:`POLICY_ORDER`), then ``setting`` (none, for the peers, first)."""
+    (:data:`POLICY_ORDER`; a policy with options after it, by name), then ``setting`` (none, for
+    the peers, first)."""
     if row["policy"] == FULL:
-        return (-1, 0)
-    return (POLICY_ORDER.index(row["policy"]), -1 if row[setting] is None else row[setting])
+        return (-1, "", 0)
+    return (POLICY_ORDER.index(base_policy(row["policy"])), row["policy"], -1 if row[setting] is None else row[setting])
 
 
 def sort_rows(rows, setting):
