@@ -1,6 +1,7 @@
 package keyformer
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -451,10 +452,13 @@ func TestInvalidInputIsAnErrorAndChangesNothing(t *testing.T) {
 }
 
 func TestStateRoundTripContinuesIdentically(t *testing.T) {
-	for _, g := range []Granularity{Shared, PerHead} {
-		t.Run(g.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		g Granularity
+		r Ranking
+	}{{Shared, Ranking{}}, {PerHead, Ranking{}}, {Shared, Ranking{MeanAttention: true, Span: 1, KeepSinks: true}}} {
+		t.Run(fmt.Sprintf("%s%+v", tc.g, tc.r), func(t *testing.T) {
 			cfg := testConfig(10, 3)
-			cfg.Granularity = g
+			cfg.Granularity, cfg.Ranking = tc.g, tc.r
 			a := newTestSequence(t, cfg, 4)
 			e := newTestEngine(t, a, 8)
 			e.run(25, 8, 5)

@@ -102,21 +102,15 @@ func TestRankingOptionsLeaveThePublishedPolicyAlone(t *testing.T) {
 	}
 }
 
-func TestMeanAttentionStateRoundTrips(t *testing.T) {
+// TestMeanAttentionStateVersion: a state with seen counts (version 2) is read only by a tracker
+// that keeps them, and the other way round (TestStateRoundTripContinuesIdentically restores it).
+func TestMeanAttentionStateVersion(t *testing.T) {
 	cfg := testConfig(10, 3)
-	cfg.Ranking = Ranking{MeanAttention: true, Span: 1, KeepSinks: true}
+	cfg.Ranking.MeanAttention = true
 	a := newTestSequence(t, cfg, 4)
-	e := newTestEngine(t, a, 8)
-	e.run(25, 8, 5)
+	newTestEngine(t, a, 8).run(25, 8, 5)
 	data, err := a.MarshalBinary()
 	require.NoError(t, err)
-	b := newTestSequence(t, cfg, 4)
-	require.NoError(t, b.UnmarshalBinary(data))
-	again, err := b.MarshalBinary()
-	require.NoError(t, err)
-	assert.Equal(t, data, again)
-	assert.Equal(t, a.seen, b.seen)
-
 	plain := testConfig(10, 3)
 	assert.ErrorContains(t, newTestSequence(t, plain, 4).UnmarshalBinary(data), "state version 2")
 	old, err := newTestSequence(t, plain, 4).MarshalBinary()

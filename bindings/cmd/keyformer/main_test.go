@@ -65,7 +65,7 @@ func TestGenerateJSON(t *testing.T) {
 		"kv_bytes_peak", "evicted", "prefill_tok_per_s", "decode_tok_per_s", "text"} {
 		assert.Contains(t, r, k)
 	}
-	assert.Equal(t, "keyformer", r["policy"])
+	assert.Equal(t, "keydiff", r["policy"], "the default policy")
 	assert.EqualValues(t, 256, r["budget_tokens"])
 	assert.LessOrEqual(t, r["kv_cells_peak"].(float64), float64(256+128))
 	assert.Greater(t, r["evicted"].(float64), 0.0)

@@ -39,8 +39,8 @@ func needQwen(t *testing.T) {
 	}
 }
 
-// TestQwenGenerateJSON runs generate on the real Qwen2.5-Coder-1.5B, chosen by name, with Keyformer
-// at half the prompt, and checks the report: evictions happened, the cache stayed below what the
+// TestQwenGenerateJSON runs generate on the real Qwen2.5-Coder-1.5B, chosen by name, with the
+// default policy (KeyDiff) at half the prompt, and checks the report: evictions happened, the cache stayed below what the
 // full cache needs, and the model said something.
 func TestQwenGenerateJSON(t *testing.T) {
 	needQwen(t)
@@ -57,13 +57,13 @@ func TestQwenGenerateJSON(t *testing.T) {
 	t.Logf("%d prompt + %d generated tokens, budget %d, KV peak %d cells, %d evicted, prefill %.0f tok/s, decode %.1f tok/s: %q",
 		r.PromptTokens, r.GeneratedTokens, r.BudgetTokens, r.KVCellsPeak, r.Evicted, r.PrefillTokPerS, r.DecodeTokPerS, r.Text)
 
-	assert.Equal(t, "keyformer", r.Policy)
+	assert.Equal(t, "keydiff", r.Policy)
 	assert.Equal(t, ubatch, r.NUbatch)
 	assert.Greater(t, r.PromptTokens, 150, "the document should be a few hundred tokens")
 	assert.InDelta(t, r.PromptTokens/2, r.BudgetTokens, 1, "budget 0.5 of the prompt")
 	assert.Positive(t, r.GeneratedTokens)
 	assert.LessOrEqual(t, r.GeneratedTokens, maxNew)
-	assert.Positive(t, r.Evicted, "Keyformer at half the prompt must evict")
+	assert.Positive(t, r.Evicted, "KeyDiff at half the prompt must evict")
 	assert.Less(t, r.KVCellsPeak, r.PromptTokens+maxNew, "the cache must stay below what the full cache needs")
 	assert.LessOrEqual(t, r.KVCellsPeak, r.BudgetTokens+ubatch)
 	assert.Positive(t, r.KVBytesPeak)
