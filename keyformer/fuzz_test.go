@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // fuzzReader hands out fuzz bytes as small numbers, zero once exhausted.
@@ -87,6 +89,13 @@ func FuzzSequence(f *testing.F) {
 					a.Data[i] = r.float()
 				}
 				_ = s.ObserveAttention(r.byte()%(cfg.Shape.Layers+1), a)
+				dim := r.byte()%4 + 1
+				k := Keys{Rows: rows, Heads: cfg.Shape.KVHeads, Dim: dim, RowStride: cfg.Shape.KVHeads * dim, HeadStride: dim}
+				k.Data = make([]float32, rows*k.RowStride)
+				for i := range k.Data {
+					k.Data[i] = r.float() - 0.5
+				}
+				_ = s.ObserveKeys(r.byte()%(cfg.Shape.Layers+1), k)
 			case 2:
 				evs, err := s.Plan(nil)
 				if err != nil {
@@ -141,16 +150,39 @@ func checkLimits(t *testing.T, s *Sequence) {
 }
 
 // FuzzUnmarshal feeds arbitrary bytes to a sequence restore: no panic, and whatever it accepts it
-// writes back identically.
+// writes back identically. The first byte picks the tracker: per-head Keyformer (state version
+// 1), mean attention (version 2) or KeyDiff (version 3); the rest is the state.
 func FuzzUnmarshal(f *testing.F) {
-	cfg := testConfig(10, 3)
-	cfg.Granularity = PerHead
-	s := newTestSequence(f, cfg, 0)
-	newTestEngine(f, s, 1).run(20, 8, 4)
-	good, _ := s.MarshalBinary()
-	f.Add(good)
-	f.Add(good[:headerSize])
+	perHead, mean, keyDiff := testConfig(10, 3), testConfig(10, 3), testConfig(10, 3)
+	perHead.Granularity = PerHead
+	mean.Ranking.MeanAttention = true
+	keyDiff.Policy = PolicyKeyDiff
+	configs := []Config{perHead, mean, keyDiff}
+	for i, cfg := range configs {
+		s := newTestSequence(f, cfg, 0)
+		if cfg.Policy.ReadsKeys() {
+			for c := int32(0); c < 12; c += 4 {
+				cells := []int32{c, c + 1, c + 2, c + 3}
+				require.NoError(f, s.AddCells(cells, cells))
+				k := Keys{Data: make([]float32, 4*2*3), Rows: 4, Heads: 2, Dim: 3, RowStride: 6, HeadStride: 3}
+				for j := range k.Data {
+					k.Data[j] = float32(j%5) - float32(c%3)
+				}
+				require.NoError(f, s.ObserveKeys(1, k))
+			}
+		} else {
+			newTestEngine(f, s, 1).run(20, 8, 4)
+		}
+		good, _ := s.MarshalBinary()
+		f.Add(append([]byte{byte(i)}, good...))
+		f.Add(append([]byte{byte(i)}, good[:headerSize]...))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		cfg := configs[int(data[0])%len(configs)]
+		data = data[1:]
 		s := newTestSequence(t, cfg, 0)
 		if err := s.UnmarshalBinary(data); err != nil {
 			return
