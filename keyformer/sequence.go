@@ -240,8 +240,9 @@ func (s *Sequence) step() int {
 
 // WantsAttention reports whether the engine should show the attention (the keys, for a policy
 // that reads keys) of the ubatch that just added rows tokens to the sequence (call it after
-// AddCells): never for a policy that reads neither, always for a prompt chunk (more than one token) or while the prompt is not over, and
-// for one generated token when its number is a multiple of the schedule's DecodeStride.
+// AddCells): never for a policy that reads neither, always for a prompt chunk (more than one
+// token) or while the prompt is not over, and for one generated token when its number is a
+// multiple of the schedule's DecodeStride.
 func (s *Sequence) WantsAttention(rows int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
