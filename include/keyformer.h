@@ -50,8 +50,9 @@ extern "C" {
  * observe_* and evict_slack fields, keyformer_wants_attention). Version 3 added the mirrors of a
  * host's own llama.cpp cache edits (keyformer_llama_seq_rm, _seq_add, _seq_cp, _seq_keep, _clear)
  * and keyformer_llama_sync. Version 4 added KEYFORMER_POLICY_KEYDIFF with keyformer_observe_keys
- * and keyformer_keys, and the ranking options (keyformer_params' rank_* fields). */
-#define KEYFORMER_API_VERSION 4
+ * and keyformer_keys, and the ranking options (keyformer_params' rank_* fields). Version 5 added
+ * KEYFORMER_POLICY_PEAK. */
+#define KEYFORMER_API_VERSION 5
 #define KEYFORMER_VERSION_MAJOR 0
 #define KEYFORMER_VERSION_MINOR 1
 #define KEYFORMER_VERSION_PATCH 0
@@ -78,6 +79,10 @@ typedef int32_t keyformer_policy;
 #define KEYFORMER_POLICY_KEYDIFF 6   /* tokens whose keys differ most from the mean key (reads keys,
                                         not attention: keyformer_observe_keys; flash attention may
                                         stay on) + recent window */
+#define KEYFORMER_POLICY_PEAK 7      /* the largest attention any query paid a token, in any
+                                        layer (scores do not grow with age) + recent window; over
+                                        a pass in which the model repeats the text it read,
+                                        KVzip's importance */
 
 /* Granularity: one token set per sequence (scores summed over layers and heads; what engines
  * that free whole cells need), or one per layer and KV head. */

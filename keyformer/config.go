@@ -9,6 +9,7 @@
 package keyformer
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -37,9 +38,16 @@ const (
 	// each token's keys once (Sequence.ObserveKeys), no attention, so an engine may keep flash
 	// attention on.
 	PolicyKeyDiff
+	// PolicyPeak ranks a token by the largest attention any observed query paid it: per layer, the
+	// sum over the KV heads of the maximum over the rows and the query heads of the group, kept as
+	// the maximum over every ubatch observed; ranked by the largest over the layers (Shared) or
+	// per layer and KV head (PerHead). The score does not grow with the number of queries that saw
+	// a token. Observed on a pass in which the model repeats a text it has read (a reconstruction
+	// pass, driven by the host) it is KVzip's importance, kept for whole cells.
+	PolicyPeak
 )
 
-var policyNames = [...]string{"full", "keyformer", "h2o", "tova", "streaming", "window", "keydiff"}
+var policyNames = [...]string{"full", "keyformer", "h2o", "tova", "streaming", "window", "keydiff", "peak"}
 
 // PolicyNames returns the name of every policy, in the order of their values (PolicyNames()[p] is
 // p.String()).
@@ -65,7 +73,7 @@ func ParsePolicy(s string) (Policy, error) {
 
 // scores reports whether the policy ranks tokens by scores (of attention, or of keys).
 func (p Policy) scores() bool {
-	return p == PolicyFull || p == PolicyKeyformer || p == PolicyH2O || p == PolicyTOVA || p == PolicyKeyDiff
+	return p == PolicyFull || p == PolicyKeyformer || p == PolicyH2O || p == PolicyTOVA || p == PolicyKeyDiff || p == PolicyPeak
 }
 
 // Granularity says whether one token set is kept per sequence or one per layer and KV head.
@@ -258,7 +266,7 @@ const maxCells = 1 << 24
 
 // Validate reports the first invalid field of c, naming it.
 func (c *Config) Validate() error {
-	if c.Policy < PolicyFull || c.Policy > PolicyKeyDiff {
+	if c.Policy < PolicyFull || c.Policy > PolicyPeak {
 		return fmt.Errorf("policy: unknown value %d", int(c.Policy))
 	}
 	if c.Granularity != Shared && c.Granularity != PerHead {
@@ -314,6 +322,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ranking.MeanAttention && !c.Policy.ReadsAttention() {
 		return fmt.Errorf("ranking.mean_attention: policy %s reads no attention", c.Policy)
+	}
+	if c.Ranking.MeanAttention && c.Policy == PolicyPeak {
+		return errors.New("ranking.mean_attention: peak scores do not grow with the queries observed")
 	}
 	return c.Observe.validate(c.Shape.Layers)
 }

@@ -16,8 +16,9 @@ type scoring struct {
 	invTau float32
 	scale  float32 // multiplies every normalised row; 0 means 1
 	base   uint64  // noise draw of this observation
-	accs   int     // accumulators: 1 (Shared) or KV heads (PerHead)
+	accs   int     // accumulators: 1 (Shared) or KV heads (PerHead, peak)
 	groups int     // query heads per KV head
+	peak   bool    // accumulate the maximum over rows and heads instead of the sum
 }
 
 // workspace holds a sequence's reusable scoring buffers.
@@ -25,14 +26,16 @@ type workspace struct {
 	workers      [][]float32 // per worker: accs*Cols accumulators then Cols scratch
 	index        []int32
 	mean, pooled []float32 // Plan's ranks (Sequence.ranks)
+	peak         []float32 // Plan's maxima over the layers (Sequence.peakOverLayers)
 }
 
 // parallelElements is the work (attention elements) below which scoring stays on one goroutine.
 const parallelElements = 1 << 16
 
 // score runs the row kernel over every (row, head) of the job, in parallel when large, and returns
-// the column sums (accs x Cols). Row i of the job (row r, head h) draws its noise from
-// rowKey(base, r*Heads+h), so results do not depend on how the work is split.
+// the column sums (accs x Cols), or the column maxima for a peak job. Row i of the job (row r,
+// head h) draws its noise from rowKey(base, r*Heads+h), so results do not depend on how the work
+// is split.
 func (w *workspace) score(j *scoring) ([]float32, error) {
 	a := j.a
 	pairs := (a.Rows - j.row0) * a.Heads
@@ -68,7 +71,11 @@ func (w *workspace) score(j *scoring) ([]float32, error) {
 	}
 	acc := w.workers[0][:j.accs*a.Cols]
 	for k := 1; k < n; k++ {
-		simd.AddScaled(acc, w.workers[k], 1)
+		if j.peak {
+			maxInto(acc, w.workers[k][:len(acc)], 1)
+		} else {
+			simd.AddScaled(acc, w.workers[k], 1)
+		}
 	}
 	return acc, nil
 }
@@ -95,7 +102,19 @@ func (j *scoring) rows(buf []float32, lo, hi int) error {
 		if j.accs > 1 {
 			k = h / j.groups
 		}
-		simd.AddScaled(buf[k*a.Cols:(k+1)*a.Cols], scratch, scale)
+		if j.peak {
+			maxInto(buf[k*a.Cols:(k+1)*a.Cols], scratch, scale)
+		} else {
+			simd.AddScaled(buf[k*a.Cols:(k+1)*a.Cols], scratch, scale)
+		}
 	}
 	return nil
+}
+
+// maxInto sets dst[i] to the larger of dst[i] and scale*src[i].
+func maxInto(dst, src []float32, scale float32) {
+	src = src[:len(dst)]
+	for i, v := range src {
+		dst[i] = max(dst[i], scale*v)
+	}
 }

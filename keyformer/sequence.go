@@ -59,8 +59,9 @@ type sequenceState struct {
 	tovaAt         int // added at the last TOVA reset
 	slotOf         []int32
 	cells, pos     []int32
-	// scores holds one array (Shared) or Layers*KVHeads arrays (PerHead), indexed like cells;
-	// +Inf marks a token evicted from that head.
+	// scores holds one array (Shared), Layers arrays (Shared under the peak policy, ranked by
+	// their maximum) or Layers*KVHeads arrays (PerHead), indexed like cells; +Inf marks a token
+	// evicted from that head.
 	scores [][]float32
 	// seen counts, per token, the query rows observed since it was added (Ranking.MeanAttention
 	// only; nil otherwise), indexed like cells.
@@ -70,7 +71,9 @@ type sequenceState struct {
 	anchor []float32
 	dim    int
 	live   []int // per scores array: tokens not evicted from it
-	work   workspace
+	// scoreFrom is the first position ObserveAttention scores (ScoreFrom)
+	scoreFrom int32
+	work      workspace
 }
 
 func newSequence(cfg *Config, id int32) *Sequence {
@@ -81,8 +84,11 @@ func newSequence(cfg *Config, id int32) *Sequence {
 
 func (s *Sequence) reset() {
 	n := 1
-	if s.cfg.Granularity == PerHead {
+	switch {
+	case s.cfg.Granularity == PerHead:
 		n = s.cfg.Shape.Layers * s.cfg.Shape.KVHeads
+	case s.cfg.Policy == PolicyPeak:
+		n = s.cfg.Shape.Layers
 	}
 	s.sequenceState = sequenceState{cfg: s.cfg, id: s.id, rng: newRNG(s.cfg.Seed, s.id),
 		scores: make([][]float32, n), live: make([]int, n), work: s.work}
@@ -128,6 +134,9 @@ func (s *Sequence) Tokens() []Token {
 				t.Score += sc[i]
 				t.Heads++
 			}
+		}
+		if s.cfg.Granularity == Shared {
+			t.Heads = 1 // the peak policy's arrays are layers, not heads
 		}
 		out[i] = t
 	}
@@ -253,8 +262,27 @@ func (s *Sequence) WantsAttention(rows int) bool {
 	return rows > 1 || k <= 1 || s.step()%k == 0
 }
 
+// ScoreFrom makes ObserveAttention score only the tokens at position p or later: the others keep
+// their scores. math.MaxInt32 scores none, 0 (a new sequence's setting) all. A host that scores a
+// text by a later pass over it (a reconstruction, Sequence's peak policy) hides its reading this
+// way and keeps each pass to the tokens it repeats. The setting is not part of the saved state.
+func (s *Sequence) ScoreFrom(p int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scoreFrom = max(p, 0)
+}
+
+// scored returns the slot of column j's cell if the sequence holds it and scores it, or -1.
+func (s *Sequence) scored(a *Attention, j int) int {
+	i := s.slot(a.cell(j))
+	if i >= 0 && s.pos[i] < s.scoreFrom {
+		return -1
+	}
+	return i
+}
+
 // ObserveAttention scores the cells of the sequence with layer's attention for one ubatch and adds
-// the scores to their accumulators. The rows must be this sequence's query tokens. Invalid
+// the scores to their accumulators (see ScoreFrom for the tokens it leaves alone). The rows must be this sequence's query tokens. Invalid
 // attention (NaN, +Inf, negative or >1 probabilities) is an error and changes nothing.
 func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 	s.mu.Lock()
@@ -274,9 +302,10 @@ func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 		job.flags |= simd.Logits
 	}
 	switch {
-	case p == PolicyH2O:
+	case p == PolicyH2O || p == PolicyPeak:
 		job.flags |= simd.NoNoise
 		job.invTau = 1
+		job.peak = p == PolicyPeak
 	case p == PolicyTOVA:
 		job.flags |= simd.NoNoise
 		job.invTau = 1
@@ -285,7 +314,7 @@ func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 	case !s.cfg.Noise:
 		job.flags |= simd.NoNoise
 	}
-	if s.cfg.Granularity == PerHead {
+	if s.cfg.Granularity == PerHead || p == PolicyPeak {
 		job.accs = s.cfg.Shape.KVHeads
 	} else {
 		job.accs = 1
@@ -307,6 +336,10 @@ func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 			}
 		}
 	}
+	if p == PolicyPeak && s.cfg.Granularity == Shared {
+		s.keepPeaks(s.scores[layer], acc, &a)
+		return nil
+	}
 	for k := range job.accs {
 		sc := s.scores[0]
 		if s.cfg.Granularity == PerHead {
@@ -314,8 +347,12 @@ func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 		}
 		col := acc[k*a.Cols : (k+1)*a.Cols]
 		for j, v := range col {
-			if i := s.slot(a.cell(j)); i >= 0 {
-				sc[i] += v
+			if i := s.scored(&a, j); i >= 0 {
+				if p == PolicyPeak {
+					sc[i] = max(sc[i], v)
+				} else {
+					sc[i] += v
+				}
 			}
 		}
 	}
@@ -323,6 +360,22 @@ func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 		s.countRows(&a, a.Rows-job.row0)
 	}
 	return nil
+}
+
+// keepPeaks raises each token's peak in sc (one layer's) to the sum over the KV heads of this
+// observation's maxima (acc, KVHeads x Cols).
+func (s *Sequence) keepPeaks(sc, acc []float32, a *Attention) {
+	for j := range a.Cols {
+		i := s.scored(a, j)
+		if i < 0 {
+			continue
+		}
+		var v float32
+		for k := range s.cfg.Shape.KVHeads {
+			v += acc[k*a.Cols+j]
+		}
+		sc[i] = max(sc[i], v)
+	}
 }
 
 // cell returns the cell id of column j.
@@ -428,8 +481,12 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 	if s.cfg.keepsSinks() {
 		lo = min(s.cfg.Sinks, n-s.window)
 	}
-	for h, sc := range s.scores {
-		m := s.live[h] - s.budget
+	arrays, live := s.scores, s.live
+	if s.cfg.Policy == PolicyPeak && s.cfg.Granularity == Shared {
+		arrays, live = [][]float32{s.peakOverLayers()}, []int{n}
+	}
+	for h, sc := range arrays {
+		m := live[h] - s.budget
 		if m <= 0 || m < slack {
 			continue
 		}
@@ -450,6 +507,17 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 		}
 	}
 	return dst, nil
+}
+
+// peakOverLayers returns, per token, the largest of its peaks over the layers (Shared peak
+// policy).
+func (s *Sequence) peakOverLayers() []float32 {
+	peak := append(s.work.peak[:0], s.scores[0]...)
+	for _, sc := range s.scores[1:] {
+		maxInto(peak, sc, 1)
+	}
+	s.work.peak = peak
+	return peak
 }
 
 // ranks returns the values Plan ranks the tokens of one scores array by: the scores themselves,

@@ -21,6 +21,7 @@ class Policy(enum.IntEnum):
     STREAMING = 4  #: first ``sinks`` tokens + the most recent ones
     WINDOW = 5  #: the most recent tokens only
     KEYDIFF = 6  #: tokens whose keys differ most from the mean key (reads keys: :meth:`Context.observe_keys`)
+    PEAK = 7  #: the largest attention any query paid a token, in any layer
 
 
 class Granularity(enum.IntEnum):
@@ -155,7 +156,7 @@ class Context:
     then :meth:`forget` them. Use it as a context manager, or call :meth:`close`.
 
     Args:
-        policy: "keydiff", "keyformer", "h2o", "tova", "streaming", "window", "full", or a
+        policy: "keydiff", "keyformer", "h2o", "tova", "streaming", "window", "peak", "full", or a
             :class:`Policy`. None: the library's default (keydiff, which reads keys:
             :meth:`observe_keys`; the attention policies read :meth:`observe`).
         n_layer: model layers.

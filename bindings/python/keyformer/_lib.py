@@ -11,7 +11,7 @@ import os
 import threading
 
 #: The API version these bindings were written against (KEYFORMER_API_VERSION in keyformer.h).
-API_VERSION = 4
+API_VERSION = 5
 
 #: The environment variable that names the shared library to load (a path to the .so file).
 ENV_VAR = "KEYFORMER_LIB"
