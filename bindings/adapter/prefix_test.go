@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/keyformer/keyformer/bindings/adapter"
 	"github.com/keyformer/keyformer/bindings/generate"
 	"github.com/keyformer/keyformer/bindings/llama"
 	"github.com/keyformer/keyformer/keyformer"
@@ -228,4 +229,51 @@ func logSoftmax(logits []float32) []float64 {
 		out[i] = float64(x) - hi - math.Log(sum)
 	}
 	return out
+}
+
+// TestRepeatPassScoresByReconstruction reads a prompt bounded under the peak policy with a
+// reconstruction pass after every chunk: after each chunk llama.cpp and the tracker hold the same
+// tokens, none of the pass's; the pass's cells count in the peak; and the scores it leaves differ
+// from those the reading alone leaves.
+func TestRepeatPassScoresByReconstruction(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	repeat, err := generate.RepeatPrompt(m)
+	require.NoError(t, err)
+	const gen, ubatch, budget = 8, 64, 160
+	cells := budget + 2*ubatch + len(repeat)
+	read := func(o generate.Options) (generate.Result, []keyformer.Token) {
+		s := newSession(t, m, cells, ubatch, config(m, keyformer.PolicyPeak, keyformer.Tokens(budget)))
+		seq, err := s.Adapter.Tracker().Sequence(adapter.DefaultSequence)
+		require.NoError(t, err)
+		chunks := 0
+		o.MaxNew, o.AfterDecode = gen, func() error {
+			tokens := seq.Tokens()
+			last := tokens[len(tokens)-1].Pos
+			assert.Equal(t, s.Ctx.SeqPosMax(adapter.DefaultSequence), last, "llama.cpp and the tracker end at one position")
+			if last < int32(len(prompt)) {
+				chunks++
+				assert.Equal(t, int32(min(chunks*ubatch, len(prompt))-1), last, "chunk %d: no repeated token is left", chunks)
+			}
+			return nil
+		}
+		res, err := s.Run(prompt, o)
+		require.NoError(t, err)
+		assert.Equal(t, (len(prompt)+ubatch-1)/ubatch, chunks)
+		return res, seq.Tokens()
+	}
+	plain, plainTokens := read(generate.Options{})
+	repeated, repeatedTokens := read(generate.Options{Repeat: repeat})
+	assert.Greater(t, repeated.PeakCells, plain.PeakCells, "the pass holds its chunk beside the budget")
+	assert.LessOrEqual(t, repeated.PeakCells, cells)
+	assert.Len(t, repeated.Tokens, gen)
+	assert.Positive(t, repeated.Evicted)
+	var plainScores, repeatedScores []float32
+	for _, tok := range plainTokens {
+		plainScores = append(plainScores, tok.Score)
+	}
+	for _, tok := range repeatedTokens {
+		repeatedScores = append(repeatedScores, tok.Score)
+	}
+	assert.NotEqual(t, plainScores, repeatedScores, "the repetition, not the reading, scores the chunks")
 }

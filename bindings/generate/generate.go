@@ -8,12 +8,14 @@ package generate
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/keyformer/keyformer/bindings/adapter"
 	"github.com/keyformer/keyformer/bindings/llama"
+	"github.com/keyformer/keyformer/keyformer"
 )
 
 // Options configure Run.
@@ -49,6 +51,13 @@ type Options struct {
 	// Logits, if set, is called before token i is taken with the logits that predict it (valid
 	// only during the call).
 	Logits func(i int, logits []float32) error
+	// Repeat, when set (RepeatPrompt), scores the prompt by reconstruction, as KVzip does: after
+	// each prompt chunk is read, and before the adapter evicts, the model reads Repeat followed by
+	// the chunk again, at the positions after it; then those tokens are removed. Only that pass
+	// scores the chunk's tokens (keyformer.Sequence.ScoreFrom), and no other token. Under the peak
+	// policy a token's score is then the most attention the model paid it while repeating it. It costs about one more prefill, and the cache holds two chunks and
+	// Repeat beyond the budget while a chunk is read.
+	Repeat []int32
 }
 
 // Result describes a run.
@@ -177,12 +186,29 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 			return err
 		}
 	}
-	if err := g.c.Decode(g.o.Seq, tokens, g.c.SeqPosMax(g.o.Seq)+1); err != nil {
+	pos := g.c.SeqPosMax(g.o.Seq) + 1
+	var seq *keyformer.Sequence
+	if len(g.o.Repeat) > 0 && len(tokens) > 1 && g.ad != nil {
+		var err error
+		if seq, err = g.ad.Tracker().Sequence(g.o.Seq); err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+		seq.ScoreFrom(math.MaxInt32) // the chunk is scored by its repetition, not its reading
+	}
+	if err := g.c.Decode(g.o.Seq, tokens, pos); err != nil {
 		return err
 	}
 	g.cells.add(g.o.Seq, len(tokens))
 	if err := g.cells.record(g.o.Seq); err != nil {
 		return err
+	}
+	if seq != nil {
+		seq.ScoreFrom(pos)
+		err := g.repeat(tokens)
+		seq.ScoreFrom(0)
+		if err != nil {
+			return err
+		}
 	}
 	if g.o.AfterDecode != nil {
 		if err := g.o.AfterDecode(); err != nil {
@@ -195,6 +221,35 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 	n, err := g.ad.Apply(g.o.Seq)
 	g.res.Evicted += n
 	return err
+}
+
+// repeat runs Options.Repeat's reconstruction pass over the chunk just read: Repeat and the chunk
+// are decoded in ubatch-sized pieces after it, without evicting, then removed from llama.cpp's
+// cache and from the adapter's tracker.
+func (g *Generation) repeat(chunk []int32) error {
+	from := g.c.SeqPosMax(g.o.Seq) + 1
+	pass := slices.Concat(g.o.Repeat, chunk)
+	for done := 0; done < len(pass); done += g.c.NUbatch() {
+		piece := pass[done:min(done+g.c.NUbatch(), len(pass))]
+		if err := g.c.Decode(g.o.Seq, piece, from+int32(done)); err != nil {
+			return fmt.Errorf("generate: repeating the chunk: %w", err)
+		}
+		g.cells.add(g.o.Seq, len(piece))
+		if err := g.cells.record(g.o.Seq); err != nil {
+			return err
+		}
+	}
+	if !g.c.SeqRm(g.o.Seq, from, -1) {
+		return fmt.Errorf("generate: llama_memory_seq_rm refused the repeated positions from %d", from)
+	}
+	g.cells.add(g.o.Seq, -len(pass))
+	return g.ad.SeqRm(g.o.Seq, from, -1)
+}
+
+// RepeatPrompt returns the tokens of the instruction Options.Repeat puts before each chunk it
+// repeats.
+func RepeatPrompt(m *llama.Model) ([]int32, error) {
+	return m.Tokenize("\n\nRepeat the previous context exactly.\n", false, true)
 }
 
 // shift makes room for n more tokens the way llama.cpp's context shift does: while they do not

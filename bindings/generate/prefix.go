@@ -153,7 +153,7 @@ func (p *Prefix) Continue(m *llama.Model, so SessionOptions, suffix []int32, o O
 		return Result{}, err
 	}
 	defer s.Close()
-	o.Seq = adapter.DefaultSequence
+	o.Seq, o.Repeat = adapter.DefaultSequence, nil // the prefix is scored; the suffix is read after it
 	g := &Generation{c: s.Ctx, ad: s.Adapter, o: forcing(o), res: Result{PromptTokens: p.Prompt, Prefill: p.Prefill},
 		cells: newCellCount(s.Adapter), first: p.First, firstLogits: p.firstLogits}
 	if err := s.Ctx.SetSeqState(o.Seq, p.state); err != nil {

@@ -160,6 +160,7 @@ func TestEvalFlagErrors(t *testing.T) {
 		"--data x --policies h2o+span0":         "want span<N>",
 		"--data x --policies h2o+fast":          `unknown option "fast"`,
 		"--data x --policies keydiff+mean":      "reads no attention",
+		"--data x --policies keydiff+repeat":    "reads no attention to score a repeated chunk by",
 		"--data x --budgets 0":                  "--budgets",
 		"--data x --budgets 1.5":                "--budgets",
 		"--data x --cache 10":                   "--cache",
@@ -244,6 +245,7 @@ func TestParsePolicySpecs(t *testing.T) {
 		"h2o+mean+span3+sinks":  {policy: keyformer.PolicyH2O, ranking: keyformer.Ranking{MeanAttention: true, Span: 3, KeepSinks: true}},
 		"keydiff+span2+kv-q8_0": {policy: keyformer.PolicyKeyDiff, ranking: keyformer.Ranking{Span: 2}, kv: generate.KVQ8_0},
 		"streaming+kv-q4_0":     {policy: keyformer.PolicyStreaming, kv: generate.KVQ4_0},
+		"peak+repeat":           {policy: keyformer.PolicyPeak, repeat: true},
 	} {
 		got, err := parsePolicy(spec)
 		require.NoError(t, err, spec)

@@ -219,7 +219,11 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 	cfg := rd.e.f.config(spec.policy, budget, rd.e.plan.window, rd.newTokens)
 	cfg.Ranking, so.KV = spec.ranking, spec.kv
 	so.Config = &cfg
-	return so, o, nil
+	if spec.repeat { // the cache holds the repeated chunk too while a chunk is read
+		o.Repeat, err = generate.RepeatPrompt(rd.e.model)
+		so.NCtx += so.NUbatch + len(o.Repeat)
+	}
+	return so, o, err
 }
 
 // fullConfig is the configuration of policy full (the hook observing, nothing evicted) for the

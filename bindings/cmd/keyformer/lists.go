@@ -63,12 +63,14 @@ type policySpec struct {
 	policy  keyformer.Policy
 	ranking keyformer.Ranking
 	kv      generate.KVCache // llama.cpp's cache type (f16 but for a policy that reads no attention)
+	repeat  bool             // score by a reconstruction pass (generate.Options.Repeat)
 }
 
-// parsePolicy reads a policy with its options, written name[+mean][+span<N>][+sinks][+kv-<type>]
-// (e.g. "h2o+mean+span3", "keydiff+kv-q8_0"): keyformer.Ranking's MeanAttention, Span and
-// KeepSinks, on a scoring policy, and a quantized cache (flash attention on) under a policy that
-// reads no attention.
+// parsePolicy reads a policy with its options, written
+// name[+mean][+span<N>][+sinks][+repeat][+kv-<type>] (e.g. "h2o+mean+span3", "peak+repeat",
+// "keydiff+kv-q8_0"): keyformer.Ranking's MeanAttention, Span and KeepSinks, on a scoring policy;
+// a reconstruction pass over each prompt chunk (generate.Options.Repeat) for a policy that reads
+// attention; and a quantized cache (flash attention on) under a policy that reads no attention.
 func parsePolicy(spec string) (policySpec, error) {
 	name, opts, _ := strings.Cut(spec, "+")
 	p, err := keyformer.ParsePolicy(name)
@@ -92,6 +94,10 @@ func parsePolicy(spec string) (policySpec, error) {
 			return out, fmt.Errorf("policy %q: %s reads no attention to average", spec, p)
 		case opt == "mean":
 			out.ranking.MeanAttention = true
+		case opt == "repeat" && !p.ReadsAttention():
+			return out, fmt.Errorf("policy %q: %s reads no attention to score a repeated chunk by", spec, p)
+		case opt == "repeat":
+			out.repeat = true
 		case opt == "sinks":
 			out.ranking.KeepSinks = true
 		case isSpan:
@@ -101,7 +107,7 @@ func parsePolicy(spec string) (policySpec, error) {
 			}
 			out.ranking.Span = n
 		default:
-			return out, fmt.Errorf("policy %q: unknown option %q (want mean, span<N>, sinks, %s)", spec, opt, strings.Join(peerNames(), ", "))
+			return out, fmt.Errorf("policy %q: unknown option %q (want mean, span<N>, sinks, repeat, %s)", spec, opt, strings.Join(peerNames(), ", "))
 		}
 	}
 	return out, nil
