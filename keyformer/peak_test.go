@@ -101,3 +101,18 @@ func TestScoreFromLeavesEarlierTokensAlone(t *testing.T) {
 	require.NoError(t, s.ObserveAttention(0, twoHeads(4, row)))
 	assert.InDelta(t, 0.5, s.Tokens()[0].Score, 1e-6, "0 scores every token again")
 }
+
+func TestClearScoresForgetsTheReading(t *testing.T) {
+	s := peakSequence(t, 1, 2, 1, Shared)
+	cells := []int32{0, 1, 2}
+	require.NoError(t, s.AddCells(cells, cells))
+	require.NoError(t, s.ObserveAttention(0, twoHeads(3, [2][]float32{{0.2, 0.7, 0.1}, {0.5, 0.4, 0.1}})))
+	s.ClearScores()
+	for _, tok := range s.Tokens() {
+		assert.Zero(t, tok.Score, "cell %d", tok.Cell)
+	}
+	require.NoError(t, s.ObserveAttention(0, twoHeads(3, [2][]float32{{0.8, 0.1, 0.1}, {0.8, 0.1, 0.1}})))
+	evs, err := s.Plan(nil)
+	require.NoError(t, err)
+	assert.Equal(t, []Eviction{{1, -1, -1}}, evs, "only what is observed afterwards ranks")
+}

@@ -272,6 +272,22 @@ func (s *Sequence) ScoreFrom(p int32) {
 	s.scoreFrom = max(p, 0)
 }
 
+// ClearScores sets every held token's score (and seen count) to zero, as if no attention had been
+// observed; a token evicted from a head stays evicted. A host that scores a text it has read by a
+// later pass (its continuation, for an oracle) clears the reading's scores first.
+func (s *Sequence) ClearScores() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sc := range s.scores {
+		for i, v := range sc {
+			if !math.IsInf(float64(v), 1) {
+				sc[i] = 0
+			}
+		}
+	}
+	clear(s.seen)
+}
+
 // scored returns the slot of column j's cell if the sequence holds it and scores it, or -1.
 func (s *Sequence) scored(a *Attention, j int) int {
 	i := s.slot(a.cell(j))

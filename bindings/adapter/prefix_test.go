@@ -277,3 +277,32 @@ func TestRepeatPassScoresByReconstruction(t *testing.T) {
 	}
 	assert.NotEqual(t, plainScores, repeatedScores, "the repetition, not the reading, scores the chunks")
 }
+
+// TestProbeScoresARestoredPrefix reads a prompt whole under the peak policy, then continues it
+// with and without a probe (the suffix and an answer): the probe's tokens sit in the cache beside
+// the prompt while it scores, then leave llama.cpp and the tracker alike, and the cache comes down
+// to the same budget.
+func TestProbeScoresARestoredPrefix(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)
+	suffix, err := m.Tokenize("\n\nWho keeps the lighthouse?", false, false)
+	require.NoError(t, err)
+	answer, err := m.Tokenize("Marta keeps it.", false, false)
+	require.NoError(t, err)
+	probe := slices.Concat(suffix, answer)
+	const gen, ubatch = 4, 128
+	budget := len(prompt) / 4
+	so := generate.SessionOptions{NCtx: len(prompt) + len(probe) + gen, NUbatch: ubatch, Threads: 2,
+		Config: config(m, keyformer.PolicyPeak, keyformer.Tokens(budget))}
+	p, err := generate.ReadBounded(m, prompt, so, generate.Options{Whole: true})
+	require.NoError(t, err)
+	for _, probe := range [][]int32{nil, probe} {
+		res, err := p.Continue(m, so, suffix, generate.Options{MaxNew: gen, Probe: probe})
+		require.NoError(t, err)
+		assert.Len(t, res.Tokens, gen)
+		assert.Equal(t, len(prompt)+len(probe), res.PeakCells, "the probe holds its cells while it scores")
+		// Down to the budget once, then the suffix and each generated token but the last evict
+		// their own number: a probe token left in the tracker would be one more to evict.
+		assert.Equal(t, len(prompt)-budget+len(suffix)+gen-1, res.Evicted, "probe of %d tokens", len(probe))
+	}
+}

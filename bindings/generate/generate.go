@@ -55,9 +55,16 @@ type Options struct {
 	// each prompt chunk is read, and before the adapter evicts, the model reads Repeat followed by
 	// the chunk again, at the positions after it; then those tokens are removed. Only that pass
 	// scores the chunk's tokens (keyformer.Sequence.ScoreFrom), and no other token. Under the peak
-	// policy a token's score is then the most attention the model paid it while repeating it. It costs about one more prefill, and the cache holds two chunks and
-	// Repeat beyond the budget while a chunk is read.
+	// policy a token's score is then the most attention the model paid it while repeating it. It
+	// costs about one more prefill, and the cache holds two chunks and Repeat beyond the budget
+	// while a chunk is read.
 	Repeat []int32
+	// Probe, when set, scores a restored prefix (Prefix.Continue) by a pass the host chooses: the
+	// prefix's scores are cleared, Probe is decoded after it with the adapter observing, then
+	// removed, and only then is the cache brought to the budget. With the question and the full
+	// cache's answer as Probe, it is an oracle: the ceiling of what any scorer that does not know
+	// the question can keep.
+	Probe []int32
 }
 
 // Result describes a run.
@@ -204,10 +211,10 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 	}
 	if seq != nil {
 		seq.ScoreFrom(pos)
-		err := g.repeat(tokens)
+		err := g.pass(slices.Concat(g.o.Repeat, tokens))
 		seq.ScoreFrom(0)
 		if err != nil {
-			return err
+			return fmt.Errorf("generate: repeating the chunk: %w", err)
 		}
 	}
 	if g.o.AfterDecode != nil {
@@ -223,16 +230,15 @@ func (g *Generation) decode(tokens []int32, last bool) error {
 	return err
 }
 
-// repeat runs Options.Repeat's reconstruction pass over the chunk just read: Repeat and the chunk
-// are decoded in ubatch-sized pieces after it, without evicting, then removed from llama.cpp's
-// cache and from the adapter's tracker.
-func (g *Generation) repeat(chunk []int32) error {
+// pass decodes tokens after the sequence in ubatch-sized pieces, without evicting, then removes
+// them from llama.cpp's cache and from the adapter's tracker: a pass that only scores what the
+// cache holds (Options.Repeat, Options.Probe).
+func (g *Generation) pass(tokens []int32) error {
 	from := g.c.SeqPosMax(g.o.Seq) + 1
-	pass := slices.Concat(g.o.Repeat, chunk)
-	for done := 0; done < len(pass); done += g.c.NUbatch() {
-		piece := pass[done:min(done+g.c.NUbatch(), len(pass))]
+	for done := 0; done < len(tokens); done += g.c.NUbatch() {
+		piece := tokens[done:min(done+g.c.NUbatch(), len(tokens))]
 		if err := g.c.Decode(g.o.Seq, piece, from+int32(done)); err != nil {
-			return fmt.Errorf("generate: repeating the chunk: %w", err)
+			return err
 		}
 		g.cells.add(g.o.Seq, len(piece))
 		if err := g.cells.record(g.o.Seq); err != nil {
@@ -240,9 +246,9 @@ func (g *Generation) repeat(chunk []int32) error {
 		}
 	}
 	if !g.c.SeqRm(g.o.Seq, from, -1) {
-		return fmt.Errorf("generate: llama_memory_seq_rm refused the repeated positions from %d", from)
+		return fmt.Errorf("llama_memory_seq_rm refused the passing positions from %d", from)
 	}
-	g.cells.add(g.o.Seq, -len(pass))
+	g.cells.add(g.o.Seq, -len(tokens))
 	return g.ad.SeqRm(g.o.Seq, from, -1)
 }
 

@@ -135,8 +135,8 @@ func (p *Prefix) Generate(m *llama.Model, so SessionOptions, o Options) (Result,
 	return p.Continue(m, so, nil, o)
 }
 
-// Continue is Generate with more prompt after the prefix: it restores the prefix, brings the cache
-// to the budget, reads suffix (as Start reads a prompt: in chunks, evicting after each unless
+// Continue is Generate with more prompt after the prefix: it restores the prefix (scores it by
+// o.Probe if set), brings the cache to the budget, reads suffix (as Start reads a prompt: in chunks, evicting after each unless
 // o.Whole), then generates from the greedy token after it. The budget stays resolved against the
 // prefix's prompt length: the prefix is the document whose cache is compressed, the suffix a
 // question about it. PeakCells counts the prefix's reading too.
@@ -159,16 +159,19 @@ func (p *Prefix) Continue(m *llama.Model, so SessionOptions, suffix []int32, o O
 	if err := s.Ctx.SetSeqState(o.Seq, p.state); err != nil {
 		return Result{}, fmt.Errorf("generate: prefix: %w", err)
 	}
+	g.cells.add(o.Seq, p.cells)
+	g.cells.peak = p.peakCells
 	if s.Adapter != nil {
 		if err := s.Adapter.RestoreSequence(o.Seq, scores); err != nil {
 			return Result{}, fmt.Errorf("generate: prefix: %w", err)
+		}
+		if err := g.probe(); err != nil {
+			return Result{}, fmt.Errorf("generate: prefix: probe: %w", err)
 		}
 		if g.res.Evicted, err = s.Adapter.Apply(o.Seq); err != nil {
 			return Result{}, fmt.Errorf("generate: prefix: %w", err)
 		}
 	}
-	g.cells.add(o.Seq, p.cells)
-	g.cells.peak = p.peakCells
 	if len(suffix) > 0 {
 		g.first, g.firstLogits = -1, nil
 		if err := g.read(suffix); err != nil {
@@ -177,4 +180,17 @@ func (p *Prefix) Continue(m *llama.Model, so SessionOptions, suffix []int32, o O
 	}
 	g.start = time.Now()
 	return g.finish()
+}
+
+// probe scores the restored prefix by Options.Probe alone, if set.
+func (g *Generation) probe() error {
+	if len(g.o.Probe) == 0 {
+		return nil
+	}
+	seq, err := g.ad.Tracker().Sequence(g.o.Seq)
+	if err != nil {
+		return err
+	}
+	seq.ClearScores()
+	return g.pass(g.o.Probe)
 }

@@ -144,7 +144,7 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	done, w, err := openResults(filepath.Join(dir, metricFiles[metric]), plan.setting)
+	done, full, w, err := openResults(filepath.Join(dir, metricFiles[metric]), plan.setting)
 	if err != nil {
 		return "", err
 	}
@@ -153,7 +153,7 @@ func (o *evalOptions) run(probe *keyformer.Concentration) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	e := &evaluation{f: &o.f, plan: plan, model: l.model, w: w, done: done, probe: probe,
+	e := &evaluation{f: &o.f, plan: plan, model: l.model, w: w, done: done, fullAnswers: full, probe: probe,
 		set:      strings.TrimSuffix(strings.TrimSuffix(filepath.Base(o.data), ".jsonl"), ".dev"),
 		progress: newProgress(os.Stderr, records, plan.runs(), done)}
 	if err := e.openSparsity(dir); err != nil {

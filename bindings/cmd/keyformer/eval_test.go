@@ -160,7 +160,8 @@ func TestEvalFlagErrors(t *testing.T) {
 		"--data x --policies h2o+span0":         "want span<N>",
 		"--data x --policies h2o+fast":          `unknown option "fast"`,
 		"--data x --policies keydiff+mean":      "reads no attention",
-		"--data x --policies keydiff+repeat":    "reads no attention to score a repeated chunk by",
+		"--data x --policies keydiff+repeat":    "reads no attention to score a pass by",
+		"--data x --policies h2o+repeat+oracle": "give one",
 		"--data x --budgets 0":                  "--budgets",
 		"--data x --budgets 1.5":                "--budgets",
 		"--data x --cache 10":                   "--cache",
@@ -219,22 +220,24 @@ func TestEvalSettings(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "answers.jsonl")
 	bounded := evalSetting{Reading: readingBounded}
-	_, w, err := openResults(path, bounded)
+	_, _, w, err := openResults(path, bounded)
 	require.NoError(t, err)
-	require.NoError(t, writeResult(w, evalAnswer{ID: "q", evalRun: evalRun{Policy: "full"}, evalSetting: bounded}))
+	require.NoError(t, writeResult(w, evalAnswer{ID: "q", evalRun: evalRun{Policy: "full"}, evalSetting: bounded, Answer: "42"}))
+	b := 0.5
+	require.NoError(t, writeResult(w, evalAnswer{ID: "q", evalRun: evalRun{Policy: "h2o", Budget: &b}, evalSetting: bounded, Answer: "4"}))
 	require.NoError(t, w.Close())
-	done, w, err := openResults(path, bounded)
+	done, full, w, err := openResults(path, bounded)
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
-	assert.Equal(t, map[string]bool{"q|full/-/-": true}, done)
-	_, _, err = openResults(path, evalSetting{Reading: readingWhole})
+	assert.Equal(t, map[string]bool{"q|full/-/-": true, "q|h2o/0.5/-": true}, done)
+	assert.Equal(t, map[string]string{"q": "42"}, full, "the full cache's answers, for the oracle")
+	_, _, _, err = openResults(path, evalSetting{Reading: readingWhole})
 	assert.ErrorContains(t, err, "answers.jsonl:1 was written with bounded reading, question after the document, not whole reading")
 
 	policies, peers, err := parsePolicies("h2o,kv-q4_0,keyformer+span2,kv-q8_0")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"h2o", "keyformer+span2"}, policies)
 	assert.Equal(t, []generate.KVCache{generate.KVQ4_0, generate.KVQ8_0}, peers)
-	b := 0.5
 	assert.Equal(t, []evalRun{{Policy: "full"}, {Policy: "h2o", Budget: &b}, {Policy: "kv-q4_0"}},
 		evalPlan{policies: policies[:1], peers: peers[:1], budgets: []float64{b}}.runs())
 }
@@ -246,6 +249,7 @@ func TestParsePolicySpecs(t *testing.T) {
 		"keydiff+span2+kv-q8_0": {policy: keyformer.PolicyKeyDiff, ranking: keyformer.Ranking{Span: 2}, kv: generate.KVQ8_0},
 		"streaming+kv-q4_0":     {policy: keyformer.PolicyStreaming, kv: generate.KVQ4_0},
 		"peak+repeat":           {policy: keyformer.PolicyPeak, repeat: true},
+		"h2o+oracle":            {policy: keyformer.PolicyH2O, oracle: true},
 	} {
 		got, err := parsePolicy(spec)
 		require.NoError(t, err, spec)

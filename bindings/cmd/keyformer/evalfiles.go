@@ -200,13 +200,14 @@ func (r evalRecord) check() error {
 }
 
 // openResults opens a results file (generations.jsonl and the like) for appending and returns
-// the runs it holds, by id and run. A last line cut short by an interrupted run is removed. Every
-// line must have been written in setting: one file holds one way of reading.
-func openResults(path string, setting evalSetting) (map[string]bool, *os.File, error) {
-	done := map[string]bool{}
+// the runs it holds, by id and run, and the full cache's answers by id (answers.jsonl's). A last
+// line cut short by an interrupted run is removed. Every line must have been written in setting:
+// one file holds one way of reading.
+func openResults(path string, setting evalSetting) (done map[string]bool, full map[string]string, w *os.File, err error) {
+	done, full = map[string]bool{}, map[string]string{}
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	complete := bytes.LastIndexByte(b, '\n') + 1
 	sc := bufio.NewScanner(bytes.NewReader(b[:complete]))
@@ -216,26 +217,30 @@ func openResults(path string, setting evalSetting) (map[string]bool, *os.File, e
 			ID string `json:"id"`
 			evalRun
 			evalSetting
+			Answer string `json:"answer"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &g); err != nil {
-			return nil, nil, fmt.Errorf("eval: %s:%d: %w (delete the file to start over)", path, n, err)
+			return nil, nil, nil, fmt.Errorf("eval: %s:%d: %w (delete the file to start over)", path, n, err)
 		}
 		if g.evalSetting != setting {
-			return nil, nil, fmt.Errorf("eval: %s:%d was written with %s, not %s: give another --out (or delete the file to start over)",
+			return nil, nil, nil, fmt.Errorf("eval: %s:%d was written with %s, not %s: give another --out (or delete the file to start over)",
 				path, n, g.evalSetting, setting)
 		}
 		done[g.key(g.ID)] = true
+		if g.full() {
+			full[g.ID] = g.Answer
+		}
 	}
-	w, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
+	w, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err == nil {
 		if err = w.Truncate(int64(complete)); err == nil {
 			_, err = w.Seek(int64(complete), io.SeekStart)
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("eval: %w", err)
+		return nil, nil, nil, fmt.Errorf("eval: %w", err)
 	}
-	return done, w, nil
+	return done, full, w, nil
 }
 
 // writeResult appends one line and syncs it, so that a resumed run finds it.

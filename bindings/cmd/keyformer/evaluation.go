@@ -26,6 +26,8 @@ type evaluation struct {
 	progress *progress
 	probe    *keyformer.Concentration // fed the teacher's attention (tune), or nil
 	set      string                   // the dataset's name
+	// fullAnswers are the full cache's answers by question id, which the oracle's runs score by
+	fullAnswers map[string]string
 	// sparsity is DIR/sparsity.jsonl, where tune writes the probe's measurements, and
 	// sparsityDone the records it holds
 	sparsity     *os.File
@@ -219,7 +221,8 @@ func (rd *reading) setup(run evalRun) (generate.SessionOptions, generate.Options
 	cfg := rd.e.f.config(spec.policy, budget, rd.e.plan.window, rd.newTokens)
 	cfg.Ranking, so.KV = spec.ranking, spec.kv
 	so.Config = &cfg
-	if spec.repeat { // the cache holds the repeated chunk too while a chunk is read
+	o.Whole = spec.oracle // the oracle scores the whole document, then evicts once
+	if spec.repeat {      // the cache holds the repeated chunk too while a chunk is read
 		o.Repeat, err = generate.RepeatPrompt(rd.e.model)
 		so.NCtx += so.NUbatch + len(o.Repeat)
 	}

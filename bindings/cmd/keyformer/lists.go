@@ -64,13 +64,16 @@ type policySpec struct {
 	ranking keyformer.Ranking
 	kv      generate.KVCache // llama.cpp's cache type (f16 but for a policy that reads no attention)
 	repeat  bool             // score by a reconstruction pass (generate.Options.Repeat)
+	oracle  bool             // score by the question and the full cache's answer (generate.Options.Probe)
 }
 
 // parsePolicy reads a policy with its options, written
-// name[+mean][+span<N>][+sinks][+repeat][+kv-<type>] (e.g. "h2o+mean+span3", "peak+repeat",
-// "keydiff+kv-q8_0"): keyformer.Ranking's MeanAttention, Span and KeepSinks, on a scoring policy;
-// a reconstruction pass over each prompt chunk (generate.Options.Repeat) for a policy that reads
-// attention; and a quantized cache (flash attention on) under a policy that reads no attention.
+// name[+mean][+span<N>][+sinks][+repeat|+oracle][+kv-<type>] (e.g. "h2o+mean+span3",
+// "peak+repeat", "keydiff+kv-q8_0"): keyformer.Ranking's MeanAttention, Span and KeepSinks, on a
+// scoring policy; for a policy that reads attention, a reconstruction pass over each prompt chunk
+// (generate.Options.Repeat) or the oracle (the document read whole, scored by the question and the
+// full cache's answer, generate.Options.Probe, then evicted once); and a quantized cache (flash
+// attention on) under a policy that reads no attention.
 func parsePolicy(spec string) (policySpec, error) {
 	name, opts, _ := strings.Cut(spec, "+")
 	p, err := keyformer.ParsePolicy(name)
@@ -94,10 +97,12 @@ func parsePolicy(spec string) (policySpec, error) {
 			return out, fmt.Errorf("policy %q: %s reads no attention to average", spec, p)
 		case opt == "mean":
 			out.ranking.MeanAttention = true
-		case opt == "repeat" && !p.ReadsAttention():
-			return out, fmt.Errorf("policy %q: %s reads no attention to score a repeated chunk by", spec, p)
+		case (opt == "repeat" || opt == "oracle") && !p.ReadsAttention():
+			return out, fmt.Errorf("policy %q: %s reads no attention to score a pass by", spec, p)
 		case opt == "repeat":
 			out.repeat = true
+		case opt == "oracle":
+			out.oracle = true
 		case opt == "sinks":
 			out.ranking.KeepSinks = true
 		case isSpan:
@@ -107,8 +112,11 @@ func parsePolicy(spec string) (policySpec, error) {
 			}
 			out.ranking.Span = n
 		default:
-			return out, fmt.Errorf("policy %q: unknown option %q (want mean, span<N>, sinks, repeat, %s)", spec, opt, strings.Join(peerNames(), ", "))
+			return out, fmt.Errorf("policy %q: unknown option %q (want mean, span<N>, sinks, repeat, oracle, %s)", spec, opt, strings.Join(peerNames(), ", "))
 		}
+	}
+	if out.repeat && out.oracle {
+		return out, fmt.Errorf("policy %q: +repeat and +oracle are two ways of scoring: give one", spec)
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/keyformer/keyformer/bindings/generate"
@@ -101,6 +102,9 @@ func (e *evaluation) questions(r evalRecord) error {
 			if err := e.write(a); err != nil {
 				return err
 			}
+			if run.full() {
+				e.fullAnswers[q.ID] = a.Answer
+			}
 		}
 	}
 	return nil
@@ -114,9 +118,13 @@ func (e *evaluation) answer(rd *reading, run evalRun, qp *questionPrompt, i int,
 	if q.Task != "" {
 		a.Task = &q.Task
 	}
+	probe, err := e.oracleProbe(run, qp.questions[i], q)
+	if err != nil {
+		return a, err
+	}
 	if q.Answer == "" {
 		a.Kind = "recall"
-		res, err := rd.continuation(run, qp.questions[i], generate.Options{MaxNew: q.answerTokens(), StopAtEOG: true})
+		res, err := rd.continuation(run, qp.questions[i], generate.Options{MaxNew: q.answerTokens(), StopAtEOG: true, Probe: probe})
 		if err != nil {
 			return a, err
 		}
@@ -125,7 +133,7 @@ func (e *evaluation) answer(rd *reading, run evalRun, qp *questionPrompt, i int,
 		return a, nil
 	}
 	a.Kind, a.Gold, a.Logprobs = "choice", &q.Answer, map[string]float64{}
-	o := generate.Options{MaxNew: 1, Logits: func(_ int, logits []float32) error {
+	o := generate.Options{MaxNew: 1, Probe: probe, Logits: func(_ int, logits []float32) error {
 		lp := logSoftmax(nil, logits)
 		best := float32(0)
 		for j, tok := range qp.letters {
@@ -139,4 +147,18 @@ func (e *evaluation) answer(rd *reading, run evalRun, qp *questionPrompt, i int,
 	res, err := rd.continuation(run, qp.questions[i], o)
 	a.KVCells = res.PeakCells
 	return a, err
+}
+
+// oracleProbe returns what an oracle run scores the document by before it evicts (nil for any
+// other run): the question's tokens, then the full cache's answer to it.
+func (e *evaluation) oracleProbe(run evalRun, question []int32, q evalQuestion) ([]int32, error) {
+	if spec, err := parsePolicy(run.Policy); run.full() || err != nil || !spec.oracle {
+		return nil, nil
+	}
+	answer, ok := e.fullAnswers[q.ID]
+	if !ok {
+		return nil, fmt.Errorf("the oracle scores by the full cache's answer, and question %s has none", q.ID)
+	}
+	tokens, err := e.model.Tokenize(answer, false, false)
+	return slices.Concat(question, tokens), err
 }

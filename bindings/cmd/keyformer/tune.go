@@ -91,7 +91,7 @@ func (e *evaluation) openSparsity(dir string) error {
 		return nil
 	}
 	var err error
-	e.sparsityDone, e.sparsity, err = openResults(filepath.Join(dir, "sparsity.jsonl"), e.plan.setting)
+	e.sparsityDone, _, e.sparsity, err = openResults(filepath.Join(dir, "sparsity.jsonl"), e.plan.setting)
 	return err
 }
 

@@ -24,7 +24,7 @@ What changes:
   each kept token was). ``llm.keyformer`` (a :class:`Session`) reports the cells and evictions.
 * ``keyformer_budget``: the cells kept per sequence, an int; a float in (0, 1] is a fraction of
   ``n_ctx``. Default 0.5. ``keyformer_policy``: "keydiff" (the library's default), "keyformer",
-  "h2o", "tova", "streaming", "window" or "full". Any other ``keyformer_<name>=`` is passed to :class:`keyformer.Context` as
+  "h2o", "tova", "peak", "streaming", "window" or "full". Any other ``keyformer_<name>=`` is passed to :class:`keyformer.Context` as
   ``<name>=`` (``keyformer_window=64``, ``keyformer_observe_layers=1``, ...).
 * The eval callback is keyformer's (a ``cb_eval`` you set is chained behind it). For the policies
   that read the attention matrix (keyformer, h2o, tova, full) flash attention is turned off;
