@@ -24,7 +24,7 @@ MODEL = os.environ.get("KEYFORMER_MODEL") or os.path.join(ROOT, "build", "deps",
 RUN = os.path.join(HERE, "llama_cpp_python_run.py")
 BUDGET = 256
 N_BATCH = 128
-EVICTING = ["keydiff", "keyformer", "h2o", "tova", "streaming", "window"]
+EVICTING = ["keydiff", "keyformer", "h2o", "tova", "peak", "streaming", "window"]
 
 
 @pytest.fixture(scope="module")
