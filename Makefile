@@ -31,7 +31,8 @@ test: ctest vet unit race fuzz arm64 pytest test-cuda
 # nothing fetched (the library reads no llama.cpp header). -p 1 runs one package's tests at a
 # time: llama.cpp's threads spin at their barriers, so two packages decoding at once on a 2-core
 # machine slow each other 6-20x (two of the adapter's tests: 129 s and 167 s beside the command
-# line's tests, 21 s and 8 s alone).
+# line's tests, 21 s and 8 s alone; the two packages 1202 s and 1023 s side by side, 270 s and
+# 132 s one after the other).
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags purego ./...
