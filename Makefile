@@ -28,17 +28,17 @@ model-qwen:
 test: ctest vet unit race fuzz arm64 pytest test-cuda
 
 # unit depends on deps: the llama.cpp integration tests run the pinned runtime and model. vet needs
-# nothing fetched (the library reads no llama.cpp header). -p 1 runs one package's tests at a
-# time: llama.cpp's threads spin at their barriers, so two packages decoding at once on a 2-core
-# machine slow each other 6-20x (two of the adapter's tests: 129 s and 167 s beside the command
-# line's tests, 21 s and 8 s alone; the two packages 1202 s and 1023 s side by side, 270 s and
-# 132 s one after the other).
+# nothing fetched (the library reads no llama.cpp header).
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags purego ./...
 	GOARCH=arm64 $(GO) vet ./...
 	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
 
+# -p 1 runs one package's tests at a time: llama.cpp's threads spin at their barriers, so two
+# packages decoding at once on a 2-core machine slow each other 6-20x (two of the adapter's tests:
+# 129 s and 167 s beside the command line's tests, 21 s and 8 s alone; the two packages 1202 s and
+# 1023 s side by side, 270 s and 132 s one after the other).
 unit: deps
 	$(GO) test -count=1 -p 1 -timeout 30m ./...
 	$(GO) test -count=1 -tags purego ./simd/ ./keyformer/
