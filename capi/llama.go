@@ -130,6 +130,7 @@ func graphFor(lib *llama.Lib, readKeys bool) (C.struct_kf_graph, error) {
 		off_op:       C.uint32_t(llama.TensorOffsetOp),
 		op_positions: C.int32_t(lib.Ops.Rope),
 		op_cells:     C.int32_t(lib.Ops.SetRows),
+		op_keys:      [2]C.int32_t{C.int32_t(lib.Ops.Reshape), C.int32_t(lib.Ops.View)},
 		read_keys:    boolInt(readKeys),
 	}
 	for _, f := range []struct {

@@ -172,9 +172,11 @@ bool keyformer_llama_eval_callback(struct ggml_tensor *t, bool ask, void *user_d
                 want = kfgo_llama_eval(h, t, 1) != 0;
             } else {
                 int32_t op = kf_op(g, t);
-                if (op == g->op_positions && (kf_is(name, g->positions, g->positions_len) ||
-                                              (g->read_keys && kf_is(name, g->keys, g->keys_len)))) {
-                    want = kfgo_llama_eval(h, t, 1) != 0; /* reads the positions; wants the keys it reads */
+                if (op == g->op_positions && kf_is(name, g->positions, g->positions_len)) {
+                    kfgo_llama_eval(h, t, 1); /* reads the node's input; always "no" */
+                } else if (g->read_keys && (op == g->op_keys[0] || op == g->op_keys[1]) &&
+                           kf_is(name, g->keys, g->keys_len)) {
+                    want = kfgo_llama_eval(h, t, 1) != 0; /* wants the keys it reads */
                 } else if (op == g->op_cells && kf_is(name, g->cells, g->cells_len)) {
                     kfgo_llama_eval(h, t, 1); /* reads the node's input; always "no" */
                 }

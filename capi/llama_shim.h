@@ -16,13 +16,14 @@ struct kf_graph {
     uint32_t off_op;    /* offset of enum ggml_op op (4 bytes) */
     int32_t op_positions; /* the op of the positions node (ROPE) */
     int32_t op_cells;     /* the op of the cells node (SET_ROWS) */
+    int32_t op_keys[2];   /* the ops of the keys nodes (RESHAPE, VIEW) */
     uint32_t attention_len;       /* strlen(attention) */
     char attention[KF_NAME_MAX];  /* the attention nodes' prefix, "kq_soft_max-" */
     uint32_t positions_len;       /* strlen(positions) + 1: compared with its NUL, an exact match */
     char positions[KF_NAME_MAX];  /* "Kcur-0" */
     uint32_t cells_len;           /* strlen(cells) + 1 */
     char cells[KF_NAME_MAX];      /* "cache_k_l0 (view)" */
-    int32_t read_keys;            /* 1: the policy reads keys (nodes op_positions named keys...) */
+    int32_t read_keys;            /* 1: the policy reads keys (nodes of an op_keys named keys...) */
     uint32_t keys_len;            /* strlen(keys) */
     char keys[KF_NAME_MAX];       /* the keys nodes' prefix, "Kcur-" */
 };

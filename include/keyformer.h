@@ -148,9 +148,10 @@ typedef struct keyformer_attention {
 } keyformer_attention;
 
 /* One layer's keys for one ubatch of one sequence (KEYFORMER_POLICY_KEYDIFF): n_rows tokens x
- * n_heads KV heads x head_dim values, after the positional rotation (as the cache holds them).
- * Element (r, h, d) is data[r * row_stride + h * head_stride + d]. For llama.cpp's Kcur-<layer>
- * tensor (op ROPE): head_stride = head_dim, row_stride = head_dim * n_head_kv. */
+ * n_heads KV heads x head_dim values, best before the positional rotation (RoPE; rotated keys
+ * are accepted, but tokens read early then look typical and are evicted first). Element
+ * (r, h, d) is data[r * row_stride + h * head_stride + d]. For llama.cpp's Kcur-<layer> tensor
+ * before its ROPE (op RESHAPE): head_stride = head_dim, row_stride = head_dim * n_head_kv. */
 typedef struct keyformer_keys {
     uint32_t size;       /* sizeof(keyformer_keys), set by the caller */
     int32_t n_rows;

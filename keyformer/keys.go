@@ -5,10 +5,12 @@ import (
 	"math"
 )
 
-// Keys is one layer's keys for one ubatch: Rows tokens x Heads KV heads x Dim values, after the
-// positional rotation (the keys the cache holds). Element (r, h, d) is
-// Data[r*RowStride + h*HeadStride + d]. llama.cpp's Kcur-<layer> tensor (ROPE, ne = [head_dim,
-// n_head_kv, n_tokens]) has HeadStride = head_dim and RowStride = head_dim * n_head_kv.
+// Keys is one layer's keys for one ubatch: Rows tokens x Heads KV heads x Dim values, best before
+// the positional rotation (RoPE): a rotated key depends on its position, so the mean key of the
+// first ubatches differs from that of the later ones, and tokens read early look typical and are
+// evicted first. Element (r, h, d) is Data[r*RowStride + h*HeadStride + d]. llama.cpp's
+// Kcur-<layer> tensor before its ROPE (ne = [head_dim, n_head_kv, n_tokens]) has HeadStride =
+// head_dim and RowStride = head_dim * n_head_kv, or the QKV row's length for a fused projection.
 type Keys struct {
 	Data                  []float32
 	Rows, Heads, Dim      int

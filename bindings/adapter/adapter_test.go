@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -197,7 +198,7 @@ func TestMissingGraphNodesAreNamed(t *testing.T) {
 		{keyformer.PolicyKeyformer, []string{llama.NodePositions}, []string{`0 positions (node "Kcur-0")`}},
 		{keyformer.PolicyKeyformer, []string{llama.NodeCells}, []string{"layer 0's attention", `"cache_k_l0 (view)"`}},
 		{keyformer.PolicyKeyformer, []string{llama.NodePositions, llama.NodeCells, attention}, []string{"no ubatch's positions and cells", `"Kcur-0" of op ROPE`, `"cache_k_l0 (view)" of op SET_ROWS`}},
-		{keyformer.PolicyKeyDiff, []string{llama.NodeKeys + "-2"}, []string{fmt.Sprintf("keys of %d of the %d layers", m.NLayer-1, m.NLayer), `"Kcur"-<layer>, op ROPE`}},
+		{keyformer.PolicyKeyDiff, []string{llama.NodeKeys + "-2"}, []string{fmt.Sprintf("keys of %d of the %d layers", m.NLayer-1, m.NLayer), `"Kcur"-<layer>, op RESHAPE or VIEW`}},
 	} {
 		tr, err := keyformer.NewTracker(*config(m, tc.policy, keyformer.Fraction(0.5)))
 		require.NoError(t, err)
@@ -648,4 +649,29 @@ func TestKeyDiffReadsKeysUnderFlashAttention(t *testing.T) {
 	attention, err := keyformer.NewTracker(*config(m, keyformer.PolicyH2O, keyformer.Tokens(budget)))
 	require.NoError(t, err)
 	assert.ErrorContains(t, s.Adapter.SetObservers(attention), "reads attention, the tracker (keydiff) keys")
+}
+
+// KeyDiff reads the keys before their rotation: layer 0's keys depend on the token alone (no
+// earlier layer has mixed positions in), so one token repeated scores the same at every
+// position, where rotated keys would differ with the position.
+func TestKeyDiffReadsKeysBeforeRotation(t *testing.T) {
+	m := model(t)
+	one, err := m.Tokenize(" the", false, false)
+	require.NoError(t, err)
+	require.Len(t, one, 1)
+	prompt := slices.Repeat(one, 64)
+	cfg := config(m, keyformer.PolicyKeyDiff, keyformer.Tokens(256))
+	cfg.Observe.Layers = []int{0}
+	s := newSession(t, m, 256, 64, cfg)
+	seq, err := s.Adapter.Tracker().Sequence(adapter.DefaultSequence)
+	require.NoError(t, err)
+	_, err = s.Run(prompt, generate.Options{MaxNew: 1})
+	require.NoError(t, err)
+	toks := seq.Tokens()
+	require.GreaterOrEqual(t, len(toks), len(prompt))
+	first := toks[0].Score
+	assert.InDelta(t, -float64(m.NHeadKV), first, 1e-4, "keys equal to the mean keys: minus one cosine of 1 per KV head")
+	for _, tok := range toks[1:len(prompt)] {
+		assert.InDelta(t, first, tok.Score, 1e-5, "position %d", tok.Pos)
+	}
 }

@@ -35,8 +35,8 @@ func (a *Adapter) wants(layer int) bool {
 
 // wantsKeys reports whether the eval callback should answer true for layer's keys: the policy
 // reads keys and the schedule reads the layer, in a ubatch whose keys are read. Layer 0's keys
-// come before the ubatch's cells, so they are asked for whenever the schedule reads layer 0,
-// and kept until the cells say whether the ubatch is read.
+// come before the ubatch's positions and cells, so they are asked for whenever the schedule
+// reads layer 0, and kept until the cells say whether the ubatch is read.
 func (a *Adapter) wantsKeys(layer int) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -61,7 +61,7 @@ func (a *Adapter) reads(layer int) bool {
 func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 	layer, attention := t.NameLayer(llama.NodeAttention)
 	keyLayer, keys := 0, false
-	if !attention && t.Op() == a.lib.Ops.Rope {
+	if !attention && a.lib.Ops.IsKeys(t.Op()) {
 		keyLayer, keys = t.NameLayer(llama.NodeKeys)
 	}
 	if ask {
@@ -70,10 +70,9 @@ func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 		case attention:
 			return a.wants(layer)
 		case keys:
-			if keyLayer == 0 && t.NameIs(llama.NodePositions) {
-				a.readUbatchInput(t, true)
-			}
 			return a.wantsKeys(keyLayer)
+		case t.Op() == a.lib.Ops.Rope && t.NameIs(llama.NodePositions):
+			a.readUbatchInput(t, true)
 		case t.Op() == a.lib.Ops.SetRows && t.NameIs(llama.NodeCells): // a VIEW node has the same name
 			a.readUbatchInput(t, false)
 		}
@@ -145,7 +144,7 @@ func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
 // v0.5.0's. It resets the count.
 func (a *Adapter) checkKeysSeen() {
 	if a.keys && a.read && a.keysSeen > 0 && a.keysSeen != a.keyLayers {
-		a.fail(fmt.Errorf("adapter: the ubatch showed the keys of %d of the %d layers the schedule reads (nodes %q-<layer>, op ROPE): "+
+		a.fail(fmt.Errorf("adapter: the ubatch showed the keys of %d of the %d layers the schedule reads (nodes %q-<layer>, op RESHAPE or VIEW): "+
 			"the graph's node names or layout differ from llama.cpp v0.5.0's (bindings/llama/internals.go)", a.keysSeen, a.keyLayers, llama.NodeKeys))
 	}
 	a.keysSeen = 0

@@ -66,15 +66,16 @@ func (a *Adapter) observeKeys(layer int, t llama.Tensor) error {
 	start := time.Now()
 	defer func() { a.stats.ObserveTime += time.Since(start) }()
 	dim, heads, nTok := int(t.Ne(0)), int(t.Ne(1)), int(t.Ne(2))
-	if t.Type() != llama.TypeF32 || !t.IsContiguous() || t.Ne(3) != 1 {
-		return fmt.Errorf("keys tensor (%s-%d) is not contiguous 3-d f32", llama.NodeKeys, layer)
+	if t.Type() != llama.TypeF32 || dim < 1 || heads < 1 || nTok < 1 || t.Ne(3) != 1 || t.Nb(0) != 4 || t.Nb(1)%4 != 0 || t.Nb(2)%4 != 0 {
+		return fmt.Errorf("keys tensor (%s-%d) is not 3-d f32 with each head's values consecutive", llama.NodeKeys, layer)
 	}
+	headStride, rowStride := int(t.Nb(1)/4), int(t.Nb(2)/4) // a fused QKV projection's view: rows strided
 	data := a.lib.F32View(t)
-	if data == nil {
-		data = make([]float32, dim*heads*nTok)
+	if data == nil { // strided, or not in host memory: copy the span from the first value to the last
+		data = make([]float32, (nTok-1)*rowStride+(heads-1)*headStride+dim)
 		a.lib.TensorRead(t, unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), 4*len(data)), 0)
 	}
-	k := keyformer.Keys{Data: data, Rows: nTok, Heads: heads, Dim: dim, RowStride: dim * heads, HeadStride: dim}
+	k := keyformer.Keys{Data: data, Rows: nTok, Heads: heads, Dim: dim, RowStride: rowStride, HeadStride: headStride}
 	if layer == 0 {
 		k.Data = slices.Clone(data)
 		a.key0 = &k

@@ -17,8 +17,8 @@ import (
 // Graph node names of llama.cpp v0.5.0 (src/llama-graph.cpp, src/llama-kv-cache.cpp) read during
 // the eval callback's asks.
 const (
-	// NodePositions is layer 0's ROPE of K, the first node of a ubatch keyformer reads; its src[1]
-	// is inp_pos, the int32 positions of the ubatch's tokens.
+	// NodePositions is layer 0's ROPE of K (op ROPE); its src[1] is inp_pos, the int32 positions
+	// of the ubatch's tokens.
 	NodePositions = "Kcur-0"
 	// NodeCells is the SET_ROWS that writes layer 0's K cache (a VIEW node has the same name); its
 	// src[1] is attn_inp_k_idxs, the int64 cells the ubatch's tokens land in.
@@ -26,9 +26,11 @@ const (
 	// NodeAttention is the prefix of the attention probabilities "kq_soft_max-<layer>" (SOFT_MAX,
 	// f32 [n_kv, n_tokens, n_head, n_stream]).
 	NodeAttention = "kq_soft_max"
-	// NodeKeys is the prefix of the ubatch's keys "Kcur-<layer>" after their rotation (op ROPE;
-	// the matmul and reshape before it bear the same name), f32 [head_dim, n_head_kv, n_tokens]:
-	// what a policy that reads keys reads. Layer 0's is NodePositions.
+	// NodeKeys is the prefix of the ubatch's keys "Kcur-<layer>" before their rotation, f32
+	// [head_dim, n_head_kv, n_tokens]: the RESHAPE of the K projection (separate Q/K/V weights)
+	// or the VIEW of the fused QKV projection (rows then strided). The 2-d matmul and bias before
+	// it and the ROPE after it bear the same name. What a policy that reads keys reads: without
+	// the rotation a key does not depend on its position, so keys read early and late compare.
 	NodeKeys = "Kcur"
 )
 
@@ -45,7 +47,12 @@ const (
 type Ops struct {
 	Rope    GGMLOp // "ROPE": NodePositions
 	SetRows GGMLOp // "SET_ROWS": NodeCells
+	Reshape GGMLOp // "RESHAPE": NodeKeys of separate Q/K/V weights
+	View    GGMLOp // "VIEW": NodeKeys of fused QKV weights
 }
+
+// IsKeys reports whether op is one of NodeKeys' ops (RESHAPE or VIEW).
+func (o Ops) IsKeys(op GGMLOp) bool { return op == o.Reshape || op == o.View }
 
 // maxOps bounds the search of ggml_op_name (ggml v0.5.0 has 101 ops).
 const maxOps = 1024
@@ -60,7 +67,7 @@ func resolveOps(name func(int32) *byte) (Ops, error) {
 		name  string
 		op    *GGMLOp
 		found bool
-	}{{name: "ROPE", op: &o.Rope}, {name: "SET_ROWS", op: &o.SetRows}}
+	}{{name: "ROPE", op: &o.Rope}, {name: "SET_ROWS", op: &o.SetRows}, {name: "RESHAPE", op: &o.Reshape}, {name: "VIEW", op: &o.View}}
 	found := 0
 	op := GGMLOp(0)
 	for ; op < maxOps && found < len(want); op++ {

@@ -89,8 +89,13 @@ func TestAttachRequiresOnlyAttachSymbols(t *testing.T) {
 // to the end of ggml's op table, where ggml_op_name of the pinned build returns NULL.
 func TestOpsResolvedByName(t *testing.T) {
 	l := needLib(t)
-	if l.OpName(l.Ops.Rope) != "ROPE" || l.OpName(l.Ops.SetRows) != "SET_ROWS" {
-		t.Fatalf("ops %+v are %q and %q", l.Ops, l.OpName(l.Ops.Rope), l.OpName(l.Ops.SetRows))
+	for _, o := range []struct {
+		op   GGMLOp
+		name string
+	}{{l.Ops.Rope, "ROPE"}, {l.Ops.SetRows, "SET_ROWS"}, {l.Ops.Reshape, "RESHAPE"}, {l.Ops.View, "VIEW"}} {
+		if got := l.OpName(o.op); got != o.name {
+			t.Errorf("ops %+v: %d is %q, want %q", l.Ops, o.op, got, o.name)
+		}
 	}
 	renamed := []byte("ROPE_RENAMED\x00")
 	_, err := resolveOps(func(op int32) *byte {

@@ -459,8 +459,9 @@ class Context:
             seq: sequence id.
             layer: layer index in [0, n_layer).
             keys: a ``numpy.float32`` array of shape ``(rows, heads, head_dim)``: the ubatch's
-                ``rows`` newest tokens, ``heads`` = n_head_kv, after the positional rotation (the
-                memory order of llama.cpp's ``Kcur-<layer>`` tensor read as a C array). The last
+                ``rows`` newest tokens, ``heads`` = n_head_kv, best before the positional rotation
+                (the memory order of llama.cpp's ``Kcur-<layer>`` tensor before its ROPE read as
+                a C array; rotated keys make tokens read early look typical). The last
                 axis must be contiguous; the others may have any non-negative stride.
 
         Raises:
