@@ -72,6 +72,32 @@ func TestKeyDiffScoresAreMinusTheCosineToTheMeanKey(t *testing.T) {
 	assert.InDelta(t, want, toks[1].Score, 1e-6)
 }
 
+// Keys in a fused QKV projection's rows (each row Q, then K, then V; RowStride the whole row)
+// score as the same keys packed.
+func TestKeyDiffReadsStridedRows(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	packed := typicalKeys(rnd, 8, 2, 16, 5)
+	const q, v = 64, 32 // values before and after the keys in each row
+	row := q + 2*16 + v
+	fused := Keys{Data: make([]float32, 8*row), Rows: 8, Heads: 2, Dim: 16, RowStride: row, HeadStride: 16}
+	for r := range 8 {
+		copy(fused.Data[r*row+q:][:2*16], packed.Data[r*2*16:][:2*16])
+		fused.Data[r*row] = float32(r) // a query value, never read as a key
+	}
+	fused.Data = fused.Data[q:] // the view starts at the first row's keys
+	var scores [2][]float32
+	for i, k := range []Keys{packed, fused} {
+		s := keyDiffSequence(t, 8, 1, Shared)
+		cells := []int32{0, 1, 2, 3, 4, 5, 6, 7}
+		require.NoError(t, s.AddCells(cells, cells))
+		require.NoError(t, s.ObserveKeys(0, k))
+		for _, tok := range s.Tokens() {
+			scores[i] = append(scores[i], tok.Score)
+		}
+	}
+	assert.Equal(t, scores[0], scores[1])
+}
+
 func TestKeyDiffInputErrorsChangeNothing(t *testing.T) {
 	s := keyDiffSequence(t, 4, 1, Shared)
 	require.NoError(t, s.AddCells([]int32{0, 1}, []int32{0, 1}))
