@@ -61,7 +61,7 @@ func (a *Adapter) reads(layer int) bool {
 func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 	layer, attention := t.NameLayer(llama.NodeAttention)
 	keyLayer, keys := 0, false
-	if !attention && a.lib.Ops.IsKeys(t.Op()) {
+	if !attention && a.keys && a.lib.Ops.IsKeys(t.Op()) { // a.keys is fixed at New
 		keyLayer, keys = t.NameLayer(llama.NodeKeys)
 	}
 	if ask {
@@ -81,7 +81,7 @@ func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 	if keys {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if a.keys && keyLayer < len(a.layers) && a.layers[keyLayer] {
+		if keyLayer < len(a.layers) && a.layers[keyLayer] {
 			if err := a.observeKeys(keyLayer, t); err != nil {
 				a.fail(fmt.Errorf("adapter: layer %d: %w", keyLayer, err))
 			}

@@ -71,13 +71,17 @@ func (a *Adapter) observeKeys(layer int, t llama.Tensor) error {
 	}
 	headStride, rowStride := int(t.Nb(1)/4), int(t.Nb(2)/4) // a fused QKV projection's view: rows strided
 	data := a.lib.F32View(t)
-	if data == nil { // strided, or not in host memory: copy the span from the first value to the last
+	aliased := data != nil // ggml's memory, valid during this call only
+	if !aliased {
+		// strided, or not in host memory: copy the span from the first value to the last
 		data = make([]float32, (nTok-1)*rowStride+(heads-1)*headStride+dim)
 		a.lib.TensorRead(t, unsafe.Slice((*byte)(unsafe.Pointer(&data[0])), 4*len(data)), 0)
 	}
 	k := keyformer.Keys{Data: data, Rows: nTok, Heads: heads, Dim: dim, RowStride: rowStride, HeadStride: headStride}
 	if layer == 0 {
-		k.Data = slices.Clone(data)
+		if aliased {
+			k.Data = slices.Clone(data)
+		}
 		a.key0 = &k
 		return nil
 	}
