@@ -1,6 +1,7 @@
 package main
 
-// Progress on stderr: one line, redrawn in place, drawn the same way by generate, eval and bench.
+// Progress on stderr: one line, redrawn in place on a terminal and printed as whole lines in a log,
+// drawn the same way by generate, eval and bench.
 
 import (
 	"fmt"
@@ -11,19 +12,21 @@ import (
 )
 
 // progressLine draws one progress line on w: update redraws it in place (a carriage return, then
-// the text), end draws it a last time and ends it with a newline. A line that does not redraw (eval
-// writing to a log rather than a terminal) ignores update and prints whole lines with log instead.
+// the text), end draws it a last time and ends it with a newline. A line that does not redraw (w a
+// log file or a pipe rather than a terminal) ignores update, prints whole lines with log instead,
+// and ends with the last text alone, so that a log holds no carriage returns.
 type progressLine struct {
 	w      io.Writer
 	redraw bool
 }
 
-// newProgressLine returns a line on w that redraws in place.
-func newProgressLine(w io.Writer) *progressLine { return &progressLine{w: w, redraw: true} }
-
-// newTerminalLine returns a line on w that redraws in place where w is a terminal.
-func newTerminalLine(w *os.File) *progressLine {
-	st, err := w.Stat()
+// newProgressLine returns a line on w that redraws in place where w is a terminal.
+func newProgressLine(w io.Writer) *progressLine {
+	f, ok := w.(*os.File)
+	if !ok {
+		return &progressLine{w: w}
+	}
+	st, err := f.Stat()
 	return &progressLine{w: w, redraw: err == nil && st.Mode()&os.ModeCharDevice != 0}
 }
 
@@ -43,7 +46,10 @@ func (p *progressLine) log(text string) {
 
 // end draws the line a last time as text and ends it.
 func (p *progressLine) end(text string) {
-	fmt.Fprintln(p.w, "\r"+text)
+	if p.redraw {
+		text = "\r" + text
+	}
+	fmt.Fprintln(p.w, text)
 }
 
 // readingProgress returns a generate.Options.Progress showing on w, after prefix, the prompt
@@ -85,7 +91,7 @@ type progress struct {
 // newProgress starts the progress of running runs for every unit of every record (the record,
 // or each of its questions), some of them done already.
 func newProgress(w *os.File, records []evalRecord, runs []evalRun, done map[string]bool) *progress {
-	p := &progress{out: newTerminalLine(w), records: len(records), start: time.Now()}
+	p := &progress{out: newProgressLine(w), records: len(records), start: time.Now()}
 	for _, r := range records {
 		for _, id := range r.units() {
 			for _, run := range runs {
