@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -mod=readonly
 
-.PHONY: run test vet unit race fuzz arm64 bench-kernels deps bench test-cuda
+.PHONY: run test check vet unit race fuzz arm64 bench-kernels deps bench test-cuda
 .PHONY: lib ctest bench-abi pytest bench-llama eval eval-rouge eval-fidelity eval-questions eval-retrieval eval-paper retrieval-data wheel llama-cpp-python
 
 ## run: the main job: a built-in document and question answered by Qwen2.5-Coder-1.5B with the full
@@ -27,6 +27,23 @@ model-qwen:
 ## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
 test: ctest vet unit race fuzz arm64 pytest test-cuda
 
+## check: the fast loop while changing code (a few minutes; nothing fetched): vet, every Go test
+## with the real-model suites skipped (go test -short), the core's race detector and a fuzz smoke,
+## the C ABI's ctest without the llama.cpp host, and the Python tests without llama.cpp. make test
+## runs all of it and the rest.
+PY = $(if $(wildcard build/deps/venv/bin/python),build/deps/venv/bin/python,python3)
+check:
+	$(GO) vet ./...
+	$(GO) test -count=1 -short ./...
+	$(GO) test -count=1 -short -race ./keyformer/ ./simd/
+	$(MAKE) --no-print-directory fuzz FUZZSMOKE=20
+	bash build/ensure-tools.sh
+	cmake -S . -B build/cmake -G Ninja
+	cmake --build build/cmake
+	ctest --test-dir build/cmake --output-on-failure -E '^(llama_.*|readme_llama)$$'
+	KEYFORMER_TEST_REQUIRE_LIB=1 $(PY) -m pytest tests/python -q \
+	  --ignore=tests/python/test_llama.py --ignore=tests/python/test_llama_cpp_python.py
+
 # unit depends on deps: the llama.cpp integration tests run the pinned runtime and model. vet needs
 # nothing fetched (the library reads no llama.cpp header).
 vet:
@@ -49,12 +66,14 @@ race:
 # Each fuzz target runs for a number of executions (go test -fuzz takes one target per run). A
 # duration (-fuzztime 10s) races Go 1.26's fuzz coordinator at the deadline and fails spuriously
 # with "context deadline exceeded" on a busy machine (golang/go#75804, fixed in Go 1.27); a count
-# cannot.
+# cannot. FUZZEXECS multiplies the counts, FUZZSMOKE divides them (make check: a twentieth).
 FUZZEXECS ?= 1
+FUZZSMOKE ?= 1
+FUZZN = $$(($(1) * $(FUZZEXECS) / $(FUZZSMOKE)))x
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzSequence$$' -fuzztime $$((200000 * $(FUZZEXECS)))x ./keyformer/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $$((200000 * $(FUZZEXECS)))x ./keyformer/
-	$(GO) test -run '^$$' -fuzz '^FuzzGumbelScores$$' -fuzztime $$((50000 * $(FUZZEXECS)))x ./simd/
+	$(GO) test -run '^$$' -fuzz '^FuzzSequence$$' -fuzztime $(call FUZZN,200000) ./keyformer/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(call FUZZN,200000) ./keyformer/
+	$(GO) test -run '^$$' -fuzz '^FuzzGumbelScores$$' -fuzztime $(call FUZZN,50000) ./simd/
 
 ## arm64: the simd and keyformer tests cross-compiled for linux/arm64 (static test binaries, no
 ## cgo) and run under qemu user emulation: with the NEON kernels, then the Go twins only (purego).

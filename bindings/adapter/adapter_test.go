@@ -33,6 +33,9 @@ var (
 // model returns SmolLM2 on the pinned runtime (loaded once) or skips.
 func model(t testing.TB) *llama.Model {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs llama.cpp on the real model: skipped under -short (make check)")
+	}
 	fixtureOnce.Do(func() {
 		dir, path := llama.DefaultLibDir(), llama.DefaultModelPath()
 		for _, p := range []string{dir, path} {

@@ -30,6 +30,9 @@ var (
 // needLib returns the process's Lib (loaded once) or skips the test.
 func needLib(t testing.TB) *Lib {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs llama.cpp on the real model: skipped under -short (make check)")
+	}
 	testLibOnce.Do(func() {
 		dir := DefaultLibDir()
 		if _, err := os.Stat(filepath.Join(dir, libraryFiles[len(libraryFiles)-1])); err != nil {

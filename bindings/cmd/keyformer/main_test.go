@@ -46,6 +46,9 @@ func TestDemoShowsEveryPolicy(t *testing.T) {
 // needModel skips unless make deps fetched the llama.cpp runtime and the model.
 func needModel(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs llama.cpp on the real model: skipped under -short (make check)")
+	}
 	for _, p := range []string{llama.DefaultLibDir(), llama.DefaultModelPath()} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("llama.cpp runtime or model not fetched (run make deps): %v", err)

@@ -31,6 +31,9 @@ the default one is netutil.DefaultBackoff, which holds the numbers above.`
 // (bash build/deps.sh --model qwen2.5-coder-1.5b, or make model-qwen); the test never fetches it.
 func needQwen(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs llama.cpp on the real model: skipped under -short (make check)")
+	}
 	model := filepath.Join(llama.RepoRoot(), "build", "deps", "models", "qwen2.5-coder-1.5b.gguf")
 	for _, p := range []string{llama.DefaultLibDir(), model} {
 		if _, err := os.Stat(p); err != nil {
