@@ -141,7 +141,7 @@ func graphFor(lib *llama.Lib, readKeys bool) (C.struct_kf_graph, error) {
 	}{
 		{&g.attention, &g.attention_len, llama.NodeAttention + "-", false},
 		{&g.positions, &g.positions_len, llama.NodePositions, true},
-		{&g.cells, &g.cells_len, llama.NodeCells, true},
+		{&g.cells, &g.cells_len, llama.NodeCells, false},
 		{&g.keys, &g.keys_len, llama.NodeKeys + "-", false},
 	} {
 		if len(f.name) == 0 || len(f.name) >= llama.MaxName {
@@ -304,7 +304,7 @@ func kfgo_llama_restore(h C.uintptr_t, seq C.int32_t, buf *C.uint8_t, size C.siz
 			switch {
 			case errors.Is(err, keyformer.ErrInvalidState):
 				return err
-			case errors.Is(err, adapter.ErrRestoreBesideOthers):
+			case errors.Is(err, adapter.ErrRestoreBesideOthers), errors.Is(err, adapter.ErrRestorePerStream):
 				return fail(statusUnsupported, "%v", err)
 			}
 			return fail(statusInvalidState, "%v", err)

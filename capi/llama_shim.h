@@ -21,8 +21,8 @@ struct kf_graph {
     char attention[KF_NAME_MAX];  /* the attention nodes' prefix, "kq_soft_max-" */
     uint32_t positions_len;       /* strlen(positions) + 1: compared with its NUL, an exact match */
     char positions[KF_NAME_MAX];  /* "Kcur-0" */
-    uint32_t cells_len;           /* strlen(cells) + 1 */
-    char cells[KF_NAME_MAX];      /* "cache_k_l0 (view)" */
+    uint32_t cells_len;           /* strlen(cells) */
+    char cells[KF_NAME_MAX];      /* the cells node's prefix, "cache_k_l0 (" */
     int32_t read_keys;            /* 1: the policy reads keys (nodes of an op_keys named keys...) */
     uint32_t keys_len;            /* strlen(keys) */
     char keys[KF_NAME_MAX];       /* the keys nodes' prefix, "Kcur-" */

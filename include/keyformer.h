@@ -283,10 +283,16 @@ KEYFORMER_API keyformer_status keyformer_state_load(keyformer_context *ctx, int3
  *     keyformer_set_prompt_length(kf, 0, n_prompt);                // when the prompt comes in chunks
  *     ... llama_decode(lctx, batch); keyformer_llama_apply(kf, 0, &n_evicted); ...  // every decode
  *
- * Requirements and limits: a context with shared granularity; flash attention disabled; a unified
- * KV cache (one stream: n_seq_max = 1 or kv_unified = true); a memory that can remove single
- * positions (not sliding-window, recurrent or hybrid models); n_ctx of at least the budget plus
- * n_ubatch, so that every ubatch finds room before the following apply frees cells. Survivors keep
+ * Requirements and limits: a context with shared granularity; flash attention disabled (except for
+ * KEYFORMER_POLICY_KEYDIFF, which reads keys); a memory that can remove single positions (not
+ * sliding-window, recurrent or hybrid models); room for every ubatch before the following apply
+ * frees cells. Both of llama.cpp's cache layouts work, told apart at attach: one unified cache
+ * (n_seq_max = 1, or kv_unified = true), whose n_ctx must hold every sequence's budget plus one
+ * n_ubatch, and one KV stream per sequence (n_seq_max > 1 with kv_unified = false, llama.cpp's
+ * default then: llama_n_ctx_seq cells per stream, a multiple of 256), where a token attends to its
+ * own stream only, so attention costs shrink with the budget; there each stream must hold its
+ * sequence's budget, evict_slack and the tokens of that sequence one decode adds (size n_ctx =
+ * n_seq_max x that). Survivors keep
  * their positions: the next token still goes at llama_memory_seq_pos_max + 1 (llama_batch_get_one
  * does that). The llama.cpp context must be freed before the keyformer context, or at least never
  * decode after it. Each attention tensor answered true ends a compute chunk of llama.cpp's graph
@@ -341,9 +347,10 @@ KEYFORMER_API keyformer_status keyformer_llama_chain(keyformer_context *ctx,
                                                      bool (*cb)(struct ggml_tensor *, bool, void *),
                                                      void *user_data);
 
-/* Optional, before a llama_decode of tokens of several sequences: seq_of_token[i] is the
- * sequence of the batch's token i (in batch order; n tokens). Without it every token belongs to
- * sequence 0. The declaration holds for the next decode only; n = 0 clears it. Negative sequence
+/* Optional, before a llama_decode of tokens of several sequences in a unified cache: seq_of_token[i]
+ * is the sequence of the batch's token i (in batch order; n tokens). Without it every token belongs
+ * to sequence 0. With a stream per sequence each token's cell names its sequence, and the
+ * declaration is not used. The declaration holds for the next decode only; n = 0 clears it. Negative sequence
  * ids are an error; ids past the range are reported by keyformer_llama_apply. The array is copied.
  * Not concurrently with a llama_decode of the attached context. */
 KEYFORMER_API keyformer_status keyformer_llama_set_batch(keyformer_context *ctx, const int32_t *seq_of_token,
@@ -366,8 +373,8 @@ KEYFORMER_API keyformer_status keyformer_llama_apply(keyformer_context *ctx, int
  * with llama_state_seq_set_data: the saved cells are renamed to where llama.cpp put them (cells
  * 0, 1, ... when no other sequence of ctx holds cells) and the positions llama.cpp holds are checked
  * against the saved ones. KEYFORMER_ERR_UNSUPPORTED (nothing changes): another sequence of ctx
- * holds cells, so llama.cpp placed the restored cells where the library cannot see; restore into
- * a context whose other sequences are empty. KEYFORMER_ERR_INVALID_STATE: malformed data
+ * holds cells, or the cache has a stream per sequence, so llama.cpp placed the restored cells where
+ * the library cannot see; restore into a unified cache whose other sequences are empty. KEYFORMER_ERR_INVALID_STATE: malformed data
  * (nothing changes) or positions that do not match llama.cpp's (the sequence is then empty). The
  * buffer is read during the call only. Not concurrently with a llama_decode of the attached
  * context. */
@@ -402,7 +409,8 @@ KEYFORMER_API keyformer_status keyformer_llama_seq_add(keyformer_context *ctx, i
                                                        int32_t delta);
 
 /* After llama_memory_seq_cp(mem, src, dst, p0, p1): in llama.cpp's unified cache dst now also
- * holds src's cells in [p0, p1), the same cells. Sequence dst gets those tokens (same cells and
+ * holds src's cells in [p0, p1), the same cells (with a stream per sequence llama.cpp copies src's
+ * whole stream into dst's, emptied first, and dst gets src's tokens in its own stream's cells). Sequence dst gets those tokens (same cells and
  * positions) with a copy of their scores; a dst that never held a token also continues src's
  * prompt length, budget and step count. From then on each sequence scores and evicts the shared
  * cells on its own: keyformer_llama_apply of one removes the cell from that sequence only
@@ -412,7 +420,8 @@ KEYFORMER_API keyformer_status keyformer_llama_seq_add(keyformer_context *ctx, i
 KEYFORMER_API keyformer_status keyformer_llama_seq_cp(keyformer_context *ctx, int32_t src, int32_t dst, int32_t p0,
                                                       int32_t p1);
 
-/* After llama_memory_seq_keep(mem, seq): every other sequence forgets everything. */
+/* After llama_memory_seq_keep(mem, seq): every other sequence forgets everything (with a stream
+ * per sequence llama.cpp frees nothing of the other streams, and neither does the library). */
 KEYFORMER_API keyformer_status keyformer_llama_seq_keep(keyformer_context *ctx, int32_t seq);
 
 /* After llama_memory_clear(mem, data): every sequence forgets everything. */

@@ -270,6 +270,50 @@ func (t *Tracker) CopyPositions(src, dst, p0, p1 int32) error {
 	if len(to.cells)+len(slots) > maxCells {
 		return fmt.Errorf("copy positions: sequence %d would hold more than %d tokens", dst, maxCells)
 	}
+	copyTokens(from, to, slots, 0)
+	return nil
+}
+
+// CopySequence empties sequence dst and gives it every token of sequence src in src's cell moved
+// by cellShift, with a copy of its score: what llama_memory_seq_cp does between two streams of a
+// cache with one stream per sequence (it copies src's stream into dst's, cell for cell, and dst's
+// stream held dst alone). dst continues src (its prompt length, budget, window and step counter).
+// A moved cell outside [0, 2^24) is an error and changes nothing.
+func (t *Tracker) CopySequence(src, dst, cellShift int32) error {
+	for _, id := range []int32{src, dst} {
+		if err := checkID(id); err != nil {
+			return fmt.Errorf("copy sequence: %w", err)
+		}
+	}
+	if src == dst {
+		return nil
+	}
+	if _, err := t.Sequence(dst); err != nil {
+		return fmt.Errorf("copy sequence: %w", err)
+	}
+	_, unlock := t.lockAll()
+	defer unlock()
+	from, to := t.seqs[src], t.seqs[dst]
+	var slots []int
+	if from != nil {
+		for i, c := range from.cells {
+			if c := int64(c) + int64(cellShift); c < 0 || c >= maxCells {
+				return fmt.Errorf("copy sequence: cell %d of sequence %d moved by %d is outside [0, %d)", from.cells[i], src, cellShift, maxCells)
+			}
+			slots = append(slots, i)
+		}
+	}
+	to.reset()
+	if len(slots) > 0 {
+		copyTokens(from, to, slots, cellShift)
+	}
+	return nil
+}
+
+// copyTokens gives to the tokens of from at slots, in from's cells moved by shift, with a copy of
+// their scores; a to that never held a token continues from, otherwise they count as added (the
+// locks of both held).
+func copyTokens(from, to *Sequence, slots []int, shift int32) {
 	if to.added == 0 && to.budget == 0 && to.prompt == 0 {
 		to.prompt, to.budget, to.window, to.added, to.tovaAt = from.prompt, from.budget, from.window, from.added, from.tovaAt
 		to.anchor, to.dim = slices.Clone(from.anchor), from.dim
@@ -277,7 +321,7 @@ func (t *Tracker) CopyPositions(src, dst, p0, p1 int32) error {
 		to.added += len(slots)
 	}
 	for _, i := range slots {
-		c := from.cells[i]
+		c := from.cells[i] + shift
 		to.growSlots(c)
 		to.slotOf[c] = int32(len(to.cells))
 		to.cells = append(to.cells, c)
@@ -293,7 +337,6 @@ func (t *Tracker) CopyPositions(src, dst, p0, p1 int32) error {
 		}
 	}
 	to.sortByPosition()
-	return nil
 }
 
 // Keep resets every sequence but id (see Sequence.Reset), as llama_memory_seq_keep frees their

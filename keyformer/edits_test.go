@@ -208,6 +208,43 @@ func TestCopyPositionsSharesCellsAndScores(t *testing.T) {
 	assert.Equal(t, []int32{101}, cellsOf(dst.Tokens()[:1]), "dst's own cell at 50 stayed, before the moved ones")
 }
 
+func TestCopySequenceMovesCellsToTheOtherStream(t *testing.T) {
+	cfg := testConfig(10, 2)
+	tr := newTestTracker(t, cfg)
+	src := seq(t, tr, 0)
+	e := newTestEngine(t, src, 3)
+	e.run(16, 8, 4)
+	dst := seq(t, tr, 2)
+	require.NoError(t, dst.AddCells([]int32{2000, 2001}, []int32{0, 1}), "what dst held before is gone after the copy")
+	const shift = 2 * 1024 // two streams of 1024 cells on
+	require.NoError(t, tr.CopySequence(0, 2, shift))
+	want := src.Tokens()
+	for i := range want {
+		want[i].Cell += shift
+	}
+	assert.Equal(t, want, dst.Tokens(), "src's positions and scores, in cells moved by the shift")
+	checkConsistent(t, dst)
+	sb, sw, _ := src.Limits()
+	db, dw, ok := dst.Limits()
+	require.True(t, ok, "dst continues the source's budget")
+	assert.Equal(t, [2]int{sb, sw}, [2]int{db, dw})
+	assert.Equal(t, src.step(), dst.step())
+
+	// The cells are the destination's own: forgetting one leaves the source whole.
+	require.NoError(t, dst.Forget([]Eviction{{Cell: want[0].Cell, Layer: -1, Head: -1}}))
+	assert.Equal(t, len(want), src.Len())
+	assert.Equal(t, len(want)-1, dst.Len())
+
+	before := dst.Tokens()
+	assert.ErrorContains(t, tr.CopySequence(0, 2, maxCells), "outside")
+	assert.Equal(t, before, dst.Tokens(), "a refused copy changes nothing")
+	assert.ErrorContains(t, tr.CopySequence(0, -1, 0), "outside")
+	require.NoError(t, tr.CopySequence(2, 2, 5), "onto itself: nothing")
+	assert.Equal(t, before, dst.Tokens())
+	require.NoError(t, tr.CopySequence(7, 2, 0), "from a sequence never seen: dst is emptied, as its stream is")
+	assert.Zero(t, dst.Len())
+}
+
 func TestCopyIntoAUsedSequenceCountsAsAdded(t *testing.T) {
 	tr := newTestTracker(t, testConfig(8, 2))
 	src, dst := seq(t, tr, 0), seq(t, tr, 3)

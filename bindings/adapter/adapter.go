@@ -9,9 +9,12 @@
 // tensor at all: the graph then runs as without the callback.
 //
 // It serves Go programs (through bindings/llama's purego eval callback) and C hosts (through the
-// C ABI's eval callback in capi/) alike. It needs a unified KV cache (one stream), flash attention
-// off (no attention matrix exists otherwise) and a memory that can remove single positions (not
-// sliding-window, recurrent or hybrid).
+// C ABI's eval callback in capi/) alike. It works on both of llama.cpp's cache layouts, found at
+// Attach: a unified cache (one stream that every sequence's cells share) and one stream per
+// sequence (kv_unified = false with n_seq_max > 1: llama_n_ctx_seq below llama_n_ctx), where a
+// token attends to its own stream's cells only. It needs flash attention off for the policies that
+// read attention (no attention matrix exists otherwise) and a memory that can remove single
+// positions (not sliding-window, recurrent or hybrid).
 package adapter
 
 import (
@@ -40,6 +43,11 @@ var (
 	// report.
 	ErrRestoreBesideOthers = errors.New("restore while other sequences hold cells is unsupported: llama.cpp " +
 		"places the restored cells where the plugin cannot see; restore into a context whose other sequences are empty")
+	// ErrRestorePerStream: RestoreSequence refuses in a cache of one stream per sequence, where
+	// llama.cpp places the restored cells from the stream's search position, which it does not
+	// report.
+	ErrRestorePerStream = errors.New("restore in a cache of one stream per sequence is unsupported: llama.cpp " +
+		"places the restored cells from the stream's search position, which the plugin cannot see")
 )
 
 // Options tune an Adapter.
@@ -82,6 +90,11 @@ type Adapter struct {
 	layers    []bool  // the layers whose attention (keys) the tracker's schedule reads
 	keys      bool    // the tracker's policy reads keys, not attention
 	mem       uintptr // the attached context's llama_memory_t
+	// kvSize is the cells of each stream in a cache of one stream per sequence (llama_n_ctx_seq;
+	// sequence s is stream s, its cells s*kvSize + 0, 1, ...), 0 in a unified cache; cellIDs holds
+	// 0, 1, ..., llama_n_ctx - 1, whose slices name a stream's attention columns.
+	kvSize  int32
+	cellIDs []int32
 
 	mu        sync.Mutex
 	batch     []int32 // sequence of each token of the current llama_decode; nil: DefaultSequence
@@ -133,7 +146,23 @@ func (a *Adapter) Attach(ctx uintptr) error {
 	if a.mem == 0 {
 		return errors.New("adapter: attach: the context has no memory (llama_get_memory returned NULL)")
 	}
+	a.kvSize, a.cellIDs = 0, nil
+	if n, perSeq := int32(a.lib.NCtx(ctx)), int32(a.lib.NCtxSeq(ctx)); perSeq > 0 && perSeq < n {
+		a.kvSize, a.cellIDs = perSeq, make([]int32, n)
+		for i := range a.cellIDs {
+			a.cellIDs[i] = int32(i)
+		}
+	}
 	return nil
+}
+
+// CellsPerStream returns the cells of each stream where the attached context keeps one stream per
+// sequence (llama_n_ctx_seq), 0 where its cache is unified. Each stream must hold its sequence's
+// budget, the evict slack and the tokens one decode adds to it.
+func (a *Adapter) CellsPerStream() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return int(a.kvSize)
 }
 
 // Tracker returns the tracker the adapter feeds.
@@ -179,6 +208,8 @@ func (a *Adapter) Stats() Stats {
 // SetBatch declares the sequence of each token of the next llama_decode, in batch order (one id
 // per token; llama.cpp's unified cache splits batches into ubatches in order). Without it every
 // token belongs to DefaultSequence. The declaration holds for one decode; an empty one clears it.
+// A cache of one stream per sequence needs none (each token's cell names its stream, hence its
+// sequence): there the declaration is checked and not used.
 func (a *Adapter) SetBatch(seqs []int32) error {
 	for i, s := range seqs {
 		if s < 0 {

@@ -73,7 +73,7 @@ func (a *Adapter) Eval(t llama.Tensor, ask bool) bool {
 			return a.wantsKeys(keyLayer)
 		case t.Op() == a.lib.Ops.Rope && t.NameIs(llama.NodePositions):
 			a.readUbatchInput(t, true)
-		case t.Op() == a.lib.Ops.SetRows && t.NameIs(llama.NodeCells): // a VIEW node has the same name
+		case t.Op() == a.lib.Ops.SetRows && t.HasPrefix(llama.NodeCells): // a VIEW node has the same name
 			a.readUbatchInput(t, false)
 		}
 		return false

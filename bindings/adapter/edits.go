@@ -80,15 +80,29 @@ func (a *Adapter) SeqAdd(seq, p0, p1, delta int32) error {
 // holds src's cells in [p0, p1), the same cells. The dst sequence gets those tokens with a copy
 // of their scores (a dst that held nothing continues src's budget and step count); from then on
 // each sequence scores and evicts the shared cells on its own, and llama_memory_seq_rm of one
-// leaves the cell to the other.
+// leaves the cell to the other. In a cache of one stream per sequence llama.cpp copies src's
+// whole stream into dst's (the range must be everything) after emptying it: dst then holds src's
+// tokens with their scores in its own stream's cells (keyformer.Tracker.CopySequence).
 func (a *Adapter) SeqCp(src, dst, p0, p1 int32) error {
 	p0, p1 = llamaRange(p0, p1)
-	return a.edit("seq_cp", func(tr *keyformer.Tracker) error { return tr.CopyPositions(src, dst, p0, p1) })
+	return a.edit("seq_cp", func(tr *keyformer.Tracker) error {
+		if a.kvSize > 0 {
+			return tr.CopySequence(src, dst, (dst-src)*a.kvSize)
+		}
+		return tr.CopyPositions(src, dst, p0, p1)
+	})
 }
 
-// SeqKeep follows llama_memory_seq_keep(mem, seq): every other sequence starts over empty.
+// SeqKeep follows llama_memory_seq_keep(mem, seq): every other sequence starts over empty. In a
+// cache of one stream per sequence llama.cpp frees only what seq's own stream holds of other
+// sequences, which is nothing: every sequence stays.
 func (a *Adapter) SeqKeep(seq int32) error {
-	return a.edit("seq_keep", func(tr *keyformer.Tracker) error { return tr.Keep(seq) })
+	return a.edit("seq_keep", func(tr *keyformer.Tracker) error {
+		if a.kvSize > 0 {
+			return nil
+		}
+		return tr.Keep(seq)
+	})
 }
 
 // Clear follows llama_memory_clear: every sequence starts over empty.

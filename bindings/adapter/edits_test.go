@@ -33,7 +33,8 @@ type editHost struct {
 // editOptions configure newEditHost.
 type editOptions struct {
 	budget, ubatch, nCtx, seqs int
-	slack                      int // the schedule's Slack
+	slack                      int  // the schedule's Slack
+	perStream                  bool // one KV stream per sequence, not one unified cache
 }
 
 // abortDecode is the process's one ggml_abort_callback (purego callbacks are never freed): it
@@ -64,7 +65,7 @@ func newEditHost(t *testing.T, m *llama.Model, o editOptions) *editHost {
 			return want
 		},
 		Tweak: func(p *llama.ContextParams) {
-			p.NSeqMax, p.KVUnified = uint32(max(o.seqs, 1)), true
+			p.NSeqMax, p.KVUnified = uint32(max(o.seqs, 1)), !o.perStream
 			p.AbortCallback = abortCB
 		},
 	})
@@ -114,19 +115,30 @@ func (h *editHost) generate(seq int32, n int) []int32 {
 
 // llamaPositions returns the positions of the cells llama.cpp holds for seq, in cell order, read
 // from its sequence state (llama-context.cpp's magic 0xaf143cd8 and seq_id, then
-// llama-kv-cache.cpp's n_stream, cell_count and per cell: pos, n_seq_id = 1, seq_id).
+// llama-kv-cache.cpp's n_stream and per stream its cell_count and, where that is not 0, per cell:
+// pos, n_seq_id = 1, seq_id, then the cells' data; only one stream holds seq's cells: the unified
+// cache's one, or seq's own).
 func (h *editHost) llamaPositions(seq int32) []int32 {
 	st, err := h.c.SeqState(seq)
 	require.NoError(h.t, err)
 	u32 := func(off int) uint32 { return binary.LittleEndian.Uint32(st[off:]) }
-	require.Equal(h.t, [3]uint32{0xaf143cd8, uint32(seq), 1}, [3]uint32{u32(0), u32(4), u32(8)}, "state header, one KV stream")
-	pos := make([]int32, u32(12))
-	for i := range pos {
-		off := 16 + 12*i
-		require.Equal(h.t, [2]uint32{1, uint32(seq)}, [2]uint32{u32(off + 4), u32(off + 8)}, "cell record layout")
-		pos[i] = int32(u32(off))
+	require.Equal(h.t, [2]uint32{0xaf143cd8, uint32(seq)}, [2]uint32{u32(0), u32(4)}, "state header")
+	off := 12
+	for range u32(8) {
+		n := int(u32(off))
+		off += 4
+		if n == 0 {
+			continue
+		}
+		pos := make([]int32, n)
+		for i := range pos {
+			require.Equal(h.t, [2]uint32{1, uint32(seq)}, [2]uint32{u32(off + 4), u32(off + 8)}, "cell record layout")
+			pos[i] = int32(u32(off))
+			off += 12
+		}
+		return pos
 	}
-	return pos
+	return []int32{}
 }
 
 // agree checks that the tracker holds exactly the positions llama.cpp holds for seq, within the
@@ -280,6 +292,61 @@ func TestEditCopyThenEvictOnBothSequences(t *testing.T) {
 	}
 	assert.Positive(t, shared, "some copied cells are still shared")
 	assert.Less(t, shared, t0.Len(), "and each sequence evicted some the other kept or added")
+}
+
+// TestEditsAcrossStreams runs the edits whose meaning changes in a cache of one stream per
+// sequence: llama_memory_seq_cp copies the source's stream into the destination's, so the mirror
+// gives the destination the same positions and scores in its own stream's cells, and the two then
+// evict on their own; llama_memory_seq_keep leaves the other streams alone; a restore is refused.
+func TestEditsAcrossStreams(t *testing.T) {
+	m := model(t)
+	o := editOpts
+	o.seqs, o.perStream = 2, true
+	h := newEditHost(t, m, o)
+	perStream := int32(h.ad.CellsPerStream())
+	require.Equal(t, int32(h.c.NCtx()/2), perStream, "two streams")
+	prompt := editPrompt(t, m)
+	require.NoError(t, h.feed(0, prompt[:200]))
+	require.Positive(t, h.evicted)
+	h.c.SeqCp(0, 1, -1, -1)
+	require.NoError(t, h.ad.SeqCp(0, 1, -1, -1))
+	h.agree(1)
+	t0, err := h.ad.Tracker().Sequence(0)
+	require.NoError(t, err)
+	t1, err := h.ad.Tracker().Sequence(1)
+	require.NoError(t, err)
+	want := t0.Tokens()
+	for i := range want {
+		want[i].Cell += perStream
+	}
+	assert.Equal(t, want, t1.Tokens(), "the same positions and scores, in stream 1's cells")
+
+	before := h.evicted
+	for i := range 3 {
+		require.NoError(t, h.feed(0, prompt[200+20*i:220+20*i]))
+		require.NoError(t, h.feed(1, prompt[20*i:20+20*i]))
+		h.agree(0)
+		h.agree(1)
+	}
+	assert.GreaterOrEqual(t, h.evicted-before, 2*60, "both sequences evicted down to their budgets")
+	for id, s := range []*keyformer.Sequence{t0, t1} {
+		for _, tok := range s.Tokens() {
+			require.Equal(t, int32(id), tok.Cell/perStream, "sequence %d's cells lie in its stream", id)
+		}
+	}
+
+	h.c.SeqKeep(0)
+	require.NoError(t, h.ad.SeqKeep(0))
+	h.agree(1)
+	assert.Positive(t, t1.Len(), "keeping sequence 0 left stream 1 as it was")
+	h.generate(1, 2)
+
+	llamaState, err := h.c.SeqState(1)
+	require.NoError(t, err)
+	kfState, err := t1.MarshalBinary()
+	require.NoError(t, err)
+	require.NoError(t, h.c.SetSeqState(1, llamaState))
+	assert.ErrorIs(t, h.ad.RestoreSequence(1, kfState), adapter.ErrRestorePerStream)
 }
 
 func TestEditShiftIncludingNegativePositions(t *testing.T) {

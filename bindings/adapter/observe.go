@@ -19,10 +19,7 @@ import (
 // schedule wants it (a.mu held).
 func (a *Adapter) observe(layer int, t llama.Tensor) error {
 	start := time.Now()
-	nKV, nTok, nHead, nStream := int(t.Ne(0)), int(t.Ne(1)), int(t.Ne(2)), int(t.Ne(3))
-	if nStream != 1 {
-		return fmt.Errorf("%d KV streams: keyformer needs a unified KV cache (kv_unified = true, or n_seq_max = 1)", nStream)
-	}
+	nKV, nTps, nHead, nStream := int(t.Ne(0)), int(t.Ne(1)), int(t.Ne(2)), int(t.Ne(3))
 	if t.Type() != llama.TypeF32 || !t.IsContiguous() {
 		return fmt.Errorf("attention tensor is not contiguous f32")
 	}
@@ -30,12 +27,13 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 		a.pending = false
 		a.unseen--
 	}
-	if len(a.rowSeq) != nTok {
-		return fmt.Errorf("attention has %d rows, the ubatch %d tokens", nTok, len(a.rowSeq))
+	if len(a.rowSeq) != nTps*nStream || nStream > 1 && a.kvSize == 0 || a.kvSize > 0 && nKV > int(a.kvSize) {
+		return fmt.Errorf("attention of %d rows in %d streams over %d cells; the ubatch has %d tokens, the cache %d cells per stream",
+			nTps, nStream, nKV, len(a.rowSeq), a.kvSize)
 	}
 	data := a.lib.F32View(t)
 	if data == nil {
-		n := nKV * nTok * nHead
+		n := nKV * nTps * nHead * nStream
 		if cap(a.buf) < n {
 			a.buf = make([]float32, n)
 		}
@@ -47,17 +45,27 @@ func (a *Adapter) observe(layer int, t llama.Tensor) error {
 			return nil
 		}
 		a.stats.Observations++
-		return seq.ObserveAttention(layer, keyformer.Attention{
-			Data: data[r0*nKV:], Rows: r1 - r0, Heads: nHead, Cols: nKV,
-			RowStride: nKV, HeadStride: nKV * nTok,
-		})
+		return seq.ObserveAttention(layer, a.attentionRows(data, r0, r1, nKV, nTps, nHead))
 	})
-	if err == nil && a.opts.Probe != nil {
-		err = a.opts.Probe.ObserveAttention(layer, keyformer.Attention{
-			Data: data, Rows: nTok, Heads: nHead, Cols: nKV, RowStride: nKV, HeadStride: nKV * nTok})
+	for s := 0; s < nStream && err == nil && a.opts.Probe != nil; s++ {
+		err = a.opts.Probe.ObserveAttention(layer, a.attentionRows(data, s*nTps, (s+1)*nTps, nKV, nTps, nHead))
 	}
 	a.stats.ObserveTime += time.Since(start)
 	return err
+}
+
+// attentionRows returns the attention of the ubatch's rows [r0, r1), all of one stream, in data,
+// an attention tensor [nKV, nTps, nHead, streams]: stream s holds rows s*nTps, ... and its column
+// j is cell j of its stream, which is cell j in a unified cache (a.mu held).
+func (a *Adapter) attentionRows(data []float32, r0, r1, nKV, nTps, nHead int) keyformer.Attention {
+	s := r0 / nTps
+	at := keyformer.Attention{Data: data[(s*nHead*nTps+r0-s*nTps)*nKV:], Rows: r1 - r0, Heads: nHead, Cols: nKV,
+		RowStride: nKV, HeadStride: nKV * nTps}
+	if a.kvSize > 0 {
+		first := a.cells[r0] / a.kvSize * a.kvSize
+		at.Cells = a.cellIDs[first : int(first)+nKV]
+	}
+	return at
 }
 
 // observeKeys scores layer's keys for every run of rows that belong to one sequence whose

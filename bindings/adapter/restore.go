@@ -17,7 +17,7 @@ import (
 // sequence with llama_state_seq_set_data. llama.cpp packs a restored sequence into cells 0, 1, ...
 // in the saved (cell) order when no other sequence holds cells; with other sequences it searches
 // from a position it does not report, so the restore is refused (ErrRestoreBesideOthers, the
-// tracker unchanged). The tracker's cells are renamed accordingly and the positions llama.cpp
+// tracker unchanged), as it is in a cache of one stream per sequence (ErrRestorePerStream). The tracker's cells are renamed accordingly and the positions llama.cpp
 // reports are checked against the tracker's.
 func (a *Adapter) RestoreSequence(id int32, state []byte) error {
 	a.mu.Lock()
@@ -28,6 +28,9 @@ func (a *Adapter) RestoreSequence(id int32, state []byte) error {
 	seq, err := a.tracker.Sequence(id)
 	if err != nil {
 		return fmt.Errorf("adapter: %w", err)
+	}
+	if a.kvSize > 0 {
+		return fmt.Errorf("adapter: sequence %d: %w", id, ErrRestorePerStream)
 	}
 	for _, other := range a.tracker.IDs() {
 		if s, _ := a.tracker.Sequence(other); other != id && s.Len() > 0 {

@@ -46,12 +46,16 @@ func (a *Adapter) addUbatch(n int) error {
 			"the graph's node names or layout differ from llama.cpp v0.5.0's (bindings/llama/internals.go)",
 			n, len(a.cells), llama.NodeCells, len(a.positions), llama.NodePositions)
 	}
-	if a.batch != nil && a.batchOff+n > len(a.batch) {
+	perStream := a.kvSize > 0
+	if a.batch != nil && !perStream && a.batchOff+n > len(a.batch) {
 		return fmt.Errorf("the decode has more tokens than the %d declared with SetBatch", len(a.batch))
 	}
 	for i := range n {
 		s := int32(DefaultSequence)
-		if a.batch != nil {
+		switch {
+		case perStream: // sequence s is stream s: the cell says
+			s = a.cells[i] / a.kvSize
+		case a.batch != nil:
 			s = a.batch[a.batchOff+i]
 		}
 		a.rowSeq = append(a.rowSeq, s)

@@ -22,8 +22,11 @@ type SessionOptions struct {
 	Threads int // 0: every CPU
 	// Poll is ggml's threadpool polling level (0..100): how long idle workers spin before sleeping.
 	Poll int
-	// Sequences, above 1, lets that many sequences share the context's unified KV cache (RunBatch).
+	// Sequences, above 1, lets that many sequences share the context (RunBatch): each in a KV stream
+	// of its own (llama.cpp's default for several sequences: NCtx / Sequences cells each, rounded
+	// up to 256, and a token attends to its own stream's cells only), or with KVUnified all in one.
 	Sequences int
+	KVUnified bool
 	// KV is the type of the K and V cache: f16 (the zero value, llama.cpp's default) or one of
 	// llama.cpp's quantized types, which need flash attention and so a Config whose policy reads
 	// no attention (keydiff, streaming, window), or none.
@@ -76,7 +79,7 @@ func NewSession(m *llama.Model, o SessionOptions) (*Session, error) {
 	}
 	co.Tweak = func(p *llama.ContextParams) {
 		if o.Sequences > 1 {
-			p.NSeqMax, p.KVUnified = uint32(o.Sequences), true
+			p.NSeqMax, p.KVUnified = uint32(o.Sequences), o.KVUnified
 		}
 		p.TypeK, p.TypeV = o.KV.Type(), o.KV.Type()
 	}

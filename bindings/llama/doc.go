@@ -9,7 +9,7 @@
 // the mirrors). struct ggml_tensor's offsets are generated from the pinned ggml.h (go generate:
 // ztensor_lp64.go) and checked against a live tensor whenever a runtime is bound, and the ggml op
 // numbers are resolved by name then (Lib.Ops); internals.go holds these and the graph node names.
-// Another llama.cpp version needs the mirrors re-derived from its llama.h (README.md, "Moving to a
+// Another llama.cpp version needs the mirrors re-derived from its llama.h (docs/porting.md, "Moving to a
 // new llama.cpp").
 //
 // Two ways to get a Lib:

@@ -56,7 +56,7 @@ func (p *attnProbe) fn(t Tensor, ask bool) bool {
 	if _, ok := t.NameLayer(NodeAttention); ok {
 		return true
 	}
-	if t.Op() == p.l.Ops.SetRows && t.NameIs(NodeCells) { // a VIEW node has the same name
+	if t.Op() == p.l.Ops.SetRows && t.HasPrefix(NodeCells) { // a VIEW node has the same name
 		idx := t.Src(1)
 		p.setRows = fmt.Sprintf("op %d, src[1] %q type %d", t.Op(), idx.Name(), idx.Type())
 		if v := p.l.I64View(idx); v != nil && idx.NameIs("attn_inp_k_idxs") {
@@ -216,7 +216,7 @@ func TestTensorOffsets(t *testing.T) {
 			}
 		}
 		switch {
-		case tn.NameIs(NodeCells) && tn.Op() == l.Ops.SetRows:
+		case tn.HasPrefix(NodeCells) && tn.Op() == l.Ops.SetRows:
 			opNames[tn.Op()] = "SET_ROWS"
 			if tn.Type() != TypeF16 || !tn.ViewSrc().NameIs("cache_k_l0") {
 				errs = append(errs, fmt.Sprintf("cache_k_l0 (view): type %d view_src %q", tn.Type(), tn.ViewSrc().Name()))

@@ -11,8 +11,8 @@ import (
 // This file is the one home of what keyformer reads from llama.cpp beyond its public C API: the
 // graph node names (used by bindings/adapter and, handed over at attach, by the C eval callback
 // of capi/), the ggml op numbers (resolved by name when a runtime is bound), and the check of
-// struct ggml_tensor's layout (offsets generated from the pinned ggml.h: tensor.go). README.md's
-// "Moving to a new llama.cpp" lists them with where each is checked.
+// struct ggml_tensor's layout (offsets generated from the pinned ggml.h: tensor.go). docs/porting.md
+// ("Moving to a new llama.cpp") lists them with where each is checked.
 
 // Graph node names of llama.cpp v0.5.0 (src/llama-graph.cpp, src/llama-kv-cache.cpp) read during
 // the eval callback's asks.
@@ -20,11 +20,14 @@ const (
 	// NodePositions is layer 0's ROPE of K (op ROPE); its src[1] is inp_pos, the int32 positions
 	// of the ubatch's tokens.
 	NodePositions = "Kcur-0"
-	// NodeCells is the SET_ROWS that writes layer 0's K cache (a VIEW node has the same name); its
-	// src[1] is attn_inp_k_idxs, the int64 cells the ubatch's tokens land in.
-	NodeCells = "cache_k_l0 (view)"
+	// NodeCells is the prefix of the SET_ROWS that writes layer 0's K cache: "cache_k_l0 (view)"
+	// in a unified cache, "cache_k_l0 (reshaped) (view)" in a cache of one stream per sequence (a
+	// VIEW node bears the first name too); its src[1] is attn_inp_k_idxs, the int64 cells the
+	// ubatch's tokens land in, stream × cells per stream + the cell within the stream.
+	NodeCells = "cache_k_l0 ("
 	// NodeAttention is the prefix of the attention probabilities "kq_soft_max-<layer>" (SOFT_MAX,
-	// f32 [n_kv, n_tokens, n_head, n_stream]).
+	// f32 [n_kv, tokens per stream, n_head, streams in the ubatch]; column j is cell j of its
+	// stream).
 	NodeAttention = "kq_soft_max"
 	// NodeKeys is the prefix of the ubatch's keys "Kcur-<layer>" before their rotation, f32
 	// [head_dim, n_head_kv, n_tokens]: the RESHAPE of the K projection (separate Q/K/V weights)

@@ -61,7 +61,8 @@ type Funcs struct {
 	VocabNTokens      func(vocab uintptr) int32                                                                                                 `sym:"llama_vocab_n_tokens"`
 
 	// Context, batches, decoding.
-	NCtx             func(ctx uintptr) uint32                         `sym:"llama_n_ctx"`
+	NCtx             func(ctx uintptr) uint32                         `sym:"llama_n_ctx,attach"`
+	NCtxSeq          func(ctx uintptr) uint32                         `sym:"llama_n_ctx_seq,attach"`
 	NBatch           func(ctx uintptr) uint32                         `sym:"llama_n_batch"`
 	NUbatch          func(ctx uintptr) uint32                         `sym:"llama_n_ubatch"`
 	SetNThreads      func(ctx uintptr, nThreads, nThreadsBatch int32) `sym:"llama_set_n_threads"`

@@ -37,7 +37,7 @@ func TestMissingSymbolsAggregated(t *testing.T) {
 	if !errors.As(err, &ms) {
 		t.Fatalf("FromHandles(libggml-base) = %v, want a MissingSymbolsError", err)
 	}
-	want := []string{"llama_get_memory", "llama_memory_seq_rm", "llama_memory_seq_add", "llama_memory_seq_pos_min",
+	want := []string{"llama_n_ctx", "llama_n_ctx_seq", "llama_get_memory", "llama_memory_seq_rm", "llama_memory_seq_add", "llama_memory_seq_pos_min",
 		"llama_memory_seq_pos_max", "llama_memory_can_shift"}
 	if !slices.Equal(ms.Symbols, want) {
 		t.Fatalf("FromHandles(libggml-base) missing %v, want %v", ms.Symbols, want)

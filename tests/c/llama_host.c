@@ -18,6 +18,10 @@
  *   chain     a host eval callback chained behind keyformer's (keyformer_llama_chain): it is asked
  *             about every node, sees the tensors it asked for (result_output, kq_soft_max-3) and
  *             only those, while keyformer keeps the budget.
+ *   streams   two sequences in a cache of one KV stream per sequence (n_seq_max 2, kv_unified
+ *             false), their prompts read side by side in each llama_decode and then generated
+ *             together: each sequence within its budget, in its own stream, as llama.cpp holds it;
+ *             llama_memory_seq_cp across the streams mirrored, and the copy evicting on its own.
  *   readme    the README snippet (readme_llama.c).
  *   bench     ns per ask through keyformer_llama_eval_callback (the asks of a real decode replayed)
  *             and ms per decoded token with no callback, an unattached one and keyformer's.
@@ -420,6 +424,109 @@ static int mode_edits(struct llama_model *model) {
     return 0;
 }
 
+/* streams: a host with two sequences in a cache of one KV stream per sequence. Each llama_decode
+ * holds a chunk of each prompt (llama.cpp regroups the ubatch by stream), then one token of each;
+ * every apply keeps each sequence within its budget, llama.cpp's positions and keyformer's agree;
+ * llama_memory_seq_cp copies stream 0 into stream 1, mirrored, and both go on evicting. */
+static int mode_streams(struct llama_model *model) {
+    int32_t n_prompt = 0;
+    llama_token *prompt = tokenize(model, 6, &n_prompt);
+    keyformer_context *kf = new_kf(model, BUDGET, KEYFORMER_GRANULARITY_SHARED);
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 2 * (BUDGET + UBATCH); /* each stream: the budget and the chunk one decode adds to it */
+    cp.n_batch = cp.n_ubatch = UBATCH;
+    cp.n_seq_max = 2;
+    cp.kv_unified = false;
+    cp.n_threads = cp.n_threads_batch = n_threads();
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.cb_eval = keyformer_llama_eval_callback;
+    cp.cb_eval_user_data = kf;
+    struct llama_context *lctx = llama_init_from_model(model, cp);
+    CHECK(lctx != NULL, "llama_init_from_model failed");
+    CHECK(llama_n_ctx_seq(lctx) < llama_n_ctx(lctx), "n_ctx_seq %u, n_ctx %u: not a stream per sequence",
+          llama_n_ctx_seq(lctx), llama_n_ctx(lctx));
+    llama_memory_t mem = llama_get_memory(lctx);
+    KF_OK(kf, keyformer_llama_attach(kf, lctx, NULL));
+    struct llama_batch b = llama_batch_init(UBATCH, 0, 1);
+    const int32_t half = UBATCH / 2;
+    int32_t evicted = 0, next[2] = {0, 0};
+    llama_token last[2] = {0, 0};
+    for (int32_t step = 0; step < n_prompt / half + 8; step++) {
+        bool reading = step < n_prompt / half;
+        b.n_tokens = 0;
+        for (int32_t s = 0; s < 2; s++) {
+            int32_t n = reading ? half : 1;
+            for (int32_t i = 0; i < n; i++) {
+                int32_t k = b.n_tokens++;
+                /* sequence 1 reads the prompt from its middle on, wrapping round */
+                b.token[k] = reading ? prompt[(step * half + i + s * n_prompt / 2) % n_prompt] : last[s];
+                b.pos[k] = next[s]++;
+                b.n_seq_id[k] = 1;
+                b.seq_id[k][0] = s;
+                b.logits[k] = i == n - 1;
+            }
+        }
+        CHECK(llama_decode(lctx, b) == 0, "llama_decode of step %d", step);
+        int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+        for (int32_t s = 0; s < 2; s++) {
+            int32_t ev = -1, len = -1;
+            KF_OK(kf, keyformer_llama_apply(kf, s, &ev));
+            evicted += ev;
+            KF_OK(kf, keyformer_seq_length(kf, s, &len));
+            CHECK(len <= BUDGET + slack, "step %d: sequence %d holds %d tokens > budget %d + slack %d", step, s, len,
+                  BUDGET, slack);
+            CHECK(llama_memory_seq_pos_max(mem, s) == next[s] - 1, "sequence %d: llama.cpp's last position %d, want %d", s,
+                  (int)llama_memory_seq_pos_max(mem, s), next[s] - 1);
+            last[s] = argmax_of(llama_get_logits_ith(lctx, s == 0 ? b.n_tokens / 2 - 1 : b.n_tokens - 1), n_vocab);
+        }
+    }
+    int32_t len0 = -1, len1 = -1;
+    KF_OK(kf, keyformer_seq_length(kf, 0, &len0));
+    KF_OK(kf, keyformer_seq_length(kf, 1, &len1));
+    CHECK(evicted > 0 && evicted == next[0] + next[1] - len0 - len1, "evicted %d cells of %d + %d tokens, %d + %d kept",
+          evicted, next[0], next[1], len0, len1);
+
+    /* Across streams llama.cpp copies stream 0 into stream 1 (the whole range), emptying it first. */
+    llama_memory_seq_cp(mem, 0, 1, -1, -1);
+    KF_OK(kf, keyformer_llama_seq_cp(kf, 0, 1, -1, -1));
+    KF_OK(kf, keyformer_seq_length(kf, 0, &len0));
+    KF_OK(kf, keyformer_seq_length(kf, 1, &len1));
+    CHECK(len0 == len1 && llama_memory_seq_pos_max(mem, 1) == next[0] - 1 &&
+              llama_memory_seq_pos_min(mem, 1) == llama_memory_seq_pos_min(mem, 0),
+          "after seq_cp: %d and %d tokens, positions [%d, %d] and [%d, %d]", len0, len1,
+          (int)llama_memory_seq_pos_min(mem, 0), (int)llama_memory_seq_pos_max(mem, 0),
+          (int)llama_memory_seq_pos_min(mem, 1), (int)llama_memory_seq_pos_max(mem, 1));
+    int32_t before = evicted;
+    next[1] = next[0];
+    for (int32_t step = 0; step < 2 * slack + 4; step++) {
+        b.n_tokens = 0;
+        for (int32_t s = 0; s < 2; s++) {
+            int32_t k = b.n_tokens++;
+            b.token[k] = prompt[(step + 7 * s) % n_prompt];
+            b.pos[k] = next[s]++;
+            b.n_seq_id[k] = 1;
+            b.seq_id[k][0] = s;
+            b.logits[k] = true;
+        }
+        CHECK(llama_decode(lctx, b) == 0, "llama_decode after seq_cp, step %d", step);
+        for (int32_t s = 0; s < 2; s++) {
+            int32_t ev = -1;
+            KF_OK(kf, keyformer_llama_apply(kf, s, &ev));
+            evicted += ev;
+        }
+    }
+    CHECK(evicted - before >= 2 * (slack + 1), "after seq_cp: %d cells evicted, want both sequences evicting",
+          evicted - before);
+    printf("llama_host: streams: two %d-token prompts side by side, %u cells per stream, %d cells evicted\n", n_prompt,
+           llama_n_ctx_seq(lctx), evicted);
+    llama_batch_free(b);
+    llama_free(lctx);
+    KF_OK(NULL, keyformer_context_free(kf));
+    free(prompt);
+    printf("llama_host: streams ok\n");
+    return 0;
+}
+
 static int mode_errors(struct llama_model *model) {
     int32_t n_prompt = 0;
     llama_token *prompt = tokenize(model, 2, &n_prompt);
@@ -737,7 +844,7 @@ static int mode_bench(struct llama_model *model) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: llama_host generate|edits|keydiff|errors|chain|readme|bench LIB_DIR MODEL\n");
+        fprintf(stderr, "usage: llama_host generate|edits|keydiff|streams|errors|chain|readme|bench LIB_DIR MODEL\n");
         return 2;
     }
     CHECK(keyformer_api_version() >= KEYFORMER_API_VERSION, "API version %d", keyformer_api_version());
@@ -749,6 +856,8 @@ int main(int argc, char **argv) {
         rc = mode_edits(model);
     } else if (strcmp(argv[1], "keydiff") == 0) {
         rc = mode_keydiff(model);
+    } else if (strcmp(argv[1], "streams") == 0) {
+        rc = mode_streams(model);
     } else if (strcmp(argv[1], "errors") == 0) {
         rc = mode_errors(model);
     } else if (strcmp(argv[1], "chain") == 0) {

@@ -2,13 +2,16 @@
 """keyformer inside llama-cpp-python, as a user writes it: ``from keyformer.llama_cpp import Llama``.
 
     python llama_cpp_python_run.py document --policy keyformer --budget 256 MODEL
-    python llama_cpp_python_run.py chat --budget 256 MODEL
+    python llama_cpp_python_run.py chat --budget 256 [--n-seq-max 2] MODEL
 
 Run by tests/python/test_llama_cpp_python.py with the Python of a fresh venv holding the installed
 keyformer package (``pip install bindings/python``) and llama-cpp-python (whose own llama.cpp is
 the one keyformer attaches to). ``document`` asks one question after a long document; ``chat`` runs
 a conversation whose history grows past the cells of the llama.cpp context; both then regenerate
-the last answer. Each prints one JSON line.
+the last answer. Each prints one JSON line. ``--n-seq-max N`` creates the context as a host serving
+N sequences does (llama-cpp-python's ``Llama`` does not expose ``n_seq_max``: the run sets it in
+the default context parameters ``Llama`` starts from), with llama.cpp's default layout for several
+sequences, one KV stream each.
 """
 
 import argparse
@@ -32,7 +35,7 @@ TURNS = [
 
 def session_state(llm):
     s = llm.keyformer
-    return {"n_cells": s.n_cells, "n_ctx": llm.n_ctx(), "budget": s.budget, "peak_cells": s.peak_cells,
+    return {"n_cells": s.n_cells, "stream_cells": s.stream_cells, "n_ctx": llm.n_ctx(), "budget": s.budget, "peak_cells": s.peak_cells,
             "evicted": s.evicted, "decodes": s.decodes, "n_batch": llm.n_batch,
             "evict_slack": s.context.params["evict_slack"], "final_cells": s.context.seq_length(0),
             "gaps_closed": s.gaps_closed,
@@ -54,7 +57,16 @@ def main():
     ap.add_argument("--reps", type=int, default=12, help="paragraphs of the document")
     ap.add_argument("--window", type=int, help="keyformer's recent window (default: the library's)")
     ap.add_argument("--enable", action="store_true", help="keyformer.llama_cpp.enable() and llama_cpp.Llama")
+    ap.add_argument("--n-seq-max", type=int, default=1, help="sequences the context holds, a KV stream each")
     args = ap.parse_args()
+    if args.n_seq_max > 1:
+        defaults = llama_cpp.llama_cpp.llama_context_default_params
+
+        def with_sequences():
+            p = defaults()
+            p.n_seq_max, p.kv_unified = args.n_seq_max, False
+            return p
+        llama_cpp.llama_cpp.llama_context_default_params = with_sequences
     options = {} if args.window is None else {"window": args.window}
     common = dict(model_path=args.model, n_ctx=8192, n_batch=args.n_batch, n_ubatch=args.n_batch, n_threads=2,
                   seed=0, verbose=False)

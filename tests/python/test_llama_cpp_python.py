@@ -144,6 +144,20 @@ def test_multi_turn_chat_past_the_cells(venv):
     assert r["load_state_error"] == "Unsupported", r
 
 
+def test_chat_in_a_stream_per_sequence(venv):
+    """A context of two sequences in llama.cpp's default layout for several, a KV stream each:
+    each stream holds budget + n_batch + slack cells (rounded up to 256), the chat stays within
+    it and evicts as in one stream."""
+    r = run(venv, "chat", "--budget", str(BUDGET), "--n-batch", str(N_BATCH), "--n-seq-max", "2")
+    bound = BUDGET + N_BATCH + r["evict_slack"]
+    for t in r["turns"]:
+        assert bound <= t["stream_cells"] <= bound + 256 and t["n_cells"] == 2 * t["stream_cells"], t
+        assert t["peak_cells"] <= bound and t["final_cells"] <= BUDGET + t["evict_slack"], t
+        check_answer(t["text"])
+    assert r["turns"][-1]["prompt_tokens"] > r["stream_cells"] + BUDGET and r["evicted"] > 0, r
+    assert r["load_state_error"] == "Unsupported", r
+
+
 def test_readme_snippet(venv):
     from test_readme import readme_python_blocks
     code = "MODEL = %r\n%s" % (MODEL, readme_python_blocks()[0])

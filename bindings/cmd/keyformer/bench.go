@@ -69,6 +69,8 @@ func bench(args []string, out, progress io.Writer) error {
 	throughput := fs.Bool("throughput", false, "instead: throughput at a fixed KV memory, as many sequences as fit in --cells decoding "+
 		"together, plain llama.cpp against Keyformer at each budget below 1 of --budgets (the first context only)")
 	cells := fs.Int("cells", 0, "--throughput: KV cells all sequences share (default: 4 x the first context)")
+	kvUnified := fs.Bool("kv-unified", false, "--throughput: one KV cache every sequence shares (llama.cpp's kv_unified), "+
+		"instead of a stream per sequence, in which a token attends to its own sequence's cells only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -125,7 +127,7 @@ func bench(args []string, out, progress io.Writer) error {
 		if *cells == 0 {
 			*cells = 4 * contexts[0]
 		}
-		return measureThroughput(&f, l, *cells, *gen, budgets, machine, out, progress, *asJSON)
+		return measureThroughput(&f, l, *cells, *gen, budgets, *kvUnified, machine, out, progress, *asJSON)
 	}
 	rep := benchReport{Model: f.model, Gen: *gen, Repeats: *repeats, NUbatch: f.ubatch, Threads: threads,
 		Machine:     machine,

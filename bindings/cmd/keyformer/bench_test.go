@@ -106,37 +106,55 @@ func TestBenchJSON(t *testing.T) {
 
 func TestSequencesThatFit(t *testing.T) {
 	for _, c := range []struct {
-		cells, prompt, gen, budget, ubatch, slack, n, perSeq int
+		cells, prompt, gen, budget, ubatch, slack int
+		unified                                   bool
+		n, perSeq                                 int
 	}{
-		{4096, 992, 32, 0, 512, 0, 4, 1024},   // plain: the whole prompt and generation each
-		{4096, 992, 32, 496, 512, 0, 7, 497},  // the budget and the token being decoded
-		{4096, 992, 32, 496, 512, 64, 7, 560}, // with slack, budget + slack
-		{1000, 992, 32, 496, 512, 0, 0, 497},  // 2 x 497 cells would fit, but not the one reading its prompt
-		{500, 992, 32, 0, 512, 0, 0, 1024},
+		{4096, 992, 32, 0, 512, 0, true, 4, 1024},   // plain: the whole prompt and generation each
+		{4096, 992, 32, 496, 512, 0, true, 7, 497},  // the budget and the token being decoded
+		{4096, 992, 32, 496, 512, 64, true, 7, 560}, // with slack, budget + slack
+		{1000, 992, 32, 496, 512, 0, true, 0, 497},  // 2 x 497 cells would fit, but not the one reading its prompt
+		{500, 992, 32, 0, 512, 0, true, 0, 1024},
+		{4096, 992, 32, 0, 512, 0, false, 4, 1024},   // a stream per sequence: the same, in 256s
+		{4096, 992, 40, 0, 512, 0, false, 3, 1280},   // 1032 rounds up to 1280
+		{4096, 992, 32, 496, 512, 0, false, 4, 1024}, // each stream holds its own prompt's ubatch
+		{4096, 992, 32, 496, 256, 16, false, 5, 768},
 	} {
-		n, perSeq := sequencesThatFit(c.cells, c.prompt, c.gen, c.budget, c.ubatch, c.slack)
+		n, perSeq := sequencesThatFit(c.cells, c.prompt, c.gen, c.budget, c.ubatch, c.slack, c.unified)
 		assert.Equal(t, []int{c.n, c.perSeq}, []int{n, perSeq}, "%+v", c)
 	}
 }
 
-// TestBenchThroughput runs the throughput measurement at a tiny size on the real model: more
-// sequences fit with Keyformer, every one generates, and evictions keep the cells within the cache.
+// TestBenchThroughput runs the throughput measurement at a tiny size on the real model, in both
+// cache layouts: more sequences fit with Keyformer, every one generates, and evictions keep the
+// cells within the cache.
 func TestBenchThroughput(t *testing.T) {
 	needModel(t)
-	var b bytes.Buffer
-	require.NoError(t, bench([]string{"--throughput", "--context", "320", "--gen", "8", "--cells", "1024",
-		"--budgets", "0.5", "--ubatch", "128", "--threads", "2", "--evict-slack", "0", "--json"}, &b, io.Discard))
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	var rep throughputReport
-	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &rep))
-	require.Len(t, rep.Rows, 2)
-	plain, kf := rep.Rows[0], rep.Rows[1]
-	assert.Equal(t, 3, plain.Sequences)
-	assert.Greater(t, kf.Sequences, plain.Sequences)
-	assert.Zero(t, plain.Evicted)
-	budget := kf.CellsPerSeq - 1 // slack 0: the budget and the token being decoded
-	assert.Equal(t, kf.Sequences*(rep.PromptTokens+rep.Gen-1-budget), kf.Evicted, "each sequence ends at its budget")
-	assert.LessOrEqual(t, kf.PeakCells, rep.Cells)
-	require.NotNil(t, rep.ThroughputRatio)
-	assert.InDelta(t, kf.TokPerS/plain.TokPerS, *rep.ThroughputRatio, 1e-3)
+	for _, c := range []struct {
+		layout, context, cells string
+		plain                  int
+	}{
+		{"--kv-unified", "320", "1024", 3},
+		{"--kv-unified=false", "544", "1536", 2}, // streams of 768 cells plain, 512 at half the prompt
+	} {
+		var b bytes.Buffer
+		require.NoError(t, bench([]string{"--throughput", c.layout, "--context", c.context, "--gen", "8", "--cells", c.cells,
+			"--budgets", "0.5", "--ubatch", "128", "--threads", "2", "--evict-slack", "0", "--json"}, &b, io.Discard))
+		lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+		var rep throughputReport
+		require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &rep))
+		require.Len(t, rep.Rows, 2)
+		plain, kf := rep.Rows[0], rep.Rows[1]
+		assert.Equal(t, c.plain, plain.Sequences, c.layout)
+		assert.Greater(t, kf.Sequences, plain.Sequences, c.layout)
+		assert.Zero(t, plain.Evicted)
+		budget := int(*kf.Budget*float64(rep.PromptTokens) + 0.5)
+		assert.Equal(t, kf.Sequences*(rep.PromptTokens+rep.Gen-1-budget), kf.Evicted, "%s: each sequence ends at its budget", c.layout)
+		assert.LessOrEqual(t, kf.PeakCells, rep.Cells)
+		if rep.Layout == "per-stream" {
+			assert.LessOrEqual(t, kf.PeakCells, kf.Sequences*kf.CellsPerSeq, "each sequence within its stream")
+		}
+		require.NotNil(t, rep.ThroughputRatio)
+		assert.InDelta(t, kf.TokPerS/plain.TokPerS, *rep.ThroughputRatio, 1e-3)
+	}
 }

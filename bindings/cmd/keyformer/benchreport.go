@@ -181,6 +181,7 @@ type throughputRow struct {
 type throughputReport struct {
 	Model           string          `json:"model"`
 	Machine         string          `json:"machine"`
+	Layout          string          `json:"layout"` // "per-stream" (a KV stream per sequence) or "unified"
 	Cells           int             `json:"cells"`
 	PromptTokens    int             `json:"prompt_tokens"`
 	Gen             int             `json:"gen"`

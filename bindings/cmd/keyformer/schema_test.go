@@ -102,7 +102,7 @@ func schemaBench() benchReport {
 // schemaThroughput is the --json line of `keyformer bench --throughput` (no Python reads it; the
 // golden file pins its names all the same).
 func schemaThroughput() throughputReport {
-	return throughputReport{Model: "smollm2", Machine: "2 cores", Cells: 16384, PromptTokens: 1024, Gen: 32,
+	return throughputReport{Model: "smollm2", Machine: "2 cores", Layout: "per-stream", Cells: 16384, PromptTokens: 1024, Gen: 32,
 		NUbatch: 512, ThroughputRatio: ptr(1.75),
 		Rows: []throughputRow{
 			{Config: "none", Sequences: 15, CellsPerSeq: 1056, PrefillTokPerS: 400.5, TokPerS: 60.5,

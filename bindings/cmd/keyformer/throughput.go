@@ -9,25 +9,45 @@ import (
 	"github.com/keyformer/keyformer/keyformer"
 )
 
-// sequencesThatFit returns how many sequences of prompt + gen tokens a cache of cells holds: with
-// the full prompt each (plain), or, at budget tokens, each holding at most budget + max(slack, 1)
-// cells while decoding and the one reading its prompt budget + ubatch.
-func sequencesThatFit(cells, prompt, gen, budget, ubatch, slack int) (n, perSeq int) {
-	if budget == 0 {
-		return cells / (prompt + gen), prompt + gen
+// sequencesThatFit returns how many sequences of prompt + gen tokens a cache of cells holds, and
+// the cells each takes: with the full prompt each (plain), or, at budget tokens, each holding at
+// most budget + max(slack, 1) cells while decoding and budget + ubatch while reading its prompt.
+// In a unified cache the sequences share the cells, and only one reads its prompt at a time; with
+// a stream per sequence each stream holds the most its sequence ever holds, rounded up to 256 as
+// llama.cpp rounds it.
+func sequencesThatFit(cells, prompt, gen, budget, ubatch, slack int, unified bool) (n, perSeq int) {
+	switch {
+	case budget == 0:
+		perSeq = prompt + gen
+	case unified:
+		perSeq = budget + max(slack, 1)
+		n = cells / perSeq
+		for n > 0 && (n-1)*budget+budget+ubatch > cells {
+			n--
+		}
+		return n, perSeq
+	default:
+		perSeq = budget + max(slack+1, ubatch)
 	}
-	perSeq = budget + max(slack, 1)
-	n = cells / perSeq
-	for n > 0 && (n-1)*budget+budget+ubatch > cells {
-		n--
+	if !unified {
+		perSeq = (perSeq + 255) / 256 * 256
 	}
-	return n, perSeq
+	return cells / perSeq, perSeq
+}
+
+// layoutName names a cache layout as the report does.
+func layoutName(unified bool) string {
+	if unified {
+		return "unified"
+	}
+	return "per-stream"
 }
 
 // measureThroughput runs plain llama.cpp, then Keyformer at each budget, each with as many
 // sequences of l.prompt as fit in cells, and writes the table (and with asJSON the report).
-func measureThroughput(f *runFlags, l *loaded, cells, gen int, budgets []float64, machine string, out, progress io.Writer, asJSON bool) error {
-	rep := throughputReport{Model: f.model, Machine: machine, Cells: cells, PromptTokens: len(l.prompt), Gen: gen, NUbatch: f.ubatch}
+func measureThroughput(f *runFlags, l *loaded, cells, gen int, budgets []float64, unified bool, machine string, out, progress io.Writer, asJSON bool) error {
+	rep := throughputReport{Model: f.model, Machine: machine, Layout: layoutName(unified), Cells: cells,
+		PromptTokens: len(l.prompt), Gen: gen, NUbatch: f.ubatch}
 	configs := []benchConfig{{name: "none"}}
 	for _, b := range budgets {
 		configs = append(configs, benchConfig{name: fmt.Sprintf("keyformer %g", b), policy: ptr(keyformer.PolicyKeyformer), budget: b})
@@ -37,13 +57,18 @@ func measureThroughput(f *runFlags, l *loaded, cells, gen int, budgets []float64
 		if c.policy != nil {
 			budget = int(c.budget*float64(len(l.prompt)) + 0.5)
 		}
-		n, perSeq := sequencesThatFit(cells, len(l.prompt), gen, budget, f.ubatch, f.observe.Slack)
+		n, perSeq := sequencesThatFit(cells, len(l.prompt), gen, budget, f.ubatch, f.observe.Slack, unified)
 		if n == 0 {
 			return fmt.Errorf("bench: throughput: %s: not one sequence of %d cells fits in %d", c.name, perSeq, cells)
 		}
-		fmt.Fprintf(progress, "bench: throughput: %s: %d sequences of %d cells in %d cells read %d prompt tokens each\n",
-			c.name, n, perSeq, cells, len(l.prompt))
-		so := generate.SessionOptions{NCtx: cells, NUbatch: max(f.ubatch, n), Threads: f.threads, Poll: f.poll, Sequences: n}
+		fmt.Fprintf(progress, "bench: throughput: %s: %d sequences of %d cells in %d cells (%s) read %d prompt tokens each\n",
+			c.name, n, perSeq, cells, rep.Layout, len(l.prompt))
+		nCtx := cells
+		if !unified {
+			nCtx = n * perSeq
+		}
+		so := generate.SessionOptions{NCtx: nCtx, NUbatch: max(f.ubatch, n), Threads: f.threads, Poll: f.poll,
+			Sequences: n, KVUnified: unified}
 		if c.policy != nil {
 			window, err := parseSize(f.window, "window")
 			if err != nil {
@@ -77,8 +102,12 @@ func measureThroughput(f *runFlags, l *loaded, cells, gen int, budgets []float64
 	if len(rep.Rows) > 1 && rep.Rows[0].TokPerS > 0 {
 		rep.ThroughputRatio = ptr(round(rep.Rows[1].TokPerS / rep.Rows[0].TokPerS))
 	}
-	fmt.Fprintf(out, "model %s; %s; %d KV cells shared by every sequence, prompts of %d tokens, %d generated each\n\n",
-		rep.Model, rep.Machine, cells, len(l.prompt), gen)
+	layout := "one unified cache that every sequence shares"
+	if !unified {
+		layout = "a KV stream per sequence"
+	}
+	fmt.Fprintf(out, "model %s; %s; %d KV cells in %s, prompts of %d tokens, %d generated each\n\n",
+		rep.Model, rep.Machine, cells, layout, len(l.prompt), gen)
 	fmt.Fprintf(out, "%-15s %9s %9s %9s %9s %12s %9s\n", "config", "sequences", "cells/seq", "prefill", "decode", "ms/token", "cells")
 	fmt.Fprintf(out, "%-15s %9s %9s %9s %9s %12s %9s\n", "", "", "", "tok/s", "tok/s", "per sequence", "peak")
 	for _, r := range rep.Rows {

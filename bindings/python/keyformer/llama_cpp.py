@@ -22,6 +22,10 @@ What changes:
   ``llama_decode`` (at most ``n_batch`` tokens) lands next to the kept ``budget`` cells, and after
   it keyformer frees the cells its policy drops (positions are kept, so the model still sees where
   each kept token was). ``llm.keyformer`` (a :class:`Session`) reports the cells and evictions.
+  A context of several sequences (``n_seq_max`` above 1) holds that much for each of them: in
+  one KV stream per sequence (llama.cpp's default for several sequences: each stream rounded up
+  to a multiple of 256 cells, and a token attends to its own stream only), or in one unified
+  cache where the host asked for ``kv_unified``.
 * ``keyformer_budget``: the cells kept per sequence, an int; a float in (0, 1] is a fraction of
   ``n_ctx``. Default 0.5. ``keyformer_policy``: "keydiff" (the library's default), "keyformer",
   "h2o", "tova", "peak", "streaming", "window" or "full". Any other ``keyformer_<name>=`` is passed to :class:`keyformer.Context` as
@@ -68,6 +72,8 @@ class Session:
         context: the :class:`keyformer.Context` attached to it.
         n_ctx: the length llama-cpp-python sees (``llama_n_ctx``).
         n_cells: the cells of the llama.cpp context underneath.
+        stream_cells: the cells of each sequence's stream where the context keeps one stream per
+            sequence (``llama_n_ctx_seq``), 0 where its cache is unified.
         budget: the cells kept per sequence.
         evicted: cells freed so far.
         peak_cells: the most cells any sequence held (after a decode, before its evictions).
@@ -76,10 +82,11 @@ class Session:
             tokens were moved up to continue at the new start.
     """
 
-    def __init__(self, context, n_ctx, n_cells, budget, chained):
+    def __init__(self, context, n_ctx, n_cells, stream_cells, budget, chained):
         self.context = context
         self.n_ctx = n_ctx
         self.n_cells = n_cells
+        self.stream_cells = stream_cells
         self.budget = budget
         self.evicted = 0
         self.peak_cells = 0
@@ -253,11 +260,9 @@ def _init_from_model(model, params):
         if kf.params["policy"] != Policy.FULL:
             n_cells = min(n_ctx, budget + params.n_batch + kf.params["evict_slack"])
         p = type(params).from_buffer_copy(params)  # llama-cpp-python keeps its own params as they were
-        p.n_ctx = n_cells
+        p.n_ctx = n_cells * max(1, p.n_seq_max)  # each sequence's cells, in its stream or the shared cache
         if Policy(kf.params["policy"]) != Policy.KEYDIFF:  # the others read the attention matrix
             p.flash_attn_type = _llama.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        if p.n_seq_max > 1:
-            p.kv_unified = True  # keyformer reads one attention matrix (keys) per ubatch: one KV stream
         chained = params.cb_eval if params.cb_eval else None
         p.cb_eval = ctypes.cast(kf.llama_eval_callback, _llama.ggml_backend_sched_eval_callback)
         p.cb_eval_user_data = kf.llama_user_data
@@ -273,7 +278,8 @@ def _init_from_model(model, params):
             _original["llama_free"](ctx)
         kf.close()
         raise
-    s = Session(kf, n_ctx, _original["llama_n_ctx"](ctx), int(budget), chained)
+    cells, per_stream = _original["llama_n_ctx"](ctx), _llama.llama_n_ctx_seq(ctx)
+    s = Session(kf, n_ctx, cells, per_stream if per_stream < cells else 0, int(budget), chained)
     with _registry_lock:
         _by_ctx[ctx] = s
         _by_mem[_llama.llama_get_memory(ctx)] = s
