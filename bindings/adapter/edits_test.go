@@ -161,6 +161,32 @@ func (h *editHost) agree(seq int32) {
 	}
 }
 
+// copyThenContinue reads the first 200 tokens of prompt as sequence 0 (evicting), copies it to
+// sequence 1 (llama_memory_seq_cp, mirrored) and checks the copy with check; then each sequence
+// reads 60 tokens of its own, both evicting down to their budgets and agreeing with llama.cpp.
+func (h *editHost) copyThenContinue(prompt []int32, check func(t0, t1 *keyformer.Sequence)) (t0, t1 *keyformer.Sequence) {
+	t := h.t
+	require.NoError(t, h.feed(0, prompt[:200]))
+	require.Positive(t, h.evicted)
+	h.c.SeqCp(0, 1, -1, -1)
+	require.NoError(t, h.ad.SeqCp(0, 1, -1, -1))
+	h.agree(1)
+	t0, err := h.ad.Tracker().Sequence(0)
+	require.NoError(t, err)
+	t1, err = h.ad.Tracker().Sequence(1)
+	require.NoError(t, err)
+	check(t0, t1)
+	before := h.evicted
+	for i := range 3 {
+		require.NoError(t, h.feed(0, prompt[200+20*i:220+20*i]))
+		require.NoError(t, h.feed(1, prompt[20*i:20+20*i]))
+		h.agree(0)
+		h.agree(1)
+	}
+	assert.GreaterOrEqual(t, h.evicted-before, 2*60, "both sequences evicted down to their budgets")
+	return t0, t1
+}
+
 // tracked returns the positions the tracker holds for seq.
 func (h *editHost) tracked(seq int32) []int32 {
 	s, err := h.ad.Tracker().Sequence(seq)
@@ -262,27 +288,11 @@ func TestEditCopyThenEvictOnBothSequences(t *testing.T) {
 	o := editOpts
 	o.seqs = 2
 	h := newEditHost(t, m, o)
-	prompt := editPrompt(t, m)
-	require.NoError(t, h.feed(0, prompt[:200]))
-	h.c.SeqCp(0, 1, -1, -1)
-	require.NoError(t, h.ad.SeqCp(0, 1, -1, -1))
-	h.agree(1)
-	t0, err := h.ad.Tracker().Sequence(0)
-	require.NoError(t, err)
-	t1, err := h.ad.Tracker().Sequence(1)
-	require.NoError(t, err)
-	assert.Equal(t, t0.Tokens(), t1.Tokens(), "same cells, positions and scores")
-
 	// Each sequence continues with its own text and evicts on its own: a cell one of them frees
 	// stays in the other.
-	before := h.evicted
-	for i := range 3 {
-		require.NoError(t, h.feed(0, prompt[200+20*i:220+20*i]))
-		require.NoError(t, h.feed(1, prompt[20*i:20+20*i]))
-		h.agree(0)
-		h.agree(1)
-	}
-	assert.GreaterOrEqual(t, h.evicted-before, 2*60, "both sequences evicted down to their budgets")
+	t0, t1 := h.copyThenContinue(editPrompt(t, m), func(t0, t1 *keyformer.Sequence) {
+		assert.Equal(t, t0.Tokens(), t1.Tokens(), "same cells, positions and scores")
+	})
 	shared := 0
 	for _, tok := range t0.Tokens() {
 		if p, ok := t1.Position(tok.Cell); ok {
@@ -305,30 +315,13 @@ func TestEditsAcrossStreams(t *testing.T) {
 	h := newEditHost(t, m, o)
 	perStream := int32(h.ad.CellsPerStream())
 	require.Equal(t, int32(h.c.NCtx()/2), perStream, "two streams")
-	prompt := editPrompt(t, m)
-	require.NoError(t, h.feed(0, prompt[:200]))
-	require.Positive(t, h.evicted)
-	h.c.SeqCp(0, 1, -1, -1)
-	require.NoError(t, h.ad.SeqCp(0, 1, -1, -1))
-	h.agree(1)
-	t0, err := h.ad.Tracker().Sequence(0)
-	require.NoError(t, err)
-	t1, err := h.ad.Tracker().Sequence(1)
-	require.NoError(t, err)
-	want := t0.Tokens()
-	for i := range want {
-		want[i].Cell += perStream
-	}
-	assert.Equal(t, want, t1.Tokens(), "the same positions and scores, in stream 1's cells")
-
-	before := h.evicted
-	for i := range 3 {
-		require.NoError(t, h.feed(0, prompt[200+20*i:220+20*i]))
-		require.NoError(t, h.feed(1, prompt[20*i:20+20*i]))
-		h.agree(0)
-		h.agree(1)
-	}
-	assert.GreaterOrEqual(t, h.evicted-before, 2*60, "both sequences evicted down to their budgets")
+	t0, t1 := h.copyThenContinue(editPrompt(t, m), func(t0, t1 *keyformer.Sequence) {
+		want := t0.Tokens()
+		for i := range want {
+			want[i].Cell += perStream
+		}
+		assert.Equal(t, want, t1.Tokens(), "the same positions and scores, in stream 1's cells")
+	})
 	for id, s := range []*keyformer.Sequence{t0, t1} {
 		for _, tok := range s.Tokens() {
 			require.Equal(t, int32(id), tok.Cell/perStream, "sequence %d's cells lie in its stream", id)
