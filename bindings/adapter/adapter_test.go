@@ -474,8 +474,11 @@ func TestSequencesKeepSeparateState(t *testing.T) {
 			assert.InDelta(t, float64(rows*m.NHead*m.NLayer), total, 1e-3*total, "unified %v: sequence %d's scores", unified, id)
 			scores[unified] = append(scores[unified], each)
 		}
-		ad = run(keyformer.PolicyKeyformer, 2*(budget+2*chunk), unified)
-		assert.Equal(t, []int32{0, 1}, ad.Tracker().IDs())
+		for _, p := range []keyformer.Policy{keyformer.PolicyKeyformer, keyformer.PolicyKeyDiff} {
+			ad = run(p, 2*(budget+2*chunk), unified)
+			assert.Equal(t, []int32{0, 1}, ad.Tracker().IDs(), "%s", p)
+			assert.Positive(t, ad.Stats().Evicted, "%s", p)
+		}
 	}
 	for id, want := range scores[true] {
 		got := scores[false][id]
