@@ -47,6 +47,8 @@ set -euo pipefail
 
 LAYOUT=2 # bump when the llama.cpp layout below changes: invalidates its stamps
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=pins.env
+source "$ROOT/build/pins.env" # NODE_LLAMA_CPP, which build/npm/*/package.json must pin
 SUMS=$ROOT/build/deps.sha256 DEPS=$ROOT/build/deps
 NPM=$DEPS/npm LIB_DIR=$DEPS/llama/cpu CUDA_DIR=$DEPS/llama/cuda INC_DIR=$DEPS/llama/include
 SRC_DIR=$DEPS/llama-src MODEL_DIR=$DEPS/models
@@ -125,8 +127,12 @@ lock_stamp() { local h; h=$(sha256sum <"$ROOT/build/npm/$1/package-lock.json"); 
 mktmp() { TMP=$(mktemp -d "$DEPS/.tmp.XXXXXX"); } # a new folder: $TMP (build/deps/.tmp.* go at exit)
 
 # npm_ci NAME: `npm ci` of build/npm/NAME/ in build/deps/npm/NAME/: npm checks each tarball against
-# the lockfile's integrity
+# the lockfile's integrity; first, every package of its package.json must be at build/pins.env's
+# NODE_LLAMA_CPP
 npm_ci() {
+    local off
+    off=$(grep -o '"@\{0,1\}[a-z][^"]*": *"[0-9][^"]*"' "$ROOT/build/npm/$1/package.json" | grep -v "\"$NODE_LLAMA_CPP\"$" || true)
+    [[ -z $off ]] || die "build/npm/$1/package.json pins $off, build/pins.env NODE_LLAMA_CPP=$NODE_LLAMA_CPP: move both, and the lockfile"
     command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js and npm (Debian: apt-get install npm)"
     mkdir -p "$NPM/$1"
     cp "$ROOT/build/npm/$1"/package{,-lock}.json "$NPM/$1/"
@@ -138,7 +144,7 @@ npm_ci() {
 # npm packages PKG... (installed by npm_ci), from their bins/FOLDER/ (subfolders kept: the CUDA -ext
 # package adds fallback/); where two packages hold the same file, the first one's is kept. Then the
 # names the libraries are found by: node-llama-cpp names them libX[.VARIANT].vVERSION.so (SONAME the
-# same: libllama.v0.5.0.so, libllama.cuda.v0.5.0.so), so it adds
+# same: libllama.vX.Y.Z.so, libllama.cuda.vX.Y.Z.so), so it adds
 #  - libX.so -> the file, so `-lX` links and dlopen("libX.so") works (the SONAME stays the versioned name);
 #  - libX.vVERSION.so -> libX.VARIANT.vVERSION.so, so a program linked against the CPU runtime also runs
 #    against a variant (same llama.cpp release, same llama.h) by pointing LD_LIBRARY_PATH at it;

@@ -12,12 +12,12 @@
 # Usage: build/llama-cpp-python.sh
 set -euo pipefail
 
-VERSION=0.3.36
-SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-LLAMA_CPP=0c1e57098 # the llama.cpp commit its sdist vendors (for the README's list of tested versions)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=pins.env
+source "$ROOT/build/pins.env"
+VERSION=$LLAMA_CPP_PYTHON SHA256=$LLAMA_CPP_PYTHON_SHA256 VENDORED=$LLAMA_CPP_PYTHON_LLAMA_CPP
 CMAKE_ARGS_FIXED="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=$ROOT/build/deps/venv/bin/python
 ARGS_KEY=$(printf '%s' "$CMAKE_ARGS_FIXED" | sha256sum)
 CACHE=$ROOT/build/deps/llama-cpp-python/$VERSION-${SHA256:0:12}-${ARGS_KEY:0:8}
@@ -34,7 +34,7 @@ fi
 shopt -s nullglob
 wheels=("$CACHE"/llama_cpp_python-"$VERSION"-*.whl)
 if ((${#wheels[@]} == 1)); then
-    log "in place (llama.cpp $LLAMA_CPP)"
+    log "in place (llama.cpp $VENDORED)"
     printf '%s\n' "${wheels[0]}"
     exit 0
 fi
@@ -46,7 +46,7 @@ log "downloading the llama-cpp-python $VERSION source distribution from PyPI (75
 "$PY" -m pip download --disable-pip-version-check --no-input --no-deps --no-binary :all: --progress-bar on \
     --require-hashes -r "$work/requirements.txt" -d "$work/sdist" >&2 ||
     die "pip download failed (above): PyPI must be reachable (PIP_INDEX_URL for a mirror)"
-log "building its wheel (llama.cpp $LLAMA_CPP with cmake, CPU only; about 5 minutes on 2 cores)..."
+log "building its wheel (llama.cpp $VENDORED with cmake, CPU only; about 5 minutes on 2 cores)..."
 T0=$SECONDS
 CMAKE_ARGS="$CMAKE_ARGS_FIXED" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     "$PY" -m pip wheel --disable-pip-version-check --no-input --no-deps -w "$work/wheel" "$work"/sdist/*.tar.gz >&2 ||

@@ -268,8 +268,8 @@ KEYFORMER_API keyformer_status keyformer_state_load(keyformer_context *ctx, int3
 
 /* ---- Use with llama.cpp ------------------------------------------------------------------------
  *
- * These functions drive the whole loop above for a llama.cpp context (the pinned llama.cpp v0.5.0
- * ABI): the library's eval callback reads, during each llama_decode, where the new tokens landed
+ * These functions drive the whole loop above for a llama.cpp context (the ABI of the llama.cpp
+ * release build/pins.env pins): the library's eval callback reads, during each llama_decode, where the new tokens landed
  * and every layer's attention (kq_soft_max-<layer>); keyformer_llama_apply then frees the planned
  * cells with llama_memory_seq_rm. This header needs no llama.cpp header and the library has no
  * link-time dependency on llama.cpp: it finds the llama_* / ggml_* functions in the host process at
@@ -326,7 +326,7 @@ KEYFORMER_API bool keyformer_llama_eval_callback(struct ggml_tensor *t, bool ask
  *  - otherwise the file name or path the host loaded libllama from (re-opened with
  *    RTLD_NOW | RTLD_NOLOAD: a library that is not loaded yet is an error, never loaded a second
  *    time). dlopen matches a bare file name only against the names objects were opened by and
- *    their SONAMEs (libllama.v0.5.0.so in the pinned build): pass the path the host used.
+ *    their SONAMEs (libllama.vX.Y.Z.so in the pinned build): pass the path the host used.
  * Needs shared granularity (KEYFORMER_ERR_INVALID_ARGUMENT otherwise); missing llama.cpp symbols
  * give KEYFORMER_ERR_UNSUPPORTED. The library keeps lctx (not owned) until ctx is freed or attached
  * again; attaching again (e.g. to a new llama_context) keeps ctx's sequences: reset them with

@@ -188,7 +188,7 @@ func TestFlashAttentionIsReported(t *testing.T) {
 	assert.ErrorIs(t, err, adapter.ErrNoAttention)
 }
 
-// A graph whose node names differ from llama.cpp v0.5.0's (simulated by hiding nodes from the
+// A graph whose node names differ from the pinned llama.cpp's (simulated by hiding nodes from the
 // adapter) makes Apply fail with an error naming the nodes that were not seen.
 func TestMissingGraphNodesAreNamed(t *testing.T) {
 	m := model(t)

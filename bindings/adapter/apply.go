@@ -33,7 +33,7 @@ func (a *Adapter) Apply(seq int32) (int, error) {
 	}
 	if noInputs {
 		return 0, fmt.Errorf("adapter: sequence %d: the decode read no ubatch's positions and cells: its graph had no node %q of op ROPE (%d) "+
-			"and %q of op SET_ROWS (%d); the node names or ops differ from llama.cpp v0.5.0's (bindings/llama/internals.go)",
+			"and %q of op SET_ROWS (%d); the node names or ops differ from llama.cpp "+llama.PinnedLlamaCpp+"'s (bindings/llama/internals.go)",
 			seq, llama.NodePositions, a.lib.Ops.Rope, llama.NodeCells, a.lib.Ops.SetRows)
 	}
 	if unseen > 0 {

@@ -22,7 +22,7 @@ func (a *Adapter) wants(layer int) bool {
 	if layer == 0 {
 		if !a.fresh {
 			a.fail(fmt.Errorf("adapter: layer 0's attention (%s-0) came before the ubatch's positions (node %q, op ROPE) and cells (node %q, op SET_ROWS) were read: "+
-				"the graph's node names or layout differ from llama.cpp v0.5.0's (bindings/llama/internals.go)", llama.NodeAttention, llama.NodePositions, llama.NodeCells))
+				"the graph's node names or layout differ from llama.cpp "+llama.PinnedLlamaCpp+"'s (bindings/llama/internals.go)", llama.NodeAttention, llama.NodePositions, llama.NodeCells))
 		}
 		a.fresh = false
 	}
@@ -140,12 +140,12 @@ func (a *Adapter) readUbatchInput(t llama.Tensor, positions bool) {
 }
 
 // checkKeysSeen fails the decode when the ubatch just computed wanted keys of layers whose nodes
-// it never showed (a.mu held): a graph whose key nodes are named otherwise than llama.cpp
-// v0.5.0's. It resets the count.
+// it never showed (a.mu held): a graph whose key nodes are named otherwise than the pinned
+// llama.cpp's. It resets the count.
 func (a *Adapter) checkKeysSeen() {
 	if a.keys && a.read && a.keysSeen > 0 && a.keysSeen != a.keyLayers {
 		a.fail(fmt.Errorf("adapter: the ubatch showed the keys of %d of the %d layers the schedule reads (nodes %q-<layer>, op RESHAPE or VIEW): "+
-			"the graph's node names or layout differ from llama.cpp v0.5.0's (bindings/llama/internals.go)", a.keysSeen, a.keyLayers, llama.NodeKeys))
+			"the graph's node names or layout differ from llama.cpp "+llama.PinnedLlamaCpp+"'s (bindings/llama/internals.go)", a.keysSeen, a.keyLayers, llama.NodeKeys))
 	}
 	a.keysSeen = 0
 }

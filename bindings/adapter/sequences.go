@@ -43,7 +43,7 @@ func (a *Adapter) forEachRun(fn func(seq *keyformer.Sequence, r0, r1 int) error)
 func (a *Adapter) addUbatch(n int) error {
 	if len(a.cells) != n || len(a.positions) < n {
 		return fmt.Errorf("ubatch of %d tokens, but %d cells (node %q) and %d positions (node %q) were read: "+
-			"the graph's node names or layout differ from llama.cpp v0.5.0's (bindings/llama/internals.go)",
+			"the graph's node names or layout differ from llama.cpp "+llama.PinnedLlamaCpp+"'s (bindings/llama/internals.go)",
 			n, len(a.cells), llama.NodeCells, len(a.positions), llama.NodePositions)
 	}
 	perStream := a.kvSize > 0

@@ -14,7 +14,11 @@ import (
 // struct ggml_tensor's layout (offsets generated from the pinned ggml.h: tensor.go). docs/porting.md
 // ("Moving to a new llama.cpp") lists them with where each is checked.
 
-// Graph node names of llama.cpp v0.5.0 (src/llama-graph.cpp, src/llama-kv-cache.cpp) read during
+// PinnedLlamaCpp is the llama.cpp release whose internals this package mirrors: LLAMA_CPP of
+// build/pins.env, which tests/go/pins_test.go compares it with.
+const PinnedLlamaCpp = "v0.5.0"
+
+// Graph node names of the pinned llama.cpp (src/llama-graph.cpp, src/llama-kv-cache.cpp) read during
 // the eval callback's asks.
 const (
 	// NodePositions is layer 0's ROPE of K (op ROPE); its src[1] is inp_pos, the int32 positions
@@ -57,7 +61,7 @@ type Ops struct {
 // IsKeys reports whether op is one of NodeKeys' ops (RESHAPE or VIEW).
 func (o Ops) IsKeys(op GGMLOp) bool { return op == o.Reshape || op == o.View }
 
-// maxOps bounds the search of ggml_op_name (ggml v0.5.0 has 101 ops).
+// maxOps bounds the search of ggml_op_name (the pinned ggml has 101 ops).
 const maxOps = 1024
 
 // resolveOps finds the Ops by walking name(0), name(1), ... It stops once every op is found: the

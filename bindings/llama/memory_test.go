@@ -80,7 +80,7 @@ func TestMemoryHolesAndState(t *testing.T) {
 	err = c2.Decode(0, []int32{next}, c2.SeqPosMax(0)+2)
 	SetLogger(StderrLogger(LogError))
 	if err == nil {
-		t.Error("decode at pos_max+2 succeeded; llama.cpp v0.5.0 refuses it")
+		t.Error("decode at pos_max+2 succeeded; the pinned llama.cpp refuses it")
 	}
 
 	// Shifting positions (llama_memory_seq_add) moves pos_min/pos_max, and decoding continues.

@@ -10,8 +10,8 @@ import (
 )
 
 // libraryFiles are the runtime's shared libraries in dependency order (each needs the ones before
-// it). In the pinned linux build libggml.so and libllama.so are symlinks to libggml.v0.5.0.so and
-// libllama.v0.5.0.so, whose SONAMEs are those versioned names; libggml-base.so has no version.
+// it). In the pinned linux build libggml.so and libllama.so are symlinks to libggml.vX.Y.Z.so and
+// libllama.vX.Y.Z.so, whose SONAMEs are those versioned names; libggml-base.so has no version.
 var libraryFiles = []string{"libggml-base.so", "libggml.so", "libllama.so"}
 
 // backendModuleExt is the extension of the dynamically loaded ggml backends (libggml-cpu-*.so,
@@ -24,7 +24,7 @@ const rtldNoload = 0x00004
 // loadedRuntimePaths returns the paths of the libllama*/libggml* objects mapped into this
 // process, libllama first, from /proc/self/maps. dlopen(name, RTLD_NOLOAD) with a bare file name
 // matches only objects opened under that name or SONAME, so a host that loaded
-// /x/libllama.so (SONAME libllama.v0.5.0.so) is found here by its full path instead.
+// /x/libllama.so (SONAME libllama.vX.Y.Z.so) is found here by its full path instead.
 func loadedRuntimePaths() []string {
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {

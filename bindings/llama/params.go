@@ -9,14 +9,14 @@ import (
 	"unsafe"
 )
 
-// The mirrors below follow build/deps/llama/include/llama.h of llama.cpp v0.5.0 (npm
-// @node-llama-cpp/*@3.22.1) field by field, for LP64 targets (linux and darwin, amd64 and
+// The mirrors below follow build/deps/llama/include/llama.h of the pinned llama.cpp
+// (PinnedLlamaCpp, build/pins.env) field by field, for LP64 targets (linux and darwin, amd64 and
 // arm64: pointers and size_t 8 bytes, enums 4 bytes, bool 1 byte, natural alignment). Explicit
 // `_` fields are the padding the C compiler inserts. Offsets were cross-checked with offsetof()
 // on the real header (gcc, x86-64) and are asserted at compile time at the end of this file;
 // Lib.CheckLayout checks them against the library at run time.
 
-// Enum values from llama.h / ggml.h (v0.5.0).
+// Enum values from the pinned llama.h / ggml.h.
 const (
 	FlashAttnAuto     FlashAttnType = -1 // LLAMA_FLASH_ATTN_TYPE_AUTO (the default)
 	FlashAttnDisabled FlashAttnType = 0  // LLAMA_FLASH_ATTN_TYPE_DISABLED: attention matrices exist
@@ -131,7 +131,7 @@ type LayoutError struct {
 }
 
 func (e *LayoutError) Error() string {
-	return fmt.Sprintf("llama: layout mismatch: %s.%s reads %v, want %v (the runtime is not llama.cpp v0.5.0's ABI)",
+	return fmt.Sprintf("llama: layout mismatch: %s.%s reads %v, want %v (the runtime is not llama.cpp "+PinnedLlamaCpp+"'s ABI)",
 		e.Struct, e.Field, e.Got, e.Want)
 }
 

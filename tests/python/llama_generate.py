@@ -4,7 +4,7 @@
     python3 tests/python/llama_generate.py [--attach default|path|soname|global] [--budget 256] ...
 
 The pinned llama.cpp runtime and SmolLM2 come from build/deps (bash build/deps.sh). The script
-declares the few llama.h functions and structs it needs (llama.cpp v0.5.0's ABI, checked against
+declares the few llama.h functions and structs it needs (the pinned llama.cpp's ABI, checked against
 llama_*_default_params at start), puts keyformer's C eval callback in the context parameters,
 feeds a long prompt in n_ubatch chunks through a cache of budget + n_ubatch cells with
 ``Context.llama_apply`` after every decode, then generates greedily. It prints the text and, last,
@@ -18,7 +18,8 @@ llama_* symbols are not in the process's global scope:
   re-opened with RTLD_NOLOAD). Works.
 * ``path``: the same load, ``llama_attach(lctx, llama_library=<the path given to CDLL>)``: re-opened
   with RTLD_NOLOAD. Works.
-* ``soname``: ``llama_library="libllama.v0.5.0.so"`` (the SONAME): dlopen matches bare names against
+* ``soname``: ``llama_library="libllama.vX.Y.Z.so"`` (the SONAME, X.Y.Z the release build/pins.env
+  pins): dlopen matches bare names against
   SONAMEs. Works; ``"libllama.so"`` (the link name) does not (an error that says so).
 * ``global``: ``ctypes.CDLL(libllama, mode=RTLD_GLOBAL)``, ``llama_attach(lctx)``: RTLD_DEFAULT finds
   it. Works.
@@ -35,6 +36,15 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def read_pins(path=os.path.join(ROOT, "build", "pins.env")):
+    """The NAME=value lines of build/pins.env: the pinned versions."""
+    with open(path) as f:
+        return dict(line.strip().split("=", 1) for line in f if "=" in line and not line.lstrip().startswith("#"))
+
+
+PINS = read_pins()
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 
 import keyformer  # noqa: E402
@@ -52,7 +62,7 @@ c_bool, c_int32, c_uint32, c_float, c_void_p, c_size_t = (
 
 
 class LlamaModelParams(ctypes.Structure):
-    """struct llama_model_params (llama.h of llama.cpp v0.5.0), 80 bytes on LP64."""
+    """struct llama_model_params (the pinned llama.h), 80 bytes on LP64."""
 
     _fields_ = [
         ("devices", c_void_p),                      # @0
@@ -76,7 +86,7 @@ class LlamaModelParams(ctypes.Structure):
 
 
 class LlamaContextParams(ctypes.Structure):
-    """struct llama_context_params (llama.h of llama.cpp v0.5.0), 160 bytes, cb_eval at 88."""
+    """struct llama_context_params (the pinned llama.h), 160 bytes, cb_eval at 88."""
 
     _fields_ = [
         ("n_ctx", c_uint32),                  # @0
@@ -169,7 +179,7 @@ LLAMA_FUNCTIONS = {
     "llama_memory_seq_rm": (c_bool, [c_void_p, c_int32, c_int32, c_int32]),
 }
 
-#: offsetof(struct ggml_tensor, name) in ggml.h of llama.cpp v0.5.0 (checked by test_llama.py).
+#: offsetof(struct ggml_tensor, name) in the pinned ggml.h (checked by test_llama.py).
 GGML_TENSOR_NAME_OFFSET = 256
 
 LOG_CALLBACK = ctypes.CFUNCTYPE(None, c_int32, ctypes.c_char_p, c_void_p)
@@ -210,7 +220,7 @@ def check_layouts(dll):
            cp.samplers, cp.ctx_other)
     want = (512, 2048, 512, 1, -1, -1.0, -1.0, None, 1, 1, True, True, False, None, None)
     if got != want:
-        raise RuntimeError("llama_context_params mirror mismatch (not llama.cpp v0.5.0?): %s != %s" % (got, want))
+        raise RuntimeError("llama_context_params mirror mismatch (not the pinned llama.cpp %s?): %s != %s" % (PINS["LLAMA_CPP"], got, want))
     mp = dll.llama_model_default_params()
     got = (mp.n_gpu_layers, mp.main_gpu, mp.vocab_only, mp.use_extra_bufts, mp.load_mtp, mp.kv_overrides)
     if got != (-1, 0, False, True, False, None):
@@ -260,7 +270,7 @@ def run(args):
         raise RuntimeError("llama_init_from_model failed")
     n_ctx = dll.llama_n_ctx(lctx)
 
-    library = {"default": None, "global": None, "path": path, "soname": "libllama.v0.5.0.so",
+    library = {"default": None, "global": None, "path": path, "soname": "libllama.%s.so" % PINS["LLAMA_CPP"],
                "linkname": "libllama.so"}[args.attach]
     result = {"attach": args.attach, "llama_library": library, "prompt_tokens": int(prompt.shape[0]),
               "budget": args.budget, "n_ctx": n_ctx}

@@ -1,6 +1,6 @@
 """keyformer in a fresh venv, as a user gets it: ``pip install bindings/python`` (which builds and
-bundles libkeyformer.so) next to llama-cpp-python 0.3.36, whose own llama.cpp (the commit its sdist
-vendors, not the one build/deps pins) keyformer attaches to through the C ABI.
+bundles libkeyformer.so) next to llama-cpp-python (build/pins.env pins it), whose own llama.cpp
+(the commit its sdist vendors, not the one build/deps pins) keyformer attaches to through the C ABI.
 
 llama-cpp-python's wheel is built once from its source distribution into build/deps
 (build/llama-cpp-python.sh, about 5 minutes on 2 cores; reused after). The venv is made once per

@@ -596,7 +596,7 @@ class Context:
           uses RTLD_LOCAL).
         * a path (str, bytes or os.PathLike): the library loaded from that path, re-opened with
           RTLD_NOLOAD (never loaded a second time). Pass the path given to ``ctypes.CDLL``: a bare
-          file name only matches the library's SONAME (``libllama.v0.5.0.so`` in the pinned build).
+          file name only matches the library's SONAME (``libllama.vX.Y.Z.so`` in the pinned build).
 
         Needs shared granularity and a context with flash attention disabled.
         """
