@@ -75,14 +75,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(call FUZZN,200000) ./keyformer/
 	$(GO) test -run '^$$' -fuzz '^FuzzGumbelScores$$' -fuzztime $(call FUZZN,50000) ./simd/
 
-## arm64: the simd and keyformer tests cross-compiled for linux/arm64 (static test binaries, no
-## cgo) and run under qemu user emulation: with the NEON kernels, then the Go twins only (purego).
-## build/ensure-tools.sh --arm64 installs qemu-user when qemu-aarch64 is missing.
-ARM64 := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) test -count=1 -exec qemu-aarch64
+## arm64: the simd and keyformer tests cross-compiled for linux/arm64 (no cgo) and run under qemu
+## user emulation: with the NEON kernels, then the Go twins only (purego); and bindings/llama's unit
+## tests (the ask filter's assembly; purego links the test binary against the arm64 libc, hence -L).
+## build/ensure-tools.sh --arm64 installs qemu-user and the arm64 libc when they are missing.
+ARM64 := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) test -count=1 -exec 'qemu-aarch64 -L /usr/aarch64-linux-gnu'
 arm64:
 	bash build/ensure-tools.sh --arm64
 	$(ARM64) ./simd/ ./keyformer/
 	$(ARM64) -tags purego ./simd/ ./keyformer/
+	$(ARM64) -short ./bindings/llama/
 
 ## bench-kernels: row kernel (asm, Go twin, naive float64) and argmin; last line is JSON for n=4096
 ## (medians of 5 runs, also in build/bench/kernels.json).

@@ -5,13 +5,15 @@
 #                  the ASan/UBSan runtimes (libasan8, libubsan1) for the sanitizer configuration,
 #                  and python3-venv when python3 cannot create a virtual environment (build/venv.sh);
 #                  `make lib`, `make ctest` and `make bench-abi` run it.
-#   --arm64        qemu-aarch64 (qemu-user), which runs the linux/arm64 test binaries; `make arm64`.
+#   --arm64        qemu-aarch64 (qemu-user), which runs the linux/arm64 test binaries, and the arm64
+#                  libc they link (libc6-arm64-cross, /usr/aarch64-linux-gnu); `make arm64`.
 set -euo pipefail
 
 missing=()
 case "${1:-}" in
 --arm64)
   command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
+  [[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]] || missing+=(libc6-arm64-cross)
   ;;
 "")
   declare -A pkg_of=([cmake]=cmake [ninja]=ninja-build [pkg-config]=pkg-config [gcc]=gcc [g++]=g++)

@@ -715,3 +715,54 @@ func TestKeyDiffReadsKeysBeforeRotation(t *testing.T) {
 		assert.InDelta(t, first, tok.Score, 1e-5, "position %d", tok.Pos)
 	}
 }
+
+// TestAskFilterChangesNothing reads a prompt twice the budget through the bounded cache and
+// generates, once with the context asking Go only about the adapter's Nodes (the rest answered by
+// the ask filter, as in a generate.Session) and once with every ask entering Go: the tokens, the
+// evictions, the tensors read and the kept cells with their scores must be identical, for a
+// policy that reads attention and one that reads keys, with far fewer asks reaching Go.
+func TestAskFilterChangesNothing(t *testing.T) {
+	m := model(t)
+	prompt := samplePrompt(t, m)[:512]
+	const budget, ubatch, gen = 256, 64, 16
+	type run struct {
+		res        generate.Result
+		seq        *keyformer.Sequence
+		asks, read int
+	}
+	generateWith := func(cfg *keyformer.Config, filter bool) run {
+		tr, err := keyformer.NewTracker(*cfg)
+		require.NoError(t, err)
+		ad, err := adapter.New(m.Lib(), tr, adapter.Options{})
+		require.NoError(t, err)
+		var r run
+		o := llama.ContextOptions{NCtx: budget + ubatch, NUbatch: ubatch, NThreads: 2,
+			Eval: func(tn llama.Tensor, ask bool) bool { r.asks++; return ad.Eval(tn, ask) }}
+		if filter {
+			o.EvalNodes = ad.Nodes()
+		}
+		ctx, err := m.NewContext(o)
+		require.NoError(t, err)
+		defer ctx.Free()
+		require.NoError(t, ad.Attach(ctx.Ptr()))
+		r.res, err = generate.Run(ctx, ad, prompt, generate.Options{MaxNew: gen})
+		require.NoError(t, err)
+		r.seq, err = tr.Sequence(adapter.DefaultSequence)
+		require.NoError(t, err)
+		r.read = ad.Stats().Reads
+		return r
+	}
+	for _, policy := range []keyformer.Policy{keyformer.PolicyKeyformer, keyformer.PolicyKeyDiff} {
+		cfg := config(m, policy, keyformer.Tokens(budget))
+		cfg.Observe = keyformer.DefaultConfig(cfg.Shape).Observe // the default schedule's skips too
+		want, got := generateWith(cfg, false), generateWith(cfg, true)
+		assert.Equal(t, want.res.Tokens, got.res.Tokens, "%s: tokens", policy)
+		assert.Equal(t, want.res.Evicted, got.res.Evicted, "%s: evictions", policy)
+		assert.Positive(t, got.res.Evicted, "%s", policy)
+		assert.Equal(t, want.read, got.read, "%s: tensors read", policy)
+		assert.Equal(t, want.seq.Tokens(), got.seq.Tokens(), "%s: kept cells and scores", policy)
+		assert.Less(t, 5*got.asks, want.asks, "%s: asks entering Go", policy)
+		t.Logf("%s: %d calls into Go with the filter, %d without, for %d prompt and %d generated tokens; %d tensors read",
+			policy, got.asks, want.asks, len(prompt), gen, got.read)
+	}
+}

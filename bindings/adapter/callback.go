@@ -53,6 +53,17 @@ func (a *Adapter) reads(layer int) bool {
 	return a.read && !a.keys && layer < len(a.layers) && a.layers[layer]
 }
 
+// Nodes are the name prefixes of the graph nodes Eval answers or reads (llama.ContextOptions's
+// EvalNodes): the attention tensors, the positions' node (or, for a policy that reads keys, every
+// keys tensor, the positions' node among them) and the cells' node. Eval answers false to asks
+// about any other node, so a context given these prefixes asks Go about these alone.
+func (a *Adapter) Nodes() []string {
+	if a.keys {
+		return []string{llama.NodeAttention, llama.NodeKeys, llama.NodeCells}
+	}
+	return []string{llama.NodeAttention, llama.NodePositions, llama.NodeCells}
+}
+
 // Eval is the body of the eval callback (ggml_backend_sched_eval_callback) for this adapter.
 // Asked about a node, it reads the ubatch's positions and cells from their nodes' inputs (adding
 // the cells to their sequences) and answers true only for the attention tensors the schedule

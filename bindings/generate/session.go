@@ -93,7 +93,7 @@ func NewSession(m *llama.Model, o SessionOptions) (*Session, error) {
 		if s.Adapter, err = adapter.New(m.Lib(), tr, o.Adapter); err != nil {
 			return nil, err
 		}
-		co.Eval = s.Adapter.Eval
+		co.Eval, co.EvalNodes = s.Adapter.Eval, s.Adapter.Nodes()
 	}
 	var err error
 	if s.Ctx, err = m.NewContext(co); err != nil {

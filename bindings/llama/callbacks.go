@@ -54,6 +54,9 @@ var evalState struct {
 
 func evalTrampoline(t unsafe.Pointer, ask bool, userData uintptr) (ret bool) {
 	slots := evalState.slots.Load()
+	if t == nil {
+		return !ask
+	}
 	i := int(userData) - 1
 	if slots == nil || i < 0 || i >= len(*slots) {
 		return !ask
@@ -82,18 +85,36 @@ func EvalCallback() uintptr {
 
 // EvalHandle is a registered EvalFunc.
 type EvalHandle struct {
-	slot  *evalSlot
-	index int
+	slot   *evalSlot
+	index  int
+	filter *askFilterTable // nil: every ask enters Go
 }
 
-// RegisterEval registers fn for the shared eval callback. Pass h.UserData() as the callback's
-// user_data; Release the handle after the context is freed.
-func RegisterEval(fn EvalFunc) *EvalHandle {
+// RegisterEval registers fn for the shared eval callback. Given nodes (name prefixes of 1 to 16
+// bytes, at most 4), fn is asked only about nodes whose names start with one of them: the others
+// are answered false by an ask filter in assembly, without entering Go (on amd64 and arm64;
+// elsewhere fn sees every ask and must answer them). Pass h.Callback() and h.UserData() as the
+// context's cb_eval and cb_eval_user_data; Release the handle after the context is freed.
+func RegisterEval(fn EvalFunc, nodes ...string) (*EvalHandle, error) {
 	if fn == nil {
 		panic("llama: RegisterEval(nil)")
 	}
 	EvalCallback()
 	s := &evalSlot{fn: fn}
+	h := &EvalHandle{slot: s}
+	h.index = registerSlot(s)
+	if len(nodes) > 0 {
+		var err error
+		if h.filter, err = newAskFilter(evalState.cb, h.slotUserData(), nodes); err != nil {
+			h.Release()
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// registerSlot adds s to the slots and returns its index.
+func registerSlot(s *evalSlot) int {
 	evalState.mu.Lock()
 	defer evalState.mu.Unlock()
 	var cur []*evalSlot
@@ -110,11 +131,28 @@ func RegisterEval(fn EvalFunc) *EvalHandle {
 		next = append(next, s)
 	}
 	evalState.slots.Store(&next)
-	return &EvalHandle{slot: s, index: idx}
+	return idx
+}
+
+// Callback is the value for ContextParams.CbEval: the ask filter when the handle has one, else
+// EvalCallback().
+func (h *EvalHandle) Callback() uintptr {
+	if h.filter != nil {
+		return askFilterABI0
+	}
+	return evalState.cb
 }
 
 // UserData is the value for ContextParams.CbEvalUserData.
-func (h *EvalHandle) UserData() uintptr { return uintptr(h.index + 1) }
+func (h *EvalHandle) UserData() uintptr {
+	if h.filter != nil {
+		return uintptr(unsafe.Pointer(h.filter))
+	}
+	return h.slotUserData()
+}
+
+// slotUserData is the user_data of the shared callback for h's slot.
+func (h *EvalHandle) slotUserData() uintptr { return uintptr(h.index + 1) }
 
 // TakePanic returns (and clears) a panic recovered in the function, as an error.
 func (h *EvalHandle) TakePanic() error {
@@ -124,8 +162,8 @@ func (h *EvalHandle) TakePanic() error {
 	return nil
 }
 
-// Release unregisters the function; later calls with its user_data answer false to asks.
-// Release only after the context using it is freed (or will decode no more).
+// Release unregisters the function (and unmaps its ask filter); later calls with its slot's
+// user_data answer false to asks. Release only after the context using it is freed.
 func (h *EvalHandle) Release() {
 	if h == nil || h.index < 0 {
 		return
@@ -138,6 +176,8 @@ func (h *EvalHandle) Release() {
 	evalState.slots.Store(&next)
 	evalState.free = append(evalState.free, h.index)
 	h.index = -1
+	h.filter.free()
+	h.filter = nil
 }
 
 // LogLevel is enum ggml_log_level.

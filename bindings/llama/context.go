@@ -23,6 +23,10 @@ type ContextOptions struct {
 	// eval callback.
 	Eval EvalFunc
 
+	// EvalNodes, if set, are the name prefixes of the nodes Eval is asked about (RegisterEval's
+	// nodes): asks about the others are answered false without entering Go.
+	EvalNodes []string
+
 	// Tweak, if set, edits the final parameters just before llama_init_from_model.
 	Tweak func(*ContextParams)
 }
@@ -73,8 +77,11 @@ func (m *Model) NewContext(o ContextOptions) (*Context, error) {
 	p.FlashAttnType = o.FlashAttn
 	var h *EvalHandle
 	if o.Eval != nil {
-		h = RegisterEval(o.Eval)
-		p.CbEval, p.CbEvalUserData = EvalCallback(), h.UserData()
+		var err error
+		if h, err = RegisterEval(o.Eval, o.EvalNodes...); err != nil {
+			return nil, err
+		}
+		p.CbEval, p.CbEvalUserData = h.Callback(), h.UserData()
 	}
 	if o.Tweak != nil {
 		o.Tweak(&p)

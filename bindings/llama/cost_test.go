@@ -20,7 +20,7 @@ func BenchmarkEvalTrampoline(b *testing.B) {
 	buf := new([tensorSize]byte) // heap: the callback may grow (move) this goroutine's stack
 	copy(buf[tensorOffName:], "kq-7")
 	n := 0
-	h := RegisterEval(func(t Tensor, ask bool) bool {
+	h := mustRegisterEval(b, func(t Tensor, ask bool) bool {
 		n++
 		_, ok := t.NameLayer("kq_soft_max")
 		return ok
@@ -41,7 +41,7 @@ func BenchmarkEvalTrampoline(b *testing.B) {
 // TestAskCost decodes single tokens with no eval callback, with one that answers false to every
 // ask (the pure purego overhead), with one calling ggml_get_name on every ask, and with one that
 // wants every kq_soft_max (one more graph split per layer), with and without a persistent
-// threadpool, and reports the per-token medians and the cost per ask. The variants' decodes are
+// threadpool and behind the ask filter (asks about other nodes answered without entering Go), and reports the per-token medians and the cost per ask. The variants' decodes are
 // interleaved step by step so that machine noise hits them alike. Set KEYFORMER_ASK_COST=1 to
 // run it (timing, not a correctness test).
 func TestAskCost(t *testing.T) {
@@ -69,13 +69,14 @@ func TestAskCost(t *testing.T) {
 	}
 	for _, threads := range []int32{1, testThreads()} {
 		type variant struct {
-			name string
-			eval EvalFunc
-			pool bool
-			d    []time.Duration
+			name  string
+			eval  EvalFunc
+			nodes []string
+			pool  bool
+			d     []time.Duration
 		}
 		vs := []*variant{{name: "none"}, {name: "answer-false", eval: countFalse}, {name: "ggml_get_name", eval: viaName},
-			{name: "want-kq_soft_max", eval: wantSoftmax}}
+			{name: "want-kq_soft_max", eval: wantSoftmax}, {name: "filtered-kq_soft_max", eval: wantSoftmax, nodes: []string{"kq_soft_max"}}}
 		perDecode := 1
 		tp, err := l.NewThreadpool(int(threads), -1)
 		if err == nil {
@@ -86,7 +87,7 @@ func TestAskCost(t *testing.T) {
 		// blocks of 20 tokens, 10 rounds.
 		for range 10 {
 			for _, v := range vs {
-				c, err := m.NewContext(ContextOptions{NCtx: 512, NThreads: threads, Eval: v.eval})
+				c, err := m.NewContext(ContextOptions{NCtx: 512, NThreads: threads, Eval: v.eval, EvalNodes: v.nodes})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -130,10 +131,10 @@ func TestAskCost(t *testing.T) {
 		}
 		t.Logf("threads %d, per-token medians:%s", threads, line)
 		t.Logf("threads %d: %d asks per decode; answering all false costs %v per ask by medians, %v by 25th percentiles (%+.1f%% per token); "+
-			"ggml_get_name in the ask adds %v per ask; wanting every kq_soft_max: %+.1f%% per token (%+.1f%% with a threadpool)",
+			"ggml_get_name in the ask adds %v per ask; wanting every kq_soft_max: %+.1f%% per token (%+.1f%% with a threadpool, %+.1f%% with the ask filter)",
 			threads, perDecode, (med["answer-false"]-base)/time.Duration(perDecode),
 			(p25["answer-false"]-p25["none"])/time.Duration(perDecode), pct("answer-false", "none", med),
 			(med["ggml_get_name"]-med["answer-false"])/time.Duration(perDecode),
-			pct("want-kq_soft_max", "none", med), pct("want-kq_soft_max+pool", "none+pool", med))
+			pct("want-kq_soft_max", "none", med), pct("want-kq_soft_max+pool", "none+pool", med), pct("filtered-kq_soft_max", "none", med))
 	}
 }

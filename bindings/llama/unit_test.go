@@ -103,8 +103,8 @@ func TestEvalDispatch(t *testing.T) {
 	f := new(fakeTensor)
 	tn := f.set("kq_soft_max-3", TypeF32, [4]int64{1, 1, 1, 1}, [4]uint64{4, 4, 4, 4})
 	var a, b []string
-	ha := RegisterEval(func(t Tensor, ask bool) bool { a = append(a, t.Name()); return ask })
-	hb := RegisterEval(func(t Tensor, ask bool) bool { b = append(b, t.Name()); return false })
+	ha := mustRegisterEval(t, func(t Tensor, ask bool) bool { a = append(a, t.Name()); return ask })
+	hb := mustRegisterEval(t, func(t Tensor, ask bool) bool { b = append(b, t.Name()); return false })
 	call := func(h uintptr, ask bool) bool {
 		askArg := uintptr(0)
 		if ask {
@@ -129,7 +129,7 @@ func TestEvalDispatch(t *testing.T) {
 	if call(ha.UserData(), true) {
 		t.Fatal("released handle still answers")
 	}
-	hc := RegisterEval(func(t Tensor, ask bool) bool { panic("boom") })
+	hc := mustRegisterEval(t, func(t Tensor, ask bool) bool { panic("boom") })
 	if hc.UserData() != 1 { // reuses the released slot
 		t.Fatalf("slot not reused: %d", hc.UserData())
 	}
