@@ -231,16 +231,8 @@ func (t *Tracker) CopyPositions(src, dst, p0, p1 int32) error {
 	if err := checkRange(p0, p1); err != nil {
 		return fmt.Errorf("copy positions: %w", err)
 	}
-	for _, id := range []int32{src, dst} {
-		if err := checkID(id); err != nil {
-			return fmt.Errorf("copy positions: %w", err)
-		}
-	}
-	if src == dst {
-		return nil
-	}
-	if _, err := t.Sequence(dst); err != nil {
-		return fmt.Errorf("copy positions: %w", err)
+	if copies, err := t.copyEnds("copy positions", src, dst); !copies {
+		return err
 	}
 	_, unlock := t.lockAll()
 	defer unlock()
@@ -280,16 +272,8 @@ func (t *Tracker) CopyPositions(src, dst, p0, p1 int32) error {
 // stream held dst alone). dst continues src (its prompt length, budget, window and step counter).
 // A moved cell outside [0, 2^24) is an error and changes nothing.
 func (t *Tracker) CopySequence(src, dst, cellShift int32) error {
-	for _, id := range []int32{src, dst} {
-		if err := checkID(id); err != nil {
-			return fmt.Errorf("copy sequence: %w", err)
-		}
-	}
-	if src == dst {
-		return nil
-	}
-	if _, err := t.Sequence(dst); err != nil {
-		return fmt.Errorf("copy sequence: %w", err)
+	if copies, err := t.copyEnds("copy sequence", src, dst); !copies {
+		return err
 	}
 	_, unlock := t.lockAll()
 	defer unlock()
@@ -308,6 +292,23 @@ func (t *Tracker) CopySequence(src, dst, cellShift int32) error {
 		copyTokens(from, to, slots, cellShift)
 	}
 	return nil
+}
+
+// copyEnds checks a copy's source and destination ids and creates the destination sequence; it
+// reports whether there is anything to copy (src != dst, no error). op names the edit in errors.
+func (t *Tracker) copyEnds(op string, src, dst int32) (bool, error) {
+	for _, id := range []int32{src, dst} {
+		if err := checkID(id); err != nil {
+			return false, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	if src == dst {
+		return false, nil
+	}
+	if _, err := t.Sequence(dst); err != nil {
+		return false, fmt.Errorf("%s: %w", op, err)
+	}
+	return true, nil
 }
 
 // copyTokens gives to the tokens of from at slots, in from's cells moved by shift, with a copy of

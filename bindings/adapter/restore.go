@@ -17,8 +17,9 @@ import (
 // sequence with llama_state_seq_set_data. llama.cpp packs a restored sequence into cells 0, 1, ...
 // in the saved (cell) order when no other sequence holds cells; with other sequences it searches
 // from a position it does not report, so the restore is refused (ErrRestoreBesideOthers, the
-// tracker unchanged), as it is in a cache of one stream per sequence (ErrRestorePerStream). The tracker's cells are renamed accordingly and the positions llama.cpp
-// reports are checked against the tracker's.
+// tracker unchanged), as it is in a cache of one stream per sequence (ErrRestorePerStream). The
+// tracker's cells are renamed accordingly and the positions llama.cpp reports are checked
+// against the tracker's.
 func (a *Adapter) RestoreSequence(id int32, state []byte) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -90,7 +90,7 @@ type progress struct {
 
 // newProgress starts the progress of running runs for every unit of every record (the record,
 // or each of its questions), some of them done already.
-func newProgress(w *os.File, records []evalRecord, runs []evalRun, done map[string]bool) *progress {
+func newProgress(w io.Writer, records []evalRecord, runs []evalRun, done map[string]bool) *progress {
 	p := &progress{out: newProgressLine(w), records: len(records), start: time.Now()}
 	for _, r := range records {
 		for _, id := range r.units() {

@@ -35,18 +35,19 @@ func sequencesThatFit(cells, prompt, gen, budget, ubatch, slack int, unified boo
 	return cells / perSeq, perSeq
 }
 
-// layoutName names a cache layout as the report does.
-func layoutName(unified bool) string {
+// cacheLayout names a cache layout as the report does, and describes it for the table's header.
+func cacheLayout(unified bool) (name, description string) {
 	if unified {
-		return "unified"
+		return "unified", "one unified cache that every sequence shares"
 	}
-	return "per-stream"
+	return "per-stream", "a KV stream per sequence"
 }
 
 // measureThroughput runs plain llama.cpp, then Keyformer at each budget, each with as many
 // sequences of l.prompt as fit in cells, and writes the table (and with asJSON the report).
 func measureThroughput(f *runFlags, l *loaded, cells, gen int, budgets []float64, unified bool, machine string, out, progress io.Writer, asJSON bool) error {
-	rep := throughputReport{Model: f.model, Machine: machine, Layout: layoutName(unified), Cells: cells,
+	layout, description := cacheLayout(unified)
+	rep := throughputReport{Model: f.model, Machine: machine, Layout: layout, Cells: cells,
 		PromptTokens: len(l.prompt), Gen: gen, NUbatch: f.ubatch}
 	configs := []benchConfig{{name: "none"}}
 	for _, b := range budgets {
@@ -102,12 +103,8 @@ func measureThroughput(f *runFlags, l *loaded, cells, gen int, budgets []float64
 	if len(rep.Rows) > 1 && rep.Rows[0].TokPerS > 0 {
 		rep.ThroughputRatio = ptr(round(rep.Rows[1].TokPerS / rep.Rows[0].TokPerS))
 	}
-	layout := "one unified cache that every sequence shares"
-	if !unified {
-		layout = "a KV stream per sequence"
-	}
 	fmt.Fprintf(out, "model %s; %s; %d KV cells in %s, prompts of %d tokens, %d generated each\n\n",
-		rep.Model, rep.Machine, cells, layout, len(l.prompt), gen)
+		rep.Model, rep.Machine, cells, description, len(l.prompt), gen)
 	fmt.Fprintf(out, "%-15s %9s %9s %9s %9s %12s %9s\n", "config", "sequences", "cells/seq", "prefill", "decode", "ms/token", "cells")
 	fmt.Fprintf(out, "%-15s %9s %9s %9s %9s %12s %9s\n", "", "", "", "tok/s", "tok/s", "per sequence", "peak")
 	for _, r := range rep.Rows {
