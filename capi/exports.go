@@ -7,6 +7,7 @@ package main
 import "C"
 
 import (
+	"math"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -18,12 +19,14 @@ import (
 // The smallest `size` each params struct may declare: its size in API version 1. Larger sizes
 // (from newer headers) are accepted and the fields this library does not know are ignored; sizes
 // above maxStructSize are taken for an uninitialised field. paramsSizeV2 is keyformer_params'
-// size in version 2 (the observation schedule) and paramsSizeV4 in version 4 (the ranking
-// options): a smaller size leaves those fields at their defaults.
+// size in version 2 (the observation schedule), paramsSizeV4 in version 4 (the ranking options)
+// and paramsSizeV6 in version 6 (the prompt rows): a smaller size leaves those fields at their
+// defaults.
 const (
 	paramsSizeV1    = unsafe.Offsetof(C.keyformer_params{}.observe_layer_stride)
 	paramsSizeV2    = unsafe.Offsetof(C.keyformer_params{}.rank_mean_attention)
-	paramsSizeV4    = C.sizeof_keyformer_params
+	paramsSizeV4    = unsafe.Offsetof(C.keyformer_params{}.observe_prompt_rows)
+	paramsSizeV6    = C.sizeof_keyformer_params
 	attentionSizeV1 = C.sizeof_keyformer_attention
 	keysSizeV4      = C.sizeof_keyformer_keys
 	maxStructSize   = 1 << 16
@@ -39,9 +42,9 @@ const (
 // checkParamsSize validates keyformer_params' size: version 1's or version 2's (and 3's)
 // exactly, or at least version 4's.
 func checkParamsSize(size C.uint32_t) error {
-	if s := uintptr(size); s < paramsSizeV4 && s != paramsSizeV1 && s != paramsSizeV2 {
-		return invalid("keyformer_params->size is %d: neither version 1's %d, version 2's %d nor at least sizeof(keyformer_params) = %d (set size = sizeof(keyformer_params))",
-			size, paramsSizeV1, paramsSizeV2, paramsSizeV4)
+	if s := uintptr(size); s < paramsSizeV6 && s != paramsSizeV1 && s != paramsSizeV2 && s != paramsSizeV4 {
+		return invalid("keyformer_params->size is %d: neither version 1's %d, version 2's %d, version 4's %d nor at least sizeof(keyformer_params) = %d (set size = sizeof(keyformer_params))",
+			size, paramsSizeV1, paramsSizeV2, paramsSizeV4, paramsSizeV6)
 	}
 	return checkSize("keyformer_params", size, paramsSizeV1)
 }
@@ -114,6 +117,11 @@ func kfgo_default_params(p *C.keyformer_params) (st C.keyformer_status) {
 	def.rank_mean_attention = boolInt(d.Ranking.MeanAttention)
 	def.rank_span = C.int32_t(d.Ranking.Span)
 	def.rank_keep_sinks = boolInt(d.Ranking.KeepSinks)
+	if uintptr(p.size) < paramsSizeV6 { // a version 4 or 5 host: its struct ends before the prompt rows
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(p)), paramsSizeV4), unsafe.Slice((*byte)(unsafe.Pointer(&def)), paramsSizeV4))
+		return statusOK
+	}
+	def.observe_prompt_rows = C.int64_t(d.Observe.PromptRows)
 	*p = def // fields of later versions, past sizeof, are left alone
 	return statusOK
 }
@@ -153,6 +161,7 @@ var configFields = strings.NewReplacer(
 	"config: observe.layers", "observe_layers",
 	"config: observe.decode_stride:", "observe_decode_stride:",
 	"config: observe.slack:", "evict_slack:",
+	"config: observe.prompt_rows:", "observe_prompt_rows:",
 	"config: ranking.span:", "rank_span:",
 	"config: ranking.mean_attention:", "rank_mean_attention:",
 )
@@ -218,6 +227,13 @@ func config(p *C.keyformer_params) (keyformer.Config, error) {
 		}
 	}
 	cfg.Ranking = keyformer.Ranking{MeanAttention: p.rank_mean_attention == 1, Span: int(p.rank_span), KeepSinks: p.rank_keep_sinks == 1}
+	if uintptr(p.size) < paramsSizeV6 {
+		return cfg, nil // a version 4 or 5 host: every row read
+	}
+	if p.observe_prompt_rows < 0 || p.observe_prompt_rows > math.MaxInt32 {
+		return keyformer.Config{}, invalid("observe_prompt_rows: %d outside [0, %d]", p.observe_prompt_rows, math.MaxInt32)
+	}
+	cfg.Observe.PromptRows = int(p.observe_prompt_rows)
 	return cfg, nil
 }
 

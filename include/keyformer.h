@@ -51,8 +51,8 @@ extern "C" {
  * host's own llama.cpp cache edits (keyformer_llama_seq_rm, _seq_add, _seq_cp, _seq_keep, _clear)
  * and keyformer_llama_sync. Version 4 added KEYFORMER_POLICY_KEYDIFF with keyformer_observe_keys
  * and keyformer_keys, and the ranking options (keyformer_params' rank_* fields). Version 5 added
- * KEYFORMER_POLICY_PEAK. */
-#define KEYFORMER_API_VERSION 5
+ * KEYFORMER_POLICY_PEAK. Version 6 added keyformer_params' observe_prompt_rows. */
+#define KEYFORMER_API_VERSION 6
 #define KEYFORMER_VERSION_MAJOR 0
 #define KEYFORMER_VERSION_MINOR 1
 #define KEYFORMER_VERSION_PATCH 0
@@ -129,6 +129,13 @@ typedef struct keyformer_params {
     int32_t rank_span;           /* rank a token by the best score within this many tokens either
                                     side (a fact is kept whole); 0: off; default 0 */
     int32_t rank_keep_sinks;     /* 1: never evict the first n_sinks tokens; default 0 */
+    /* Since API version 6. Scoring a prompt chunk's attention costs a pass over every cell for
+     * each of its rows; reading its last rows only scores less (and a host that copies the
+     * attention off a GPU may copy less). 64 bits wide so that the struct grows and a version 4
+     * or 5 host's size tells it apart. */
+    int64_t observe_prompt_rows; /* read the last k rows of a ubatch's attention for a sequence
+                                    (a prompt chunk; a generated token is one row); 0: every
+                                    row; default 0 */
 } keyformer_params;
 
 /* One layer's attention for one ubatch of one sequence: n_rows query tokens x n_heads query heads x

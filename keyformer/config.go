@@ -203,6 +203,11 @@ type Schedule struct {
 	// DecodeStride reads the attention of every k-th generated token; 0 or 1 reads every one. A
 	// ubatch that adds more than one token to a sequence (a prompt chunk) is always read.
 	DecodeStride int
+	// PromptRows reads the attention of a prompt chunk's last PromptRows query tokens only (a
+	// ubatch that adds more than one token to a sequence: every one of its rows costs a pass over
+	// every cell); 0 reads every row. The chunk's earlier tokens are then scored by the queries
+	// that follow them within those rows and by later chunks.
+	PromptRows int
 	// Slack lets a sequence past its prompt grow until it holds Slack cells more than its budget
 	// before Plan evicts, back to the budget at once: one token at a time, it then peaks at
 	// budget + Slack cells (a prompt chunk of u tokens at budget + u). 0 and 1 evict at every Plan.
@@ -340,6 +345,8 @@ func (o *Schedule) validate(layers int) error {
 		return fmt.Errorf("observe.decode_stride: %d outside [0, %d]", o.DecodeStride, maxStride)
 	case o.Slack < 0 || o.Slack > maxCells:
 		return fmt.Errorf("observe.slack: %d outside [0, %d]", o.Slack, maxCells)
+	case o.PromptRows < 0 || o.PromptRows > maxCells:
+		return fmt.Errorf("observe.prompt_rows: %d outside [0, %d]", o.PromptRows, maxCells)
 	}
 	for i, l := range o.Layers {
 		if l < 0 || l >= layers {

@@ -40,14 +40,7 @@ func (e *testEngine) freeCells(n int) []int32 {
 // decode adds n tokens, builds every layer's attention, observes it and returns the attention
 // blocks (per layer) it showed.
 func (e *testEngine) decode(n int) [][]float32 {
-	cells := e.freeCells(n)
-	pos := make([]int32, n)
-	for i := range pos {
-		pos[i] = e.next
-		e.bias[e.next] = 3 * e.rnd.NormFloat64()
-		e.used[cells[i]] = e.next
-		e.next++
-	}
+	cells, pos := e.place(n)
 	require.NoError(e.t, e.seq.AddCells(cells, pos))
 	cols := int32(0)
 	for c := range e.used {
@@ -60,6 +53,19 @@ func (e *testEngine) decode(n int) [][]float32 {
 		blocks = append(blocks, a.Data)
 	}
 	return blocks
+}
+
+// place puts n new tokens in the lowest free cells, each with a random bias, and returns their
+// cells and positions (the sequence is not told).
+func (e *testEngine) place(n int) (cells, pos []int32) {
+	cells, pos = e.freeCells(n), make([]int32, n)
+	for i := range pos {
+		pos[i] = e.next
+		e.bias[e.next] = 3 * e.rnd.NormFloat64()
+		e.used[cells[i]] = e.next
+		e.next++
+	}
+	return cells, pos
 }
 
 // attention returns a causal softmax block for query positions pos over cols cells.

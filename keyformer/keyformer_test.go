@@ -49,6 +49,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"observe.layers[1]", func(c *Config) { c.Observe.Layers = []int{1, 1} }},
 		{"observe.decode_stride", func(c *Config) { c.Observe.DecodeStride = -2 }},
 		{"observe.slack", func(c *Config) { c.Observe.Slack = -1 }},
+		{"observe.prompt_rows", func(c *Config) { c.Observe.PromptRows = -1 }},
 	} {
 		cfg := DefaultConfig(Shape{Layers: 2, QueryHeads: 4, KVHeads: 2})
 		tc.edit(&cfg)

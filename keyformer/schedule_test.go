@@ -1,6 +1,7 @@
 package keyformer
 
 import (
+	"math"
 	"slices"
 	"testing"
 
@@ -106,5 +107,38 @@ func TestSlackEvictsInBatches(t *testing.T) {
 			}
 			assert.Equal(t, []int{11, 12, 13, 10, 11, 12, 13, 10, 11, 12, 13}, sizes)
 		})
+	}
+}
+
+// TestPromptRowsReadsTheLastRows shows a prompt chunk of 12 rows to a sequence whose schedule reads
+// the last 3 rows and the same chunk's last 3 rows to one that reads every row: the scores must be
+// identical for each attention policy, though the rows left out hold invalid values; a
+// single-token decode is read whole either way.
+func TestPromptRowsReadsTheLastRows(t *testing.T) {
+	for _, p := range []Policy{PolicyKeyformer, PolicyH2O, PolicyTOVA, PolicyFull} {
+		cfg := testConfig(100, 3)
+		cfg.Policy = p
+		all := newTestSequence(t, cfg, 0)
+		cfg.Observe.PromptRows = 3
+		last := newTestSequence(t, cfg, 0)
+		e := newTestEngine(t, all, 1)
+		for _, n := range []int{12, 1, 12} {
+			cells, pos := e.place(n)
+			require.NoError(t, all.AddCells(cells, pos))
+			require.NoError(t, last.AddCells(cells, pos))
+			for layer := range cfg.Shape.Layers {
+				a := e.attention(pos, int(e.next))
+				tail := a
+				if k := cfg.Observe.PromptRows; n > k {
+					tail.Data, tail.Rows = a.Data[(n-k)*a.RowStride:], k
+					for r := range n - k { // rows of the chunk's first tokens: never read
+						a.Data[r*a.RowStride] = float32(math.NaN())
+					}
+				}
+				require.NoError(t, last.ObserveAttention(layer, a), "%s", p)
+				require.NoError(t, all.ObserveAttention(layer, tail), "%s", p)
+			}
+			assert.Equal(t, all.Tokens(), last.Tokens(), "%s after a ubatch of %d", p, n)
+		}
 	}
 }

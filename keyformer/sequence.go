@@ -298,13 +298,18 @@ func (s *Sequence) scored(a *Attention, j int) int {
 }
 
 // ObserveAttention scores the cells of the sequence with layer's attention for one ubatch and adds
-// the scores to their accumulators (see ScoreFrom for the tokens it leaves alone). The rows must be this sequence's query tokens. Invalid
-// attention (NaN, +Inf, negative or >1 probabilities) is an error and changes nothing.
+// the scores to their accumulators (see ScoreFrom for the tokens it leaves alone). The rows must
+// be this sequence's query tokens, in order; of more rows than the schedule's PromptRows, the
+// last PromptRows are read. Invalid attention (NaN, +Inf, negative or >1 probabilities) among the
+// rows read is an error and changes nothing.
 func (s *Sequence) ObserveAttention(layer int, a Attention) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkAttention(layer, &a); err != nil {
 		return fmt.Errorf("layer %d: %w", layer, err)
+	}
+	if k := s.cfg.Observe.PromptRows; k > 0 && a.Rows > k {
+		a.Data, a.Rows = a.Data[(a.Rows-k)*a.RowStride:], k
 	}
 	p := s.cfg.Policy
 	if p.ReadsKeys() {

@@ -506,6 +506,61 @@ static void test_keydiff(void) {
           "keep sinks 3: %s", keyformer_last_error(NULL));
 }
 
+/* API version 6: observe_prompt_rows (0 by default, left alone for a version 4 host's size) reads
+ * a prompt chunk's last rows only: rows before them are never read, NaN or not. */
+static void test_prompt_rows(void) {
+    keyformer_params p;
+    keyformer_context *ctx;
+    keyformer_attention a;
+    float att[4 * 4];
+    int32_t next = 0, i;
+    size_t v4 = offsetof(keyformer_params, observe_prompt_rows);
+
+    memset(&p, 0x5a, sizeof p);
+    p.size = (uint32_t)v4;
+    MUST(NULL, keyformer_default_params(&p));
+    CHECK(p.observe_prompt_rows == 0x5a5a5a5a5a5a5a5aLL, "default_params wrote past a v4 size");
+    memset(&p, 0, sizeof p);
+    p.size = sizeof p;
+    MUST(NULL, keyformer_default_params(&p));
+    CHECK(p.observe_prompt_rows == 0, "observe_prompt_rows defaults to %lld", (long long)p.observe_prompt_rows);
+    p.policy = KEYFORMER_POLICY_H2O;
+    p.n_layer = 1;
+    p.n_head = 1;
+    p.n_head_kv = 1;
+    p.budget_tokens = 2;
+    p.window_tokens = 1;
+    p.observe_prompt_rows = 2;
+    ctx = new_context(&p);
+    add_tokens(ctx, &next, 4);
+    for (i = 0; i < 16; i++) { /* row r attends to cells 0..r alike; rows 0 and 1 are NaN */
+        att[i] = i / 4 < 2 ? NAN : (i % 4 <= i / 4 ? 1.0f / (float)(i / 4 + 1) : 0.0f);
+    }
+    memset(&a, 0, sizeof a);
+    a.size = sizeof a;
+    a.n_rows = 4;
+    a.n_heads = 1;
+    a.n_cols = 4;
+    a.row_stride = 4;
+    a.head_stride = 16;
+    a.data = att;
+    MUST(ctx, keyformer_observe(ctx, 0, 0, &a));
+    MUST(ctx, keyformer_context_free(ctx));
+
+    p.observe_prompt_rows = 0; /* every row: the NaN rows are read */
+    ctx = new_context(&p);
+    next = 0;
+    add_tokens(ctx, &next, 4);
+    CHECK(keyformer_observe(ctx, 0, 0, &a) == KEYFORMER_ERR_INVALID_ATTENTION, "NaN rows read with observe_prompt_rows 0");
+    MUST(ctx, keyformer_context_free(ctx));
+
+    p.observe_prompt_rows = -1;
+    ctx = (keyformer_context *)&failures;
+    CHECK(keyformer_context_new(&p, &ctx) == KEYFORMER_ERR_INVALID_ARGUMENT && ctx == NULL &&
+              strstr(keyformer_last_error(NULL), "observe_prompt_rows") != NULL,
+          "observe_prompt_rows -1: %s", keyformer_last_error(NULL));
+}
+
 /* Each thread fails on its own sequence of one shared context (and creates contexts with its own
  * bad n_layer) many times over, and reads back its own message every time: other threads' failures
  * neither replace nor free it (ASan sees a read of a freed message). */
@@ -565,6 +620,7 @@ int main(void) {
     test_errors_per_thread();
     test_schedule();
     test_keydiff();
+    test_prompt_rows();
     if (failures) {
         fprintf(stderr, "c_consumer: %d check(s) failed\n", failures);
         return 1;

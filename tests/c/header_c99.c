@@ -1,6 +1,6 @@
 /* header_c99: keyformer.h compiles warning-free as C99 (-std=c99 -Wall -Wextra -Werror -pedantic)
  * and its structs keep their layout on LP64 (the ABI other languages mirror): version 1's fields
- * where they were, version 2's and 4's appended. */
+ * where they were, version 2's, 4's and 6's appended. */
 #include "keyformer.h"
 
 #include <stddef.h>
@@ -8,7 +8,8 @@
 #define KF_ASSERT(name, cond) typedef char kf_assert_##name[(cond) ? 1 : -1]
 
 #if UINTPTR_MAX == 0xffffffffffffffffu
-KF_ASSERT(params_size, sizeof(keyformer_params) == 112);
+KF_ASSERT(params_size, sizeof(keyformer_params) == 120);
+KF_ASSERT(params_v6, offsetof(keyformer_params, observe_prompt_rows) == 112);
 KF_ASSERT(params_v4, offsetof(keyformer_params, rank_mean_attention) == 96);
 KF_ASSERT(keys_size, sizeof(keyformer_keys) == 40);
 KF_ASSERT(keys_data, offsetof(keyformer_keys, data) == 32);

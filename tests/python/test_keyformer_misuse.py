@@ -220,6 +220,7 @@ def test_bad_state_bytes(kf):
     dict(observe_layers=[2]),
     dict(observe_decode_stride=-1),
     dict(evict_slack=-4),
+    dict(observe_prompt_rows=-1),
 ])
 def test_invalid_configuration(kw):
     with pytest.raises(keyformer.InvalidArgument) as e:
@@ -253,6 +254,7 @@ def test_defaults_and_params():
         assert p["noise"] == 1
         assert (p["observe_layer_stride"], p["observe_layers"], p["observe_decode_stride"], p["evict_slack"]) == (
             2, None, 8, 16)
+        assert p["observe_prompt_rows"] == 0
         assert "keyformer" in repr(k)
 
 

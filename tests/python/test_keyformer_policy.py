@@ -219,6 +219,28 @@ def test_schedule_reads_less_and_evicts_in_batches():
         assert eng.observed == [] and not kf.wants_attention(0, 0, PROMPT)
 
 
+def test_prompt_rows_reads_the_last_rows():
+    """observe_prompt_rows=4: a chunk of 16 rows scores as its last 4 rows alone would, and its
+    first rows are never read (NaN there is no error)."""
+    rng = np.random.default_rng(5)
+    att = softmax_rows(rng.standard_normal((N_HEAD, 16, 16)).astype(np.float32))
+    tail = np.ascontiguousarray(att[:, 12:, :])
+    att[:, :12, :] = np.nan
+    cells = np.arange(16, dtype=np.int32)
+    plans = []
+    for rows, a in ((4, att), (0, tail)):
+        with keyformer_context("h2o", budget=6, window=2, observe_prompt_rows=rows) as kf:
+            assert kf.params["observe_prompt_rows"] == rows
+            kf.add_cells(0, cells, cells)
+            kf.observe(0, 0, a)
+            plans.append(sorted(kf.plan(0)["cell"].tolist()))
+    assert plans[0] == plans[1] and len(plans[0]) == 10
+    with keyformer_context("h2o", budget=6, window=2) as kf:
+        kf.add_cells(0, cells, cells)
+        with pytest.raises(keyformer.InvalidAttention):
+            kf.observe(0, 0, att)
+
+
 def test_keydiff_keeps_the_token_whose_key_points_elsewhere():
     rng = np.random.default_rng(3)
     keys = 0.05 * rng.standard_normal((16, N_HEAD_KV, 8)).astype(np.float32)

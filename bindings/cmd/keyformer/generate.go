@@ -59,10 +59,11 @@ func (f *runFlags) registerRuntime(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&f.observe.DecodeStride, "observe-decode-stride", d.DecodeStride, "read the attention of every k-th generated token (the prompt always; 0 or 1: every one)")
 	fs.IntVar(&f.observe.Slack, "evict-slack", d.Slack, "cells past the budget before evicting, back to the budget at once (the cache then holds budget + max(ubatch, slack))")
+	fs.IntVar(&f.observe.PromptRows, "observe-prompt-rows", d.PromptRows, "read the attention of a prompt chunk's last k tokens only (0: every token of the chunk)")
 }
 
 // scheduleTag names a schedule other than reading everything at every decode, e.g.
-// "-layers3-decode4-slack16" or "-layers0.8.16" ("" for the default).
+// "-layers3-decode4-slack16-rows64" or "-layers0.8.16" ("" for the default).
 func (f *runFlags) scheduleTag() string {
 	var tag strings.Builder
 	o := f.observe
@@ -83,6 +84,9 @@ func (f *runFlags) scheduleTag() string {
 	}
 	if o.Slack > 1 {
 		fmt.Fprintf(&tag, "-slack%d", o.Slack)
+	}
+	if o.PromptRows > 0 {
+		fmt.Fprintf(&tag, "-rows%d", o.PromptRows)
 	}
 	return tag.String()
 }

@@ -180,6 +180,9 @@ class Context:
             always). None: the library's default (every one).
         evict_slack: cells a sequence may hold past its budget before a plan brings it back to the
             budget at once. None: the library's default (0).
+        observe_prompt_rows: read the attention of a prompt chunk's last k query tokens only
+            (a long prompt read through a small cache reads faster; 0: every row). None: the
+            library's default (0).
         mean_attention: rank a token by the attention per query that saw it instead of the sum
             (attention-reading policies). None: the library's default (off).
         span: rank a token by the best score within this many tokens on either side, so that a
@@ -199,7 +202,7 @@ class Context:
     def __init__(self, policy=None, *, n_layer, n_head, n_head_kv=None, budget=0.5, window=None,
                  sinks=None, tau_init=None, tau_end=None, new_tokens=None, noise=None, seed=0,
                  granularity="shared", observe_layers=None, observe_decode_stride=None, evict_slack=None,
-                 mean_attention=None, span=None, keep_sinks=None):
+                 observe_prompt_rows=None, mean_attention=None, span=None, keep_sinks=None):
         lib = _lib.load()
         self._lib = lib
         self._ctx = None
@@ -242,6 +245,8 @@ class Context:
             p.observe_decode_stride = _int32("observe_decode_stride", observe_decode_stride)
         if evict_slack is not None:
             p.evict_slack = _int32("evict_slack", evict_slack)
+        if observe_prompt_rows is not None:
+            p.observe_prompt_rows = _int32("observe_prompt_rows", observe_prompt_rows)
         if mean_attention is not None:
             p.rank_mean_attention = 1 if mean_attention else 0
         if span is not None:

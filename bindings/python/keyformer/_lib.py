@@ -11,7 +11,7 @@ import os
 import threading
 
 #: The API version these bindings were written against (KEYFORMER_API_VERSION in keyformer.h).
-API_VERSION = 5
+API_VERSION = 6
 
 #: The environment variable that names the shared library to load (a path to the .so file).
 ENV_VAR = "KEYFORMER_LIB"
@@ -59,6 +59,8 @@ class KeyformerParams(ctypes.Structure):
         ("rank_mean_attention", ctypes.c_int32),
         ("rank_span", ctypes.c_int32),
         ("rank_keep_sinks", ctypes.c_int32),
+        # API version 6: the prompt rows read.
+        ("observe_prompt_rows", ctypes.c_int64),
     ]
 
 
