@@ -53,10 +53,10 @@ var evalState struct {
 }
 
 func evalTrampoline(t unsafe.Pointer, ask bool, userData uintptr) (ret bool) {
-	slots := evalState.slots.Load()
 	if t == nil {
 		return !ask
 	}
+	slots := evalState.slots.Load()
 	i := int(userData) - 1
 	if slots == nil || i < 0 || i >= len(*slots) {
 		return !ask

@@ -41,8 +41,9 @@ func BenchmarkEvalTrampoline(b *testing.B) {
 // TestAskCost decodes single tokens with no eval callback, with one that answers false to every
 // ask (the pure purego overhead), with one calling ggml_get_name on every ask, and with one that
 // wants every kq_soft_max (one more graph split per layer), with and without a persistent
-// threadpool and behind the ask filter (asks about other nodes answered without entering Go), and reports the per-token medians and the cost per ask. The variants' decodes are
-// interleaved step by step so that machine noise hits them alike. Set KEYFORMER_ASK_COST=1 to
+// threadpool and behind the ask filter (asks about other nodes answered without entering Go), and
+// reports the per-token medians and the cost per ask. The variants' decodes are interleaved step
+// by step so that machine noise hits them alike. Set KEYFORMER_ASK_COST=1 to
 // run it (timing, not a correctness test).
 func TestAskCost(t *testing.T) {
 	if os.Getenv("KEYFORMER_ASK_COST") == "" {

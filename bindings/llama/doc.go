@@ -3,14 +3,14 @@
 // cache ("memory") calls, per-sequence state, the eval callback and read-only access to
 // struct ggml_tensor.
 //
-// The struct mirrors (ModelParams, ContextParams, Batch) are laid out for ONE pinned llama.cpp:
-// the release PinnedLlamaCpp, as build/pins.env pins it (the npm build of node-llama-cpp). They are checked at compile time (sizes,
-// offsets) and at run time (Lib.CheckLayout reads the library's default parameters back through
-// the mirrors). struct ggml_tensor's offsets are generated from the pinned ggml.h (go generate:
-// ztensor_lp64.go) and checked against a live tensor whenever a runtime is bound, and the ggml op
-// numbers are resolved by name then (Lib.Ops); internals.go holds these and the graph node names.
-// Another llama.cpp version needs the mirrors re-derived from its llama.h (docs/porting.md, "Moving to a
-// new llama.cpp").
+// The struct mirrors (ModelParams, ContextParams, Batch) are laid out for ONE pinned llama.cpp: the
+// release PinnedLlamaCpp, as build/pins.env pins it (the npm build of node-llama-cpp). They are
+// checked at compile time (sizes, offsets) and at run time (Lib.CheckLayout reads the library's
+// default parameters back through the mirrors). struct ggml_tensor's offsets are generated from the
+// pinned ggml.h (go generate: ztensor_lp64.go) and checked against a live tensor whenever a runtime
+// is bound, and the ggml op numbers are resolved by name then (Lib.Ops); internals.go holds these
+// and the graph node names. Another llama.cpp version needs the mirrors re-derived from its llama.h
+// (docs/porting.md, "Moving to a new llama.cpp").
 //
 // Two ways to get a Lib:
 //

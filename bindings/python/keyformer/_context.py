@@ -181,8 +181,8 @@ class Context:
         evict_slack: cells a sequence may hold past its budget before a plan brings it back to the
             budget at once. None: the library's default (0).
         observe_prompt_rows: read the attention of a prompt chunk's last k query tokens only
-            (a long prompt read through a small cache reads faster; 0: every row). None: the
-            library's default (0).
+            (less to score per chunk, at some fidelity; 0: every row). None: the library's
+            default (0).
         mean_attention: rank a token by the attention per query that saw it instead of the sum
             (attention-reading policies). None: the library's default (off).
         span: rank a token by the best score within this many tokens on either side, so that a
