@@ -7,6 +7,8 @@
 #                  `make lib`, `make ctest` and `make bench-abi` run it.
 #   --arm64        qemu-aarch64 (qemu-user), which runs the linux/arm64 test binaries, and the arm64
 #                  libc they link (libc6-arm64-cross, /usr/aarch64-linux-gnu); `make arm64`.
+#   --fuzz         clang with libFuzzer and its sanitizer runtimes (clang, libclang-rt-dev), when
+#                  clang cannot link -fsanitize=fuzzer,address,undefined; `make fuzz-c`.
 set -euo pipefail
 
 missing=()
@@ -14,6 +16,14 @@ case "${1:-}" in
 --arm64)
   command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
   [[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]] || missing+=(libc6-arm64-cross)
+  ;;
+--fuzz)
+  probe=$(mktemp -d)
+  trap 'rm -rf "$probe"' EXIT
+  printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }\n' >"$probe/f.c"
+  if ! clang -fsanitize=fuzzer,address,undefined "$probe/f.c" -o "$probe/f" >/dev/null 2>&1; then
+    missing+=(clang libclang-rt-dev)
+  fi
   ;;
 "")
   declare -A pkg_of=([cmake]=cmake [ninja]=ninja-build [pkg-config]=pkg-config [gcc]=gcc [g++]=g++)
@@ -37,7 +47,7 @@ case "${1:-}" in
   fi
   ;;
 *)
-  echo "ensure-tools: unknown argument $1 (none, or --arm64)" >&2
+  echo "ensure-tools: unknown argument $1 (none, --arm64 or --fuzz)" >&2
   exit 2
   ;;
 esac
