@@ -25,7 +25,8 @@ model-qwen:
 	bash build/deps.sh --model qwen2.5-coder-1.5b
 
 ## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
-test: ctest vet unit race fuzz arm64 pytest test-cuda
+test: ctest vet unit race fuzz fuzz-c arm64 pytest test-cuda
+test: FUZZCRUNS = 100000
 
 ## check: the fast loop while changing code (a few minutes; nothing fetched): vet, every Go test
 ## with the real-model suites skipped (go test -short), the core's race detector and a fuzz smoke,
@@ -75,6 +76,23 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(call FUZZN,200000) ./keyformer/
 	$(GO) test -run '^$$' -fuzz '^FuzzGumbelScores$$' -fuzztime $(call FUZZN,50000) ./simd/
 
+## fuzz-c: libFuzzer (clang -fsanitize=fuzzer,address,undefined) on the C entry points:
+## libkeyformer.so's exported functions driven by fuzzed programs (tests/c/fuzz_abi.c) and the
+## preload library's KEYFORMER_* parsing (tests/c/fuzz_preload_config.c), FUZZCRUNS executions each
+## (a million; make test runs 100000), printing the count. Corpora grow in build/fuzz/.
+FUZZCRUNS ?= 1000000
+FUZZC = clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude
+.PHONY: fuzz-c
+fuzz-c: lib
+	bash build/ensure-tools.sh --fuzz
+	@mkdir -p build/fuzz/corpus-abi build/fuzz/corpus-preload_config
+	$(FUZZC) tests/c/fuzz_abi.c -Lbuild/lib -lkeyformer -Wl,-rpath,$(CURDIR)/build/lib -o build/fuzz/abi
+	$(FUZZC) -Ibindings/preload tests/c/fuzz_preload_config.c bindings/preload/config.c -o build/fuzz/preload_config
+	@for t in abi preload_config; do \
+	  build/fuzz/$$t -runs=$(FUZZCRUNS) -max_len=2048 build/fuzz/corpus-$$t >build/fuzz/$$t.log 2>&1 || \
+	    { tail -n 40 build/fuzz/$$t.log; echo "fuzz-c: $$t failed (build/fuzz/$$t.log)"; exit 1; }; \
+	  echo "fuzz-c: $$t: $$(grep '^Done' build/fuzz/$$t.log)"; done
+
 ## arm64: the simd and keyformer tests cross-compiled for linux/arm64 (no cgo) and run under qemu
 ## user emulation: with the NEON kernels, then the Go twins only (purego); and bindings/llama's unit
 ## tests (the ask filter's assembly; purego links the test binary against the arm64 libc, hence -L).
@@ -93,12 +111,13 @@ bench-kernels:
 	$(GO) test -run '^TestKernelsJSON$$' -count=1 -benchtime 200ms ./simd/ -args -kernels.json $(CURDIR)/build/bench/kernels.json
 	@cat build/bench/kernels.json
 
-## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) via CMake,
-## without the tests, so nothing is fetched: Go and a C compiler are all it needs.
+## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) and beside it
+## libkeyformer-preload.so (for llama-server: README) via CMake, without the tests, so nothing is
+## fetched: Go and a C compiler are all it needs.
 lib:
 	bash build/ensure-tools.sh
 	cmake -S . -B build/cmake-lib -G Ninja -DKEYFORMER_BUILD_TESTS=OFF
-	cmake --build build/cmake-lib --target keyformer_go
+	cmake --build build/cmake-lib --target keyformer_go keyformer_preload
 
 ## ctest: the C/C++ tests of tests/c (consumers, misuse, header, install, README snippets, the C
 ## llama.cpp host), then the consumers, misuse, snippets and llama.cpp host again built with
@@ -117,6 +136,13 @@ ctest: deps
 wheel:
 	python3 -m pip wheel --no-deps --disable-pip-version-check -w build/wheels ./bindings/python
 
+## llama-server: llama.cpp's HTTP server of the pinned release, built once from build/deps/llama-src
+## into build/deps/llama-server/ (offline; about 10 minutes on 2 cores the first time), for
+## `keyformer serve` and the tests that run it with the preload library.
+.PHONY: llama-server
+llama-server: deps
+	bash build/llama-server.sh >/dev/null
+
 ## llama-cpp-python: its wheel (with the llama.cpp its sdist vendors) built once into build/deps, for
 ## the tests that run keyformer inside llama-cpp-python (about 5 minutes the first time).
 llama-cpp-python: deps
@@ -125,8 +151,10 @@ llama-cpp-python: deps
 ## pytest: the Python package's tests against build/lib/libkeyformer.so (a missing library fails),
 ## including llama.cpp through ctypes (tests/python/test_llama.py, llama_generate.py), with the
 ## Python of build/deps/venv (build/venv.sh, run by build/deps.sh); and, in a fresh venv, the
-## package as pip installs it inside llama-cpp-python (tests/python/test_llama_cpp_python.py).
-pytest: deps lib llama-cpp-python
+## package as pip installs it inside llama-cpp-python (tests/python/test_llama_cpp_python.py); and
+## llama-server, unmodified, with the preload library (tests/python/test_llama_server.py: about 9
+## minutes, 5 of them a soak; KEYFORMER_SOAK_SECONDS shortens it).
+pytest: deps lib llama-cpp-python llama-server
 	KEYFORMER_TEST_REQUIRE_LIB=1 build/deps/venv/bin/python -m pytest tests/python -q
 
 ## test-cuda: the Go llama.cpp integration tests again on the CUDA runtime (model offloaded to the
@@ -203,6 +231,14 @@ eval-rouge: deps
 ## one eviction, the instruction inside the compressed prompt (CNN/DailyMail fidelity, 1.5B model).
 eval-paper: deps
 	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS) --reading whole --instruction-in-prompt
+
+## bench-server: the same concurrent chat load (4 chats x 6 turns, histories past 4k tokens) on
+## llama-server plain and with the preload library (KEYFORMER_BUDGET=256): KV cache, peak RSS,
+## prompt and generation tokens/s, wall time; a table, then a JSON line (a few minutes).
+BENCHSERVERFLAGS ?=
+.PHONY: bench-server
+bench-server: deps lib llama-server
+	build/deps/venv/bin/python tests/python/bench_llama_server.py $(BENCHSERVERFLAGS)
 
 ## bench-llama: ns per ask through keyformer_llama_eval_callback, and decode ms/token of the C host
 ## with no callback, the callback unattached and keyformer (KEYFORMER_TEST_THREADS, default 1).

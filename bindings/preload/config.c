@@ -58,7 +58,7 @@ static const char *string_or_null(kfp_lookup lookup, void *ud, const char *name)
 }
 
 int kfp_config_read(kfp_lookup lookup, void *ud, struct kfp_config *out, char *err, size_t err_size) {
-    struct kfp_config c = {.budget = 0, .policy = -1, .window = -1, .sinks = -1, .evict_slack = -1,
+    struct kfp_config c = {.budget = 0, .policy = -1, .window = -1, .sinks = -1, .keep_sinks = 1, .evict_slack = -1,
                            .observe_layer_stride = -1, .observe_decode_stride = -1, .n_batch = 256};
     if (err_size > 0) err[0] = '\0';
     *out = c;
@@ -73,6 +73,7 @@ int kfp_config_read(kfp_lookup lookup, void *ud, struct kfp_config *out, char *e
     }
     if (read_int(lookup, ud, "KEYFORMER_WINDOW", 1, 1 << 24, &c.window, err, err_size) != 0 ||
         read_int(lookup, ud, "KEYFORMER_SINKS", 0, 1 << 24, &c.sinks, err, err_size) != 0 ||
+        read_int(lookup, ud, "KEYFORMER_KEEP_SINKS", 0, 1, &c.keep_sinks, err, err_size) != 0 ||
         read_int(lookup, ud, "KEYFORMER_EVICT_SLACK", 0, 1 << 24, &c.evict_slack, err, err_size) != 0 ||
         read_int(lookup, ud, "KEYFORMER_OBSERVE_LAYER_STRIDE", 1, 1 << 16, &c.observe_layer_stride, err, err_size) != 0 ||
         read_int(lookup, ud, "KEYFORMER_OBSERVE_DECODE_STRIDE", 1, 1 << 16, &c.observe_decode_stride, err, err_size) != 0 ||

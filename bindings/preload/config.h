@@ -11,6 +11,9 @@ struct kfp_config {
     int32_t policy;                /* KEYFORMER_POLICY: a KEYFORMER_POLICY_* value */
     int32_t window;                /* KEYFORMER_WINDOW: recent window in tokens */
     int32_t sinks;                 /* KEYFORMER_SINKS: StreamingLLM's first tokens */
+    int32_t keep_sinks;            /* KEYFORMER_KEEP_SINKS: 1 (default): the scoring policies never
+                                      evict the first KEYFORMER_SINKS tokens (a chat's template
+                                      prefix); 0: they may */
     int32_t evict_slack;           /* KEYFORMER_EVICT_SLACK: cells past the budget before evicting */
     int32_t observe_layer_stride;  /* KEYFORMER_OBSERVE_LAYER_STRIDE */
     int32_t observe_decode_stride; /* KEYFORMER_OBSERVE_DECODE_STRIDE */

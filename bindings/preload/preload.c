@@ -10,6 +10,9 @@
  *    prompts, is lowered), in one KV stream per sequence or in the unified cache the host asked for;
  *  - the host still sees the context it asked for: llama_n_ctx and llama_n_ctx_seq report it, so
  *    prompts and chats longer than the cells are accepted (positions keep counting);
+ *  - the scoring policies never evict a sequence's first KEYFORMER_SINKS tokens (KEYFORMER_KEEP_SINKS,
+ *    on unless set to 0): slots that read their prompts in shared batches otherwise lost them now
+ *    and then, and SmolLM2 then answered nothing at all;
  *  - after every llama_decode the cells each sequence must lose are freed (keyformer_llama_apply),
  *    after a failed one keyformer follows what llama.cpp rolled back (keyformer_llama_sync);
  *  - the host's own cache edits (llama_memory_seq_rm, _seq_add, _seq_cp, _seq_keep, _clear) are
@@ -93,6 +96,7 @@ KFP_EXPORT size_t llama_state_seq_load_file(struct llama_context *ctx, const cha
  * loads this library even where symbols are bound at load time). */
 struct llama_context_params llama_context_default_params(void);
 llama_memory_t llama_get_memory(const struct llama_context *ctx);
+llama_pos llama_memory_seq_pos_min(llama_memory_t mem, llama_seq_id seq);
 llama_pos llama_memory_seq_pos_max(llama_memory_t mem, llama_seq_id seq);
 int32_t llama_model_n_layer(const struct llama_model *model);
 int32_t llama_model_n_head(const struct llama_model *model);
@@ -324,6 +328,7 @@ static keyformer_context *new_keyformer(const struct llama_model *model) {
     kp.budget_tokens = config.budget;
     if (config.window >= 0) kp.window_tokens = config.window;
     if (config.sinks >= 0) kp.n_sinks = config.sinks;
+    kp.rank_keep_sinks = config.keep_sinks;
     if (config.evict_slack >= 0) kp.evict_slack = config.evict_slack;
     if (config.observe_layer_stride >= 0) kp.observe_layer_stride = config.observe_layer_stride;
     if (config.observe_decode_stride >= 0) kp.observe_decode_stride = config.observe_decode_stride;
@@ -510,9 +515,10 @@ static void write_stats(struct session *s, llama_seq_id seq, int32_t evicted) {
     if (stats_file == NULL || kf.seq_length(s->kf, seq, &held) != KEYFORMER_OK) return;
     pthread_mutex_lock(&out_lock);
     fprintf(stats_file,
-            "{\"ctx\":\"%p\",\"seq\":%d,\"cells\":%d,\"evicted\":%d,\"pos_max\":%d,\"n_ctx\":%u,\"n_ctx_seq\":%u,"
+            "{\"ctx\":\"%p\",\"seq\":%d,\"cells\":%d,\"evicted\":%d,\"pos_min\":%d,\"pos_max\":%d,\"n_ctx\":%u,\"n_ctx_seq\":%u,"
             "\"n_ctx_virtual\":%u,\"n_ctx_seq_virtual\":%u,\"gaps_closed\":%" PRId64 "}\n",
-            (void *)s->ctx, (int)seq, (int)held, (int)evicted, (int)REAL(llama_memory_seq_pos_max)(s->mem, seq),
+            (void *)s->ctx, (int)seq, (int)held, (int)evicted, (int)REAL(llama_memory_seq_pos_min)(s->mem, seq),
+            (int)REAL(llama_memory_seq_pos_max)(s->mem, seq),
             s->real_n_ctx, s->real_n_ctx_seq, s->n_ctx, s->n_ctx_seq, s->gaps_closed);
     fflush(stats_file);
     pthread_mutex_unlock(&out_lock);

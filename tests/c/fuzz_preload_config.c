@@ -22,7 +22,7 @@
     } while (0)
 
 static const char *const NAMES[] = {"KEYFORMER_BUDGET", "KEYFORMER_POLICY", "KEYFORMER_WINDOW",
-                                    "KEYFORMER_SINKS", "KEYFORMER_EVICT_SLACK", "KEYFORMER_OBSERVE_LAYER_STRIDE",
+                                    "KEYFORMER_SINKS", "KEYFORMER_KEEP_SINKS", "KEYFORMER_EVICT_SLACK", "KEYFORMER_OBSERVE_LAYER_STRIDE",
                                     "KEYFORMER_OBSERVE_DECODE_STRIDE", "KEYFORMER_N_BATCH", "KEYFORMER_STATS",
                                     "KEYFORMER_LOG", "KEYFORMER_LIB"};
 #define N_NAMES (sizeof NAMES / sizeof NAMES[0])
@@ -63,13 +63,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(c.policy == -1 || strcmp(kfp_policy_name(c.policy), "?") != 0);
         CHECK(c.policy == -1 || kfp_policy_of(kfp_policy_name(c.policy)) == c.policy);
         CHECK(c.window == -1 || (c.window >= 1 && c.window < c.budget));
-        CHECK(c.sinks >= -1 && c.evict_slack >= -1);
+        CHECK(c.sinks >= -1 && c.evict_slack >= -1 && (c.keep_sinks == 0 || c.keep_sinks == 1));
         CHECK(c.observe_layer_stride == -1 || c.observe_layer_stride >= 1);
         CHECK(c.observe_decode_stride == -1 || c.observe_decode_stride >= 1);
         CHECK(c.n_batch >= 1 && c.n_batch <= 1 << 20);
-        CHECK(c.stats == NULL || c.stats == values[8]);
-        CHECK(c.log == NULL || c.log == values[9]);
-        CHECK(c.lib == NULL || c.lib == values[10]);
+        CHECK(c.stats == NULL || c.stats == values[9]);
+        CHECK(c.log == NULL || c.log == values[10]);
+        CHECK(c.lib == NULL || c.lib == values[11]);
     } else {
         CHECK(values[0] == NULL || values[0][0] == '\0');
     }

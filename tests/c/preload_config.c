@@ -49,17 +49,17 @@ int main(void) {
 
     const char *plain[] = {"KEYFORMER_BUDGET=2048", NULL};
     c = read_env(plain, 0, NULL);
-    check(c.budget == 2048 && c.policy == -1 && c.window == -1 && c.n_batch == 256 && c.stats == NULL &&
+    check(c.budget == 2048 && c.policy == -1 && c.window == -1 && c.n_batch == 256 && c.keep_sinks == 1 && c.stats == NULL &&
               c.log == NULL && c.lib == NULL,
           "defaults");
 
     const char *all[] = {"KEYFORMER_BUDGET=512", "KEYFORMER_POLICY=H2O", "KEYFORMER_WINDOW=64",
-                         "KEYFORMER_SINKS=2", "KEYFORMER_EVICT_SLACK=0", "KEYFORMER_OBSERVE_LAYER_STRIDE=1",
+                         "KEYFORMER_SINKS=2", "KEYFORMER_KEEP_SINKS=0", "KEYFORMER_EVICT_SLACK=0", "KEYFORMER_OBSERVE_LAYER_STRIDE=1",
                          "KEYFORMER_OBSERVE_DECODE_STRIDE=4", "KEYFORMER_N_BATCH=64",
                          "KEYFORMER_STATS=/tmp/s.jsonl", "KEYFORMER_LOG=/tmp/l.log", "KEYFORMER_LIB=/x/libkeyformer.so",
                          NULL};
     c = read_env(all, 0, NULL);
-    check(c.budget == 512 && c.policy == KEYFORMER_POLICY_H2O && c.window == 64 && c.sinks == 2 &&
+    check(c.budget == 512 && c.policy == KEYFORMER_POLICY_H2O && c.window == 64 && c.sinks == 2 && c.keep_sinks == 0 &&
               c.evict_slack == 0 && c.observe_layer_stride == 1 && c.observe_decode_stride == 4 && c.n_batch == 64,
           "every integer variable");
     check(c.stats != NULL && strcmp(c.stats, "/tmp/s.jsonl") == 0 && c.log != NULL && c.lib != NULL, "paths");
@@ -72,6 +72,8 @@ int main(void) {
     read_env(huge, -1, "KEYFORMER_BUDGET");
     const char *fraction[] = {"KEYFORMER_BUDGET=0.5", NULL};
     read_env(fraction, -1, "KEYFORMER_BUDGET");
+    const char *keep[] = {"KEYFORMER_BUDGET=100", "KEYFORMER_KEEP_SINKS=2", NULL};
+    read_env(keep, -1, "KEYFORMER_KEEP_SINKS");
     const char *policy[] = {"KEYFORMER_BUDGET=100", "KEYFORMER_POLICY=lru", NULL};
     read_env(policy, -1, "KEYFORMER_POLICY");
     const char *window[] = {"KEYFORMER_BUDGET=100", "KEYFORMER_WINDOW=100", NULL};

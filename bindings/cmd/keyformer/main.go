@@ -6,6 +6,8 @@
 //	keyformer tune [flags]      the smallest budget per policy that keeps top-1 agreement with the full cache, and attention sparsity
 //	keyformer bench [flags]     prefill and decode speed, KV memory and hook overhead over contexts and budgets
 //	keyformer demo [flags]      synthetic attention: what each policy keeps
+//	keyformer serve [flags] -- <llama-server arguments>
+//	                            llama-server with keyformer preloaded: a bounded KV cache per slot
 package main
 
 import (
@@ -31,6 +33,8 @@ func main() {
 		err = bench(os.Args[2:], os.Stdout, os.Stderr)
 	case "demo":
 		err = demo(os.Args[2:], os.Stdout)
+	case "serve":
+		err = serveCmd(os.Args[2:], os.Stderr)
 	case "-h", "--help", "help":
 		usage()
 	default:
@@ -55,6 +59,8 @@ commands:
              and how concentrated the model's attention is on the given documents
   bench      prefill and decode speed, KV memory and hook overhead by context and budget, with a plot
   demo       run every policy on a synthetic attention stream and show what each keeps
+  serve      llama-server (the pinned release, or --server) with keyformer preloaded: --budget cells per
+             slot; llama-server's own arguments after --
 
 run 'keyformer COMMAND -h' for a command's flags`)
 	os.Exit(2)
