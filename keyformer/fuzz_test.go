@@ -194,5 +194,9 @@ func FuzzUnmarshal(f *testing.F) {
 		if _, err := s.Plan(nil); err != nil && s.budget > 0 {
 			t.Fatalf("plan after restore: %v", err)
 		}
+		planned, _ := s.MarshalBinary() // the plan may have resolved the budget: still a valid state
+		if err := newTestSequence(t, cfg, 0).UnmarshalBinary(planned); err != nil {
+			t.Fatalf("a restored sequence's state after its plan does not restore: %v", err)
+		}
 	})
 }

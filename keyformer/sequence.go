@@ -468,8 +468,8 @@ func (s *Sequence) Plan(dst []Eviction) ([]Eviction, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.budget == 0 {
-		if s.prompt == 0 {
-			s.prompt = s.added
+		if s.prompt == 0 { // what was added so far (a restored count may be larger than a prompt can be)
+			s.prompt = min(s.added, maxCells)
 		}
 		budget, window, err := s.cfg.resolve(s.prompt)
 		if err != nil {
