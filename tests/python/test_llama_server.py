@@ -5,17 +5,19 @@ twice with the same arguments, plain and with ``LD_PRELOAD`` and ``KEYFORMER_BUD
 4 slots of 8192 positions each (``-c 32768 -np 4``, one KV stream per slot), and driven over HTTP
 with the openai client and plain requests: memory, concurrent chats longer than the cells,
 identical text where nothing is evicted, the requests that make the server edit a slot's cache,
-a context shift, and a soak (8 clients; ``KEYFORMER_SOAK_SECONDS``, default 300).
+a context shift (started by ``keyformer serve``), and a soak on a server of its own (8 clients;
+``KEYFORMER_SOAK_SECONDS``, default 300).
 """
 
 import os
 import re
+import subprocess
 import threading
 import time
 
 import pytest
 
-from llama_server import PRELOAD, Server, chat, in_threads, model_path, notes, server_binary, stats_lines, words
+from llama_server import PRELOAD, ROOT, Server, chat, in_threads, model_path, notes, server_binary, stats_lines, words
 
 MODEL = model_path()
 BUDGET, N_BATCH, SLACK, SLOTS = 256, 256, 16, 4  # SLACK: the library's default evict_slack
@@ -147,19 +149,21 @@ def test_requests_that_edit_a_slots_cache(servers):
 
 def test_context_shift(binary, tmp_path):
     """A slot of 1024 positions generating 1100 tokens: llama-server shifts its context (seq_rm and
-    seq_add of the kept tokens) and keyformer follows."""
+    seq_add of the kept tokens) and keyformer follows. The server is started by `keyformer serve`."""
     stats = str(tmp_path / "stats.jsonl")
-    server = Server(binary, ["-m", MODEL, "-c", "1024", "-np", "1", "-t", "2", "-b", str(N_BATCH), "-ub",
-                             str(N_BATCH), "--context-shift", "--host", "127.0.0.1", "--port", "0"],
-                    str(tmp_path / "shift.log"),
-                    env={"LD_PRELOAD": PRELOAD, "KEYFORMER_BUDGET": str(BUDGET), "KEYFORMER_STATS": stats})
+    cli = str(tmp_path / "keyformer")
+    subprocess.run(["go", "build", "-o", cli, "./bindings/cmd/keyformer"], cwd=ROOT, check=True, timeout=900)
+    server = Server(cli, ["serve", "--budget", str(BUDGET), "--stats", stats, "--server", binary, "--preload", PRELOAD,
+                          "--", "-m", MODEL, "-c", "1024", "-np", "1", "-t", "2", "-b", str(N_BATCH), "-ub", str(N_BATCH),
+                          "--context-shift", "--host", "127.0.0.1", "--port", "0"],
+                    str(tmp_path / "shift.log"))
     try:
         status, body = server.request("/completion", {"prompt": notes(0, 20), "n_predict": 1100,
                                                       "ignore_eos": True, "temperature": 0})
         assert status == 200 and body["tokens_predicted"] == 1100, body
         assert server.health() == 200
         text = server.text()
-        assert "slot context shift" in text
+        assert "keyformer serve: " + binary in text and "slot context shift" in text
         assert not BAD_LOG.search(text), BAD_LOG.search(text).group(0)
         assert max(line["cells"] for line in stats_lines(stats)) <= BUDGET + SLACK
     finally:
