@@ -2,7 +2,7 @@
  * interposes or calls, declared here so that `make lib` builds it without llama.cpp's headers.
  * The layouts are those of llama.h: tests/c/preload_abi.c checks every offset and size against the
  * real header, and the preload reads llama_context_default_params() back through this mirror at
- * run time (kfp_layout_ok) and stays out of the way of a llama.cpp whose layout differs. */
+ * run time (layout_ok in preload.c) and stays out of the way of a llama.cpp whose layout differs. */
 #ifndef KEYFORMER_PRELOAD_LLAMA_ABI_H
 #define KEYFORMER_PRELOAD_LLAMA_ABI_H
 

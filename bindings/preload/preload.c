@@ -316,10 +316,9 @@ static const char *refusal(const struct llama_model *model, const struct llama_c
     return NULL;
 }
 
-/* The keyformer context for model (log and NULL on an error). */
-static keyformer_context *new_keyformer(const struct llama_model *model) {
+/* The keyformer parameters for model: the library's defaults with the KEYFORMER_* overrides. */
+static keyformer_params params_for(const struct llama_model *model) {
     keyformer_params kp = {.size = sizeof kp};
-    keyformer_context *k = NULL;
     kf.default_params(&kp);
     if (config.policy >= 0) kp.policy = config.policy;
     kp.n_layer = REAL(llama_model_n_layer)(model);
@@ -332,24 +331,7 @@ static keyformer_context *new_keyformer(const struct llama_model *model) {
     if (config.evict_slack >= 0) kp.evict_slack = config.evict_slack;
     if (config.observe_layer_stride >= 0) kp.observe_layer_stride = config.observe_layer_stride;
     if (config.observe_decode_stride >= 0) kp.observe_decode_stride = config.observe_decode_stride;
-    keyformer_status st = kf.context_new(&kp, &k);
-    if (st != KEYFORMER_OK) {
-        logf_("keyformer_context_new: %s (status %d); this context passes through", kf.last_error(NULL), (int)st);
-        return NULL;
-    }
-    return k;
-}
-
-static int32_t evict_slack_of(void) {
-    keyformer_params kp = {.size = sizeof kp};
-    kf.default_params(&kp);
-    return config.evict_slack >= 0 ? config.evict_slack : kp.evict_slack;
-}
-
-static int32_t policy_of(void) {
-    keyformer_params kp = {.size = sizeof kp};
-    kf.default_params(&kp);
-    return config.policy >= 0 ? config.policy : kp.policy;
+    return kp;
 }
 
 /* Creates the context with keyformer (see the top of the file), or NULL after logging where
@@ -359,14 +341,19 @@ static struct llama_context *init_with_keyformer(struct llama_model *model, stru
                                                  bool *created) {
     *created = false;
     if (load_keyformer() != 0) return NULL;
-    int32_t policy = policy_of();
+    keyformer_params kp = params_for(model);
+    int32_t policy = kp.policy;
     const char *why = refusal(model, &params, policy);
     if (why != NULL) {
         logf_("%s: this context passes through without keyformer", why);
         return NULL;
     }
-    keyformer_context *k = new_keyformer(model);
-    if (k == NULL) return NULL;
+    keyformer_context *k = NULL;
+    keyformer_status kst = kf.context_new(&kp, &k);
+    if (kst != KEYFORMER_OK) {
+        logf_("keyformer_context_new: %s (status %d); this context passes through", kf.last_error(NULL), (int)kst);
+        return NULL;
+    }
 
     uint32_t n_seq = params.n_seq_max > 0 ? params.n_seq_max : 1;
     uint32_t asked = params.n_ctx > 0 ? params.n_ctx : (uint32_t)REAL(llama_model_n_ctx_train)(model);
@@ -379,7 +366,7 @@ static struct llama_context *init_with_keyformer(struct llama_model *model, stru
     if (p.n_batch > (uint32_t)config.n_batch) p.n_batch = (uint32_t)config.n_batch;
     if (p.n_ubatch > p.n_batch) p.n_ubatch = p.n_batch;
     if (policy != KEYFORMER_POLICY_FULL) {
-        uint64_t kept = (uint64_t)config.budget + (uint64_t)evict_slack_of();
+        uint64_t kept = (uint64_t)config.budget + (uint64_t)kp.evict_slack;
         uint64_t cells = params.kv_unified || n_seq == 1 ? n_seq * kept + p.n_batch : n_seq * (kept + p.n_batch);
         if (cells < n_ctx) p.n_ctx = (uint32_t)cells;
     }
