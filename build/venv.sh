@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # build/venv.sh: the Python environment for scoring and plotting (`keyformer eval`, `keyformer bench`:
-# python -m keyformer.evaluate) and for the Python tests (make pytest), in build/deps/venv (git-ignored).
+# python -m keyformer_eval) and for the Python tests (make pytest), in build/deps/venv (git-ignored).
 #
-# It installs bindings/python/requirements-eval.txt (rouge-score, matplotlib, numpy) and
+# It installs bindings/lab/python/requirements-eval.txt (rouge-score, matplotlib, numpy) and
 # tests/python/requirements.txt (pytest), every package pinned with the hashes of its files, from PyPI
 # with the venv's pip (--require-hashes: pip refuses a file whose hash is not listed). A stamp
 # (build/deps/venv/.stamp-keyformer) records a hash of both files and of the Python: a second run
@@ -18,7 +18,7 @@ DEPS=$ROOT/build/deps
 VENV=$DEPS/venv
 PY=$VENV/bin/python
 STAMP=$VENV/.stamp-keyformer
-REQS=("$ROOT/bindings/python/requirements-eval.txt" "$ROOT/tests/python/requirements.txt")
+REQS=("$ROOT/bindings/lab/python/requirements-eval.txt" "$ROOT/tests/python/requirements.txt")
 MIN_PYTHON=3.11             # the pinned numpy and matplotlib have wheels for 3.11 and newer
 
 log() { printf 'keyformer venv: %s\n' "$*" >&2; }

@@ -16,7 +16,8 @@ import (
 	"testing"
 
 	"github.com/keyformer/keyformer/bindings/adapter"
-	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/bindings/internal/checkout"
+	"github.com/keyformer/keyformer/bindings/lab/generate"
 	"github.com/keyformer/keyformer/bindings/llama"
 	"github.com/keyformer/keyformer/keyformer"
 	"github.com/stretchr/testify/assert"
@@ -37,7 +38,7 @@ func model(t testing.TB) *llama.Model {
 		t.Skip("runs llama.cpp on the real model: skipped under -short (make check)")
 	}
 	fixtureOnce.Do(func() {
-		dir, path := llama.DefaultLibDir(), llama.DefaultModelPath()
+		dir, path := checkout.LibDir(), checkout.ModelPath()
 		for _, p := range []string{dir, path} {
 			if _, err := os.Stat(p); err != nil {
 				fixtureSkip = "llama.cpp runtime or model not fetched (run make deps): " + err.Error()

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/keyformer/keyformer/bindings/adapter"
-	"github.com/keyformer/keyformer/bindings/generate"
+	"github.com/keyformer/keyformer/bindings/lab/generate"
 	"github.com/keyformer/keyformer/bindings/llama"
 	"github.com/keyformer/keyformer/keyformer"
 	"github.com/stretchr/testify/assert"

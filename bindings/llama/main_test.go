@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/keyformer/keyformer/bindings/internal/checkout"
 )
 
 // The tests need the pinned runtime and model fetched by build/deps.sh. They look at
@@ -34,7 +36,7 @@ func needLib(t testing.TB) *Lib {
 		t.Skip("runs llama.cpp on the real model: skipped under -short (make check)")
 	}
 	testLibOnce.Do(func() {
-		dir := DefaultLibDir()
+		dir := checkout.LibDir()
 		if _, err := os.Stat(filepath.Join(dir, libraryFiles[len(libraryFiles)-1])); err != nil {
 			testSkip = fmt.Sprintf("llama.cpp runtime not fetched (%v): run build/deps.sh or set KEYFORMER_LLAMA_LIB_DIR", err)
 			return
@@ -60,7 +62,7 @@ func needModel(t testing.TB) *Model {
 	t.Helper()
 	l := needLib(t)
 	testModelOnce.Do(func() {
-		p := DefaultModelPath()
+		p := checkout.ModelPath()
 		if _, err := os.Stat(p); err != nil {
 			testModelSkip = fmt.Sprintf("model not fetched (%v): run build/deps.sh or set KEYFORMER_MODEL", err)
 			return

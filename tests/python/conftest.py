@@ -14,6 +14,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
+sys.path.insert(1, os.path.join(ROOT, "bindings", "lab", "python"))  # the evaluation package (the lab's)
 
 import keyformer  # noqa: E402
 

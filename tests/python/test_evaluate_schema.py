@@ -1,6 +1,6 @@
-"""The Go command's records, read by keyformer.evaluate: the golden files that TestSchema
-(bindings/cmd/keyformer/schema_test.go) marshals from the Go structs, through the readers of
-keyformer/evaluate/records.py and the commands that use them.
+"""The Go command's records, read by keyformer_eval: the golden files that TestSchema
+(bindings/lab/cmd/keyformer/schema_test.go) marshals from the Go structs, through the readers of
+keyformer_eval/records.py and the commands that use them.
 
 The readers check the fields they declare (``records.*_FIELDS``) and their types, so a Go field
 renamed or retyped fails here once its golden file is regenerated. Reading needs no third-party
@@ -14,11 +14,11 @@ import shutil
 import pytest
 
 from eval_helpers import PNG_MAGIC, ROOT, Capture
-from keyformer.evaluate import records
+from keyformer_eval import records
 
 pytestmark = pytest.mark.nolib
 
-SCHEMA = os.path.join(ROOT, "bindings", "cmd", "keyformer", "testdata", "schema")
+SCHEMA = os.path.join(ROOT, "bindings", "lab", "cmd", "keyformer", "testdata", "schema")
 
 #: Each golden JSONL file, the reader that reads it and the fields that reader requires.
 JSONL = [
@@ -142,7 +142,7 @@ def eval_dir(tmp_path, *files):
 
 def test_commands_on_the_golden_files(tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
-    from keyformer.evaluate import bench, fidelity, questions
+    from keyformer_eval import bench, fidelity, questions
 
     directory = eval_dir(tmp_path, ("fidelity.jsonl", records.FIDELITY_FILE), ("sparsity.jsonl", records.SPARSITY_FILE),
                          ("answers.jsonl", records.ANSWERS_FILE))
@@ -165,7 +165,7 @@ def test_commands_on_the_golden_files(tmp_path):
 def test_score_on_the_golden_files(tmp_path, name):
     pytest.importorskip("rouge_score", reason="rouge-score is not installed (build/venv.sh)")
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
-    from keyformer.evaluate import rouge
+    from keyformer_eval import rouge
 
     out = Capture()
     rouge.score_command(eval_dir(tmp_path, (name, records.GENERATIONS_FILE)), True, out=out)

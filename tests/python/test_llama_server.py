@@ -152,7 +152,7 @@ def test_context_shift(binary, tmp_path):
     seq_add of the kept tokens) and keyformer follows. The server is started by `keyformer serve`."""
     stats = str(tmp_path / "stats.jsonl")
     cli = str(tmp_path / "keyformer")
-    subprocess.run(["go", "build", "-o", cli, "./bindings/cmd/keyformer"], cwd=ROOT, check=True, timeout=900)
+    subprocess.run(["go", "build", "-o", cli, "./bindings/lab/cmd/keyformer"], cwd=ROOT, check=True, timeout=900)
     server = Server(cli, ["serve", "--budget", str(BUDGET), "--stats", stats, "--server", binary, "--preload", PRELOAD,
                           "--", "-m", MODEL, "-c", "1024", "-np", "1", "-t", "2", "-b", str(N_BATCH), "-ub", str(N_BATCH),
                           "--context-shift", "--host", "127.0.0.1", "--port", "0"],
