@@ -114,9 +114,10 @@ bench-kernels:
 
 ## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) and beside it
 ## libkeyformer-preload.so (for llama-server: README) via CMake, without the tests, so nothing is
-## fetched: Go and a C compiler are all it needs.
+## fetched and nothing installed: Go, a C compiler, cmake and ninja are all it needs (it says so
+## when one is missing; build/ensure-tools.sh, which the test targets run, installs them as root).
 lib:
-	bash build/ensure-tools.sh
+	@for t in go cc cmake ninja; do command -v $$t >/dev/null || { echo "make lib: $$t not found (Go, a C compiler, cmake and ninja are needed; as root, bash build/ensure-tools.sh installs the last three)" >&2; exit 1; }; done
 	cmake -S . -B build/cmake-lib -G Ninja -DKEYFORMER_BUILD_TESTS=OFF
 	cmake --build build/cmake-lib --target keyformer_go keyformer_preload
 

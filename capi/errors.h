@@ -1,15 +1,17 @@
-/* errors.h: errors.c's thread-specific last error (for handles.go). */
+/* errors.h: errors.c, the library's one store of last-error messages (for handles.go). */
 #ifndef KF_ERRORS_H
 #define KF_ERRORS_H
 
-/* kf_no_error returns the "" that stands for no error: static, so that no thread ever writes it. */
-const char *kf_no_error(void);
+#include <stdint.h>
 
-/* kf_set_thread_error makes msg (malloc'd; the library takes it) the calling thread's message,
- * freeing the one before. */
-void kf_set_thread_error(char *msg);
+/* kf_set_error makes msg (malloc'd; the store takes it) the calling thread's last error on handle
+ * h (0: the calls without a context), freeing the message it replaces. */
+void kf_set_error(uintptr_t h, char *msg);
 
-/* kf_thread_error returns the calling thread's message, or "". */
-const char *kf_thread_error(void);
+/* kf_last_error returns the calling thread's last error on handle h, or a static "" (never written). */
+const char *kf_last_error(uintptr_t h);
+
+/* kf_drop_errors frees every thread's messages on handle h (when its context is freed). */
+void kf_drop_errors(uintptr_t h);
 
 #endif

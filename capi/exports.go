@@ -64,7 +64,7 @@ func checkSize(what string, size C.uint32_t, min uintptr) error {
 func kfgo_last_error(h C.uintptr_t) (s *C.char) {
 	defer func() {
 		if recover() != nil {
-			s = noError()
+			s = lastError(0)
 		}
 	}()
 	return lastError(uintptr(h))

@@ -32,58 +32,10 @@ const (
 
 // context is what a keyformer_context handle stands for.
 type context struct {
+	id      uintptr // its handle
 	tracker *keyformer.Tracker
-	errs    threadErrors
 
 	llama atomic.Pointer[llamaBinding] // keyformer_llama_attach's binding; nil before
-}
-
-// threadErrors holds the last error message of each host thread: a thread reads only its own,
-// which only its own next failure replaces, so a message stays valid however many other threads
-// fail at the same time. The strings are C memory owned by the library.
-type threadErrors struct {
-	mu       sync.Mutex
-	byThread map[C.pthread_t]*C.char
-}
-
-// set replaces the calling thread's message with msg.
-func (e *threadErrors) set(msg string) {
-	s, t := C.CString(msg), C.pthread_self()
-	e.mu.Lock()
-	if e.byThread == nil {
-		e.byThread = map[C.pthread_t]*C.char{}
-	}
-	old := e.byThread[t]
-	e.byThread[t] = s
-	e.mu.Unlock()
-	if old != nil {
-		C.free(unsafe.Pointer(old))
-	}
-}
-
-// get returns the calling thread's message ("" if it has none).
-func (e *threadErrors) get() *C.char {
-	t := C.pthread_self()
-	e.mu.Lock()
-	s := e.byThread[t]
-	e.mu.Unlock()
-	if s == nil {
-		return noError()
-	}
-	return s
-}
-
-// noError returns the static "" that stands for no error.
-func noError() *C.char { return C.kf_no_error() }
-
-// free frees every message.
-func (e *threadErrors) free() {
-	e.mu.Lock()
-	for t, s := range e.byThread {
-		C.free(unsafe.Pointer(s))
-		delete(e.byThread, t)
-	}
-	e.mu.Unlock()
 }
 
 var (
@@ -93,9 +45,10 @@ var (
 
 )
 
-// newHandle registers c and returns its id.
+// newHandle registers c and returns its id (also c.id).
 func newHandle(c *context) uintptr {
 	id := uintptr(lastID.Add(1))
+	c.id = id
 	handlesMu.Lock()
 	handles[id] = c
 	handlesMu.Unlock()
@@ -113,7 +66,7 @@ func lookup(h uintptr) *context {
 	return c
 }
 
-// release unregisters handle h and frees its error strings; it reports whether h was known.
+// release unregisters handle h and frees its error messages; it reports whether h was known.
 func release(h uintptr) bool {
 	handlesMu.Lock()
 	c := handles[h]
@@ -122,26 +75,27 @@ func release(h uintptr) bool {
 	if c == nil {
 		return false
 	}
-	c.errs.free()
+	C.kf_drop_errors(C.uintptr_t(h))
 	return true
 }
 
-// setError replaces the calling thread's last error on c (of the process when c is nil) with msg.
+// setError replaces the calling thread's last error on c (of the process when c is nil) with msg,
+// in errors.c's store.
 func setError(c *context, msg string) {
-	if c == nil {
-		C.kf_set_thread_error(C.CString(msg)) // the thread's exit frees it
-	} else {
-		c.errs.set(msg)
+	var h uintptr
+	if c != nil {
+		h = c.id
 	}
+	C.kf_set_error(C.uintptr_t(h), C.CString(msg)) // the store frees it
 }
 
 // lastError returns the calling thread's last error string on handle h (in the process for 0
-// and unknown handles).
+// and unknown handles); "" when there is none.
 func lastError(h uintptr) *C.char {
-	if c := lookup(h); c != nil {
-		return c.errs.get()
+	if lookup(h) == nil {
+		h = 0
 	}
-	return C.kf_thread_error() // const char * in C; never written through
+	return (*C.char)(unsafe.Pointer(C.kf_last_error(C.uintptr_t(h)))) // const char * in C; never written through
 }
 
 // errorText returns the last error of handle h as a Go string.

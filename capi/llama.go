@@ -164,7 +164,13 @@ func graphFor(lib *llama.Lib, readKeys bool) (C.struct_kf_graph, error) {
 // tensor. t is a struct ggml_tensor * owned by ggml.
 //
 //export kfgo_llama_eval
-func kfgo_llama_eval(h C.uintptr_t, t unsafe.Pointer, ask C.int) (ret C.int) {
+func kfgo_llama_eval(h C.uintptr_t, t unsafe.Pointer, ask C.int) C.int {
+	return boolInt(llamaEval(uintptr(h), t, ask != 0))
+}
+
+// llamaEval is kfgo_llama_eval with Go types: whether the node t is wanted (ask) or, for a
+// computed tensor, whether the graph's computation goes on (always).
+func llamaEval(h uintptr, t unsafe.Pointer, ask bool) (want bool) {
 	var b *llamaBinding
 	defer func() {
 		if r := recover(); r != nil {
@@ -172,20 +178,19 @@ func kfgo_llama_eval(h C.uintptr_t, t unsafe.Pointer, ask C.int) (ret C.int) {
 			if b != nil {
 				b.panic.CompareAndSwap(nil, &msg)
 			}
-			C.kf_llama_set_attached(h, nil)
-			ret = boolInt(ask == 0)
+			C.kf_llama_set_attached(C.uintptr_t(h), nil)
+			want = !ask
 		}
 	}()
-	c := lookup(uintptr(h))
+	c := lookup(h)
 	if c == nil {
-		return boolInt(ask == 0)
+		return !ask
 	}
 	if b = c.llama.Load(); b == nil || b.panic.Load() != nil {
-		return boolInt(ask == 0)
+		return !ask
 	}
 	b.evals.Add(1)
-	want := b.adapter.Eval(llama.TensorAt(t), ask != 0)
-	return boolInt(want || ask == 0)
+	return b.adapter.Eval(llama.TensorAt(t), ask) || !ask
 }
 
 // panicMessage describes a recovered panic with the first frame outside the runtime; frames is
@@ -251,10 +256,16 @@ func kfgo_llama_set_batch(h C.uintptr_t, seqs *C.int32_t, n C.int32_t) C.keyform
 
 //export kfgo_llama_apply
 func kfgo_llama_apply(h C.uintptr_t, seq C.int32_t, nOut *C.int32_t) C.keyformer_status {
+	n, st := llamaApply(uintptr(h), int32(seq))
 	if nOut != nil {
-		*nOut = 0
+		*nOut = C.int32_t(n)
 	}
-	return call("keyformer_llama_apply", uintptr(h), func(c *context) error {
+	return st
+}
+
+// llamaApply is kfgo_llama_apply with Go types: the cells evicted from sequence seq, and the status.
+func llamaApply(h uintptr, seq int32) (n int32, st C.keyformer_status) {
+	st = call("keyformer_llama_apply", h, func(c *context) error {
 		b, err := c.liveBinding()
 		if err != nil {
 			return err
@@ -266,10 +277,8 @@ func kfgo_llama_apply(h C.uintptr_t, seq C.int32_t, nOut *C.int32_t) C.keyformer
 				"or the graph has none of the nodes keyformer reads: " + llama.NodePositions + " (ROPE), " + llama.NodeCells +
 				" (SET_ROWS), " + llama.NodeAttention + "-<layer>, whose names differ in this llama.cpp)")
 		}
-		n, err := b.adapter.Apply(int32(seq))
-		if nOut != nil {
-			*nOut = C.int32_t(n)
-		}
+		evicted, err := b.adapter.Apply(seq)
+		n = int32(evicted)
 		switch {
 		case err == nil:
 			return nil
@@ -278,6 +287,7 @@ func kfgo_llama_apply(h C.uintptr_t, seq C.int32_t, nOut *C.int32_t) C.keyformer
 		}
 		return err
 	})
+	return n, st
 }
 
 //export kfgo_llama_restore
@@ -311,18 +321,6 @@ func kfgo_llama_restore(h C.uintptr_t, seq C.int32_t, buf *C.uint8_t, size C.siz
 		}
 		return nil
 	})
-}
-
-// llamaEval and llamaApply call the exports with Go types (for the tests, which cannot name C
-// types).
-func llamaEval(h uintptr, t unsafe.Pointer, ask bool) bool {
-	return kfgo_llama_eval(C.uintptr_t(h), t, boolInt(ask)) != 0
-}
-
-func llamaApply(h uintptr, seq int32) (int32, C.keyformer_status) {
-	var n C.int32_t = -1
-	st := kfgo_llama_apply(C.uintptr_t(h), C.int32_t(seq), &n)
-	return int32(n), st
 }
 
 // liveBinding returns c's attachment, or an error: not attached, or a panic was recovered inside
