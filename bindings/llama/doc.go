@@ -4,7 +4,7 @@
 // struct ggml_tensor.
 //
 // The struct mirrors (ModelParams, ContextParams, Batch) are laid out for ONE pinned llama.cpp: the
-// release PinnedLlamaCpp, as build/pins.env pins it (the npm build of node-llama-cpp). They are
+// release PinnedLlamaCpp, as build/scripts/pins.env pins it (the npm build of node-llama-cpp). They are
 // checked at compile time (sizes, offsets) and at run time (Lib.CheckLayout reads the library's
 // default parameters back through the mirrors). struct ggml_tensor's offsets are generated from the
 // pinned ggml.h (go generate: ztensor_lp64.go) and checked against a live tensor whenever a runtime

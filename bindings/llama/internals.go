@@ -15,7 +15,7 @@ import (
 // ("Moving to a new llama.cpp") lists them with where each is checked.
 
 // PinnedLlamaCpp is the llama.cpp release whose internals this package mirrors: LLAMA_CPP of
-// build/pins.env, which tests/go/pins_test.go compares it with.
+// build/scripts/pins.env, which tests/go/pins_test.go compares it with.
 const PinnedLlamaCpp = "v0.5.0"
 
 // Graph node names of the pinned llama.cpp (src/llama-graph.cpp, src/llama-kv-cache.cpp) read during

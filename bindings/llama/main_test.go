@@ -13,7 +13,7 @@ import (
 	"github.com/keyformer/keyformer/bindings/internal/checkout"
 )
 
-// The tests need the pinned runtime and model fetched by build/deps.sh. They look at
+// The tests need the pinned runtime and model fetched by build/scripts/deps.sh. They look at
 // KEYFORMER_LLAMA_LIB_DIR and KEYFORMER_MODEL, then at build/deps/llama/cpu and
 // build/deps/models/smollm2.gguf under the repository root, and skip when neither is there.
 
@@ -38,7 +38,7 @@ func needLib(t testing.TB) *Lib {
 	testLibOnce.Do(func() {
 		dir := checkout.LibDir()
 		if _, err := os.Stat(filepath.Join(dir, libraryFiles[len(libraryFiles)-1])); err != nil {
-			testSkip = fmt.Sprintf("llama.cpp runtime not fetched (%v): run build/deps.sh or set KEYFORMER_LLAMA_LIB_DIR", err)
+			testSkip = fmt.Sprintf("llama.cpp runtime not fetched (%v): run build/scripts/deps.sh or set KEYFORMER_LLAMA_LIB_DIR", err)
 			return
 		}
 		if testing.Verbose() {
@@ -64,7 +64,7 @@ func needModel(t testing.TB) *Model {
 	testModelOnce.Do(func() {
 		p := checkout.ModelPath()
 		if _, err := os.Stat(p); err != nil {
-			testModelSkip = fmt.Sprintf("model not fetched (%v): run build/deps.sh or set KEYFORMER_MODEL", err)
+			testModelSkip = fmt.Sprintf("model not fetched (%v): run build/scripts/deps.sh or set KEYFORMER_MODEL", err)
 			return
 		}
 		testModel, testModelErr = l.LoadModel(p, nil)

@@ -10,7 +10,7 @@ import (
 )
 
 // The mirrors below follow build/deps/llama/include/llama.h of the pinned llama.cpp
-// (PinnedLlamaCpp, build/pins.env) field by field, for LP64 targets (linux and darwin, amd64 and
+// (PinnedLlamaCpp, build/scripts/pins.env) field by field, for LP64 targets (linux and darwin, amd64 and
 // arm64: pointers and size_t 8 bytes, enums 4 bytes, bool 1 byte, natural alignment). Explicit
 // `_` fields are the padding the C compiler inserts. Offsets were cross-checked with offsetof()
 // on the real header (gcc, x86-64) and are asserted at compile time at the end of this file;

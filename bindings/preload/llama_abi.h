@@ -1,4 +1,4 @@
-/* The part of llama.cpp's C API (the pinned release, build/pins.env) that the preload library
+/* The part of llama.cpp's C API (the pinned release, build/scripts/pins.env) that the preload library
  * interposes or calls, declared here so that `make lib` builds it without llama.cpp's headers.
  * The layouts are those of llama.h: tests/c/preload_abi.c checks every offset and size against the
  * real header, and the preload reads llama_context_default_params() back through this mirror at

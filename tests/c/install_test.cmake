@@ -40,7 +40,7 @@ if(MODE STREQUAL "find_package")
 elseif(MODE STREQUAL "pkg_config")
   find_program(PKG_CONFIG pkg-config)
   if(NOT PKG_CONFIG)
-    message(FATAL_ERROR "pkg-config not found (build/ensure-tools.sh installs it)")
+    message(FATAL_ERROR "pkg-config not found (build/scripts/ensure-tools.sh installs it)")
   endif()
   set(ENV{PKG_CONFIG_PATH} "${prefix}/lib/pkgconfig")
   execute_process(COMMAND "${PKG_CONFIG}" --modversion keyformer OUTPUT_VARIABLE v OUTPUT_STRIP_TRAILING_WHITESPACE

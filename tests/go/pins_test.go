@@ -15,10 +15,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// readPins returns the NAME=value lines of build/pins.env.
+// readPins returns the NAME=value lines of build/scripts/pins.env.
 func readPins(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := os.Open("../../build/pins.env")
+	f, err := os.Open("../../build/scripts/pins.env")
 	require.NoError(t, err)
 	defer f.Close()
 	pins := map[string]string{}
@@ -30,12 +30,12 @@ func readPins(t *testing.T) map[string]string {
 	}
 	require.NoError(t, sc.Err())
 	for _, k := range []string{"LLAMA_CPP", "NODE_LLAMA_CPP", "LLAMA_CPP_PYTHON", "LLAMA_CPP_PYTHON_SHA256", "LLAMA_CPP_PYTHON_LLAMA_CPP"} {
-		require.NotEmpty(t, pins[k], "build/pins.env sets %s", k)
+		require.NotEmpty(t, pins[k], "build/scripts/pins.env sets %s", k)
 	}
 	return pins
 }
 
-// TestPinsAreWrittenOnce keeps build/pins.env the one place the pinned versions are written: the
+// TestPinsAreWrittenOnce keeps build/scripts/pins.env the one place the pinned versions are written: the
 // files that must repeat one (npm's package.json, the Go constant, the Python package's lower
 // bound, the tested-versions line of docs/porting.md) agree with it, and no other tracked file
 // (measurement records apart, which say what they ran on) writes any of them.
@@ -43,13 +43,13 @@ func TestPinsAreWrittenOnce(t *testing.T) {
 	pins := readPins(t)
 	assert.Equal(t, pins["LLAMA_CPP"], llama.PinnedLlamaCpp, "bindings/llama's PinnedLlamaCpp")
 	for _, name := range []string{"llama", "cuda"} {
-		b, err := os.ReadFile("../../build/npm/" + name + "/package.json")
+		b, err := os.ReadFile("../../build/scripts/npm/" + name + "/package.json")
 		require.NoError(t, err)
 		var pkg struct{ Dependencies map[string]string }
 		require.NoError(t, json.Unmarshal(b, &pkg))
 		require.NotEmpty(t, pkg.Dependencies)
 		for dep, v := range pkg.Dependencies {
-			assert.Equal(t, pins["NODE_LLAMA_CPP"], v, "build/npm/%s/package.json: %s", name, dep)
+			assert.Equal(t, pins["NODE_LLAMA_CPP"], v, "build/scripts/npm/%s/package.json: %s", name, dep)
 		}
 	}
 	pyproject, err := os.ReadFile("../../bindings/python/pyproject.toml")
@@ -67,7 +67,7 @@ func TestPinsAreWrittenOnce(t *testing.T) {
 	if err != nil {
 		t.Skipf("not a git checkout (%v): the search for other copies needs git ls-files", err)
 	}
-	allowed := regexp.MustCompile(`^(build/pins\.env|build/npm/[^/]+/package(-lock)?\.json|bindings/llama/internals\.go|` +
+	allowed := regexp.MustCompile(`^(build/scripts/pins\.env|build/scripts/npm/[^/]+/package(-lock)?\.json|bindings/llama/internals\.go|` +
 		`bindings/python/pyproject\.toml|docs/porting\.md|docs/RESULTS(-archive)?\.md|docs/results/.*)$`)
 	var copies []string
 	for _, file := range strings.Fields(string(out)) {
@@ -84,5 +84,5 @@ func TestPinsAreWrittenOnce(t *testing.T) {
 			}
 		}
 	}
-	assert.Empty(t, copies, "pinned versions written outside build/pins.env: read them from there")
+	assert.Empty(t, copies, "pinned versions written outside build/scripts/pins.env: read them from there")
 }

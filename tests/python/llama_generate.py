@@ -3,7 +3,7 @@
 
     python3 tests/python/llama_generate.py [--attach default|path|soname|global] [--budget 256] ...
 
-The pinned llama.cpp runtime and SmolLM2 come from build/deps (bash build/deps.sh). The script
+The pinned llama.cpp runtime and SmolLM2 come from build/deps (bash build/scripts/deps.sh). The script
 declares the few llama.h functions and structs it needs (the pinned llama.cpp's ABI, checked against
 llama_*_default_params at start), puts keyformer's C eval callback in the context parameters,
 feeds a long prompt in n_ubatch chunks through a cache of budget + n_ubatch cells with
@@ -18,7 +18,7 @@ llama_* symbols are not in the process's global scope:
   re-opened with RTLD_NOLOAD). Works.
 * ``path``: the same load, ``llama_attach(lctx, llama_library=<the path given to CDLL>)``: re-opened
   with RTLD_NOLOAD. Works.
-* ``soname``: ``llama_library="libllama.vX.Y.Z.so"`` (the SONAME, X.Y.Z the release build/pins.env
+* ``soname``: ``llama_library="libllama.vX.Y.Z.so"`` (the SONAME, X.Y.Z the release build/scripts/pins.env
   pins): dlopen matches bare names against
   SONAMEs. Works; ``"libllama.so"`` (the link name) does not (an error that says so).
 * ``global``: ``ctypes.CDLL(libllama, mode=RTLD_GLOBAL)``, ``llama_attach(lctx)``: RTLD_DEFAULT finds
@@ -38,8 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-def read_pins(path=os.path.join(ROOT, "build", "pins.env")):
-    """The NAME=value lines of build/pins.env: the pinned versions."""
+def read_pins(path=os.path.join(ROOT, "build", "scripts", "pins.env")):
+    """The NAME=value lines of build/scripts/pins.env: the pinned versions."""
     with open(path) as f:
         return dict(line.strip().split("=", 1) for line in f if "=" in line and not line.lstrip().startswith("#"))
 

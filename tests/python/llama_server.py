@@ -20,10 +20,10 @@ def model_path(name="smollm2"):
 
 
 def server_binary():
-    """The pinned llama-server (build/llama-server.sh builds it the first time)."""
-    r = subprocess.run(["bash", os.path.join(ROOT, "build", "llama-server.sh")], stdout=subprocess.PIPE, text=True,
+    """The pinned llama-server (build/scripts/llama-server.sh builds it the first time)."""
+    r = subprocess.run(["bash", os.path.join(ROOT, "build", "scripts", "llama-server.sh")], stdout=subprocess.PIPE, text=True,
                        timeout=3600)
-    assert r.returncode == 0, "build/llama-server.sh failed"
+    assert r.returncode == 0, "build/scripts/llama-server.sh failed"
     return r.stdout.strip().splitlines()[-1]
 
 

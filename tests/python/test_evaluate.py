@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-pytest.importorskip("rouge_score", reason="rouge-score is not installed (build/venv.sh)")
-pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
+pytest.importorskip("rouge_score", reason="rouge-score is not installed (build/scripts/venv.sh)")
+pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/scripts/venv.sh)")
 
 import eval_helpers  # noqa: E402
 from eval_helpers import PNG_MAGIC, run_cli  # noqa: E402

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
+pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/scripts/venv.sh)")
 
 from eval_helpers import PNG_MAGIC, approx, run_cli, run_json, write_jsonl  # noqa: E402
 from keyformer_eval import questions as eval_questions, records  # noqa: E402

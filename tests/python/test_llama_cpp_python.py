@@ -1,9 +1,9 @@
 """keyformer in a fresh venv, as a user gets it: ``pip install bindings/python`` (which builds and
-bundles libkeyformer.so) next to llama-cpp-python (build/pins.env pins it), whose own llama.cpp
+bundles libkeyformer.so) next to llama-cpp-python (build/scripts/pins.env pins it), whose own llama.cpp
 (the commit its sdist vendors, not the one build/deps pins) keyformer attaches to through the C ABI.
 
 llama-cpp-python's wheel is built once from its source distribution into build/deps
-(build/llama-cpp-python.sh, about 5 minutes on 2 cores; reused after). The venv is made once per
+(build/scripts/llama-cpp-python.sh, about 5 minutes on 2 cores; reused after). The venv is made once per
 test run; each scenario runs llama_cpp_python_run.py in it, as a subprocess (one llama.cpp per
 process), with no KEYFORMER_LIB and no PYTHONPATH.
 """
@@ -30,8 +30,8 @@ EVICTING = ["keydiff", "keyformer", "h2o", "tova", "peak", "streaming", "window"
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory):
     if not os.path.exists(MODEL):
-        pytest.skip("model not found at %s: fetch it with `bash build/deps.sh` (make deps)" % MODEL)
-    build = subprocess.run(["bash", os.path.join(ROOT, "build", "llama-cpp-python.sh")], capture_output=True,
+        pytest.skip("model not found at %s: fetch it with `bash build/scripts/deps.sh` (make deps)" % MODEL)
+    build = subprocess.run(["bash", os.path.join(ROOT, "build", "scripts", "llama-cpp-python.sh")], capture_output=True,
                            text=True, timeout=3600)
     assert build.returncode == 0, build.stderr[-4000:]
     wheel = build.stdout.strip().splitlines()[-1]

@@ -1,6 +1,6 @@
 """llama-server, unmodified, with keyformer by LD_PRELOAD (build/lib/libkeyformer-preload.so).
 
-The pinned release's llama-server (build/llama-server.sh builds it once into build/deps) is started
+The pinned release's llama-server (build/scripts/llama-server.sh builds it once into build/deps) is started
 twice with the same arguments, plain and with ``LD_PRELOAD`` and ``KEYFORMER_BUDGET``, on SmolLM2,
 4 slots of 8192 positions each (``-c 32768 -np 4``, one KV stream per slot), and driven over HTTP
 with the openai client and plain requests: memory, concurrent chats longer than the cells,

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-// Package checkout finds what build/deps.sh fetched into a keyformer checkout (the llama.cpp
+// Package checkout finds what build/scripts/deps.sh fetched into a keyformer checkout (the llama.cpp
 // runtime, the models) and fetches a known model on first use. The tests and the lab's command
 // line use it; the library does not.
 package checkout
@@ -17,7 +17,7 @@ import (
 
 // LibDir returns where the llama.cpp runtime is expected: $KEYFORMER_LLAMA_LIB_DIR, else
 // build/deps/llama/cpu under the repository that holds the working directory (where
-// build/deps.sh puts it).
+// build/scripts/deps.sh puts it).
 func LibDir() string {
 	if d := os.Getenv("KEYFORMER_LLAMA_LIB_DIR"); d != "" {
 		return d
@@ -53,16 +53,16 @@ func Root() string {
 	}
 }
 
-// KnownModel is a model that --model takes by name: build/deps.sh fetches it into
+// KnownModel is a model that --model takes by name: build/scripts/deps.sh fetches it into
 // build/deps/models/<Name>.gguf (a link to the pinned file).
 type KnownModel struct {
 	Name        string
 	Description string
-	// DepsArgs are build/deps.sh's arguments that fetch it.
+	// DepsArgs are build/scripts/deps.sh's arguments that fetch it.
 	DepsArgs []string
 }
 
-// knownModels is the one list of model names on the Go side; build/deps.sh's model_spec lists the
+// knownModels is the one list of model names on the Go side; build/scripts/deps.sh's model_spec lists the
 // same names (TestModelNamesMatchDepsScript checks that the two agree).
 var knownModels = []KnownModel{
 	{"smollm2", "SmolLM2-135M-Instruct Q4_1, 94 MB, what make deps fetches", nil},
@@ -85,7 +85,7 @@ func KnownModelNames() string {
 // ResolveModel turns a --model value into the path of a GGUF file. An existing file is returned as
 // it is. A known name (KnownModels: smollm2, qwen2.5-coder-1.5b, qwen2.5-coder-0.5b) gives
 // build/deps/models/<name>.gguf under Root; when that file is missing, ResolveModel first runs
-// `bash build/deps.sh --model NAME` (plain `build/deps.sh` for smollm2), which fetches and verifies
+// `bash build/scripts/deps.sh --model NAME` (plain `build/scripts/deps.sh` for smollm2), which fetches and verifies
 // it, with the script's output on this process's stderr. A value that looks like a path (it holds a
 // path separator or ends in .gguf) but names no file gives the os.Stat error (fs.ErrNotExist);
 // anything else is an error that names the known models.
@@ -102,8 +102,8 @@ func ResolveModel(value string) (string, error) {
 		if _, err := os.Stat(path); err == nil {
 			return path, nil
 		}
-		script := filepath.Join(root, "build", "deps.sh")
-		run := strings.Join(append([]string{"build/deps.sh"}, m.DepsArgs...), " ")
+		script := filepath.Join(root, "build", "scripts", "deps.sh")
+		run := strings.Join(append([]string{"build/scripts/deps.sh"}, m.DepsArgs...), " ")
 		fmt.Fprintf(os.Stderr, "model %s: %s is missing, running %s\n", m.Name, path, run)
 		cmd := exec.Command("bash", append([]string{script}, m.DepsArgs...)...)
 		cmd.Dir = root
@@ -112,7 +112,7 @@ func ResolveModel(value string) (string, error) {
 			return "", fmt.Errorf("model %s: %s failed: %w", m.Name, run, err)
 		}
 		if _, err := os.Stat(path); err != nil {
-			return "", fmt.Errorf("model %s: build/deps.sh did not produce it: %w", m.Name, err)
+			return "", fmt.Errorf("model %s: build/scripts/deps.sh did not produce it: %w", m.Name, err)
 		}
 		return path, nil
 	}

@@ -17,7 +17,7 @@ import (
 
 // These tests need no llama.cpp runtime and fetch nothing.
 
-// depsScriptModelNames returns the labels of the case statement in build/deps.sh's model_spec.
+// depsScriptModelNames returns the labels of the case statement in build/scripts/deps.sh's model_spec.
 func depsScriptModelNames(t *testing.T, script string) []string {
 	t.Helper()
 	b, err := os.ReadFile(script)
@@ -26,7 +26,7 @@ func depsScriptModelNames(t *testing.T, script string) []string {
 	}
 	_, body, ok := strings.Cut(string(b), "\nmodel_spec() {\n")
 	if !ok {
-		t.Fatal("build/deps.sh has no model_spec() function")
+		t.Fatal("build/scripts/deps.sh has no model_spec() function")
 	}
 	body, _, _ = strings.Cut(body, "\n}\n")
 	label := regexp.MustCompile(`(?m)^\s*([a-z0-9][a-z0-9.|-]*)\)`)
@@ -35,16 +35,16 @@ func depsScriptModelNames(t *testing.T, script string) []string {
 		names = append(names, strings.Split(m[1], "|")...)
 	}
 	if len(names) == 0 {
-		t.Fatal("build/deps.sh's model_spec has no case labels")
+		t.Fatal("build/scripts/deps.sh's model_spec has no case labels")
 	}
 	return names
 }
 
-// TestModelNamesMatchDepsScript fails when knownModels and build/deps.sh's list drift apart: the
+// TestModelNamesMatchDepsScript fails when knownModels and build/scripts/deps.sh's list drift apart: the
 // script's model_spec has the same names, its option parser takes every Go name (and refuses a
 // made-up one), and its --help mentions every name.
 func TestModelNamesMatchDepsScript(t *testing.T) {
-	script := filepath.Join(Root(), "build", "deps.sh")
+	script := filepath.Join(Root(), "build", "scripts", "deps.sh")
 	var goNames []string
 	for _, m := range KnownModels() {
 		goNames = append(goNames, m.Name)
@@ -53,12 +53,12 @@ func TestModelNamesMatchDepsScript(t *testing.T) {
 	slices.Sort(goNames)
 	slices.Sort(shNames)
 	if !slices.Equal(goNames, shNames) {
-		t.Errorf("knownModels in checkout.go has %v, build/deps.sh's model_spec has %v", goNames, shNames)
+		t.Errorf("knownModels in checkout.go has %v, build/scripts/deps.sh's model_spec has %v", goNames, shNames)
 	}
 
 	help, err := exec.Command("bash", script, "--help").Output()
 	if err != nil {
-		t.Fatalf("build/deps.sh --help: %v", err)
+		t.Fatalf("build/scripts/deps.sh --help: %v", err)
 	}
 	// --print touches nothing and fetches nothing; the names are checked before it runs
 	run := func(args ...string) string {
@@ -70,11 +70,11 @@ func TestModelNamesMatchDepsScript(t *testing.T) {
 	}
 	for _, m := range KnownModels() {
 		if !bytes.Contains(help, []byte(m.Name)) {
-			t.Errorf("build/deps.sh --help does not mention %s", m.Name)
+			t.Errorf("build/scripts/deps.sh --help does not mention %s", m.Name)
 		}
 		for _, args := range [][]string{{"--model", m.Name}, {"--model=" + m.Name}} {
 			if out := run(args...); strings.Contains(out, "unknown model") {
-				t.Errorf("build/deps.sh %s: %s", strings.Join(args, " "), out)
+				t.Errorf("build/scripts/deps.sh %s: %s", strings.Join(args, " "), out)
 			}
 		}
 		if m.Name != "smollm2" && !slices.Equal(m.DepsArgs, []string{"--model", m.Name}) {
@@ -83,31 +83,33 @@ func TestModelNamesMatchDepsScript(t *testing.T) {
 	}
 	out := run("--model", "no-such-model")
 	if !strings.Contains(out, "unknown model 'no-such-model'") {
-		t.Errorf("build/deps.sh --model no-such-model said %q", out)
+		t.Errorf("build/scripts/deps.sh --model no-such-model said %q", out)
 	}
 	for _, name := range goNames {
 		if !strings.Contains(out, name) {
-			t.Errorf("build/deps.sh's error for an unknown model does not list %s: %q", name, out)
+			t.Errorf("build/scripts/deps.sh's error for an unknown model does not list %s: %q", name, out)
 		}
 	}
 }
 
 func TestResolveModel(t *testing.T) {
-	// a fake checkout whose build/deps.sh records its arguments and creates the model's link
+	// a fake checkout whose build/scripts/deps.sh records its arguments and creates the model's link
 	root := t.TempDir()
 	t.Chdir(root)
 	if err := os.WriteFile("go.mod", []byte("module fake\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll("build/deps/models", 0o755); err != nil {
-		t.Fatal(err)
+	for _, dir := range []string{"build/deps/models", "build/scripts"} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	fake := `cd "$(dirname "$0")/deps/models"
+	fake := `cd "$(dirname "$0")/../deps/models"
 echo "fake deps.sh $*" >&2
 printf '%s\n' "$*" >>args
 if [[ $1 == --model ]]; then touch "$2.gguf"; else touch smollm2.gguf; fi
 `
-	if err := os.WriteFile("build/deps.sh", []byte(fake), 0o755); err != nil {
+	if err := os.WriteFile("build/scripts/deps.sh", []byte(fake), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	models := filepath.Join(root, "build", "deps", "models")
@@ -121,7 +123,7 @@ if [[ $1 == --model ]]; then touch "$2.gguf"; else touch smollm2.gguf; fi
 		t.Errorf(`ResolveModel("my.gguf") = %q, %v`, got, err)
 	}
 
-	// a name whose file is missing runs build/deps.sh once; then it is there
+	// a name whose file is missing runs build/scripts/deps.sh once; then it is there
 	for _, tc := range []struct{ name, args string }{
 		{"qwen2.5-coder-1.5b", "--model qwen2.5-coder-1.5b\n"},
 		{"qwen2.5-coder-0.5b", "--model qwen2.5-coder-0.5b\n"},
@@ -136,7 +138,7 @@ if [[ $1 == --model ]]; then touch "$2.gguf"; else touch smollm2.gguf; fi
 			}
 		}
 		if got := args(); got != tc.args {
-			t.Errorf("ResolveModel(%q) ran build/deps.sh with %q, want %q (once)", tc.name, got, tc.args)
+			t.Errorf("ResolveModel(%q) ran build/scripts/deps.sh with %q, want %q (once)", tc.name, got, tc.args)
 		}
 	}
 
@@ -159,15 +161,15 @@ if [[ $1 == --model ]]; then touch "$2.gguf"; else touch smollm2.gguf; fi
 		}
 	}
 	if got := args(); got != "" {
-		t.Errorf("build/deps.sh ran for a path or an unknown name (%q)", got)
+		t.Errorf("build/scripts/deps.sh ran for a path or an unknown name (%q)", got)
 	}
 
-	// a failing build/deps.sh is an error
-	if err := os.WriteFile("build/deps.sh", []byte("echo 'keyformer deps: error: no network' >&2; exit 1\n"), 0o755); err != nil {
+	// a failing build/scripts/deps.sh is an error
+	if err := os.WriteFile("build/scripts/deps.sh", []byte("echo 'keyformer deps: error: no network' >&2; exit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	_ = os.Remove(filepath.Join(models, "qwen2.5-coder-1.5b.gguf"))
-	if _, err := ResolveModel("qwen2.5-coder-1.5b"); err == nil || !strings.Contains(err.Error(), "build/deps.sh --model qwen2.5-coder-1.5b failed") {
-		t.Errorf("ResolveModel with a failing build/deps.sh: %v", err)
+	if _, err := ResolveModel("qwen2.5-coder-1.5b"); err == nil || !strings.Contains(err.Error(), "build/scripts/deps.sh --model qwen2.5-coder-1.5b failed") {
+		t.Errorf("ResolveModel with a failing build/scripts/deps.sh: %v", err)
 	}
 }

@@ -44,7 +44,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 // model, threads, ubatch, and the eviction window and noise seed.
 func (f *runFlags) registerRuntime(fs *flag.FlagSet) {
 	fs.StringVar(&f.model, "model", checkout.ModelPath(), "GGUF model: a file, or a name ("+checkout.KnownModelNames()+
-		") that build/deps.sh fetches into build/deps/models/ on first use")
+		") that build/scripts/deps.sh fetches into build/deps/models/ on first use")
 	fs.StringVar(&f.libDir, "lib-dir", checkout.LibDir(), "folder of the llama.cpp runtime (libllama, libggml*)")
 	fs.IntVar(&f.ubatch, "ubatch", 512, "tokens per ubatch (prompt chunk)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (default: all)")

@@ -28,7 +28,7 @@ labelled with the operation's name. Callers that need a different schedule pass 
 the default one is netutil.DefaultBackoff, which holds the numbers above.`
 
 // needQwen skips unless the llama.cpp runtime and the Qwen2.5-Coder-1.5B model are in place
-// (bash build/deps.sh --model qwen2.5-coder-1.5b, or make model-qwen); the test never fetches it.
+// (bash build/scripts/deps.sh --model qwen2.5-coder-1.5b, or make model-qwen); the test never fetches it.
 func needQwen(t *testing.T) {
 	t.Helper()
 	if testing.Short() {

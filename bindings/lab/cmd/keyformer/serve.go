@@ -34,7 +34,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 }
 
 // serveLaunchOf reads `serve [flags] -- <llama-server arguments>` against the environment env:
-// the server (--server, else the pinned release built by build/llama-server.sh, which builds it
+// the server (--server, else the pinned release built by build/scripts/llama-server.sh, which builds it
 // the first time with its progress on stderr), LD_PRELOAD with libkeyformer-preload.so in front
 // (--preload, else build/lib/ of the checkout), and KEYFORMER_BUDGET, KEYFORMER_POLICY and
 // KEYFORMER_STATS from the flags (other KEYFORMER_* variables of env pass through).
@@ -49,7 +49,7 @@ func serveLaunchOf(args, env []string, stderr io.Writer) (serveLaunch, error) {
 	budget := fs.Int("budget", 2048, "KV cells kept per sequence (slot)")
 	policy := fs.String("policy", "", "eviction policy ("+strings.Join(keyformer.PolicyNames(), ", ")+"; empty: the library's default)")
 	stats := fs.String("stats", "", "file to append one JSON line per eviction step to (KEYFORMER_STATS)")
-	server := fs.String("server", "", "llama-server binary (empty: the pinned release, built by build/llama-server.sh)")
+	server := fs.String("server", "", "llama-server binary (empty: the pinned release, built by build/scripts/llama-server.sh)")
 	preload := fs.String("preload", "", "libkeyformer-preload.so (empty: build/lib/ of this checkout)")
 	var rest []string
 	for i, a := range args {
@@ -111,10 +111,10 @@ func serveLaunchOf(args, env []string, stderr io.Writer) (serveLaunch, error) {
 	return serveLaunch{Path: path, Argv: append([]string{path}, rest...), Env: out}, nil
 }
 
-// pinnedServer runs build/llama-server.sh under root (which builds llama-server the first time)
+// pinnedServer runs build/scripts/llama-server.sh under root (which builds llama-server the first time)
 // and returns the binary's path, its last line of output.
 func pinnedServer(root string, stderr io.Writer) (string, error) {
-	script := filepath.Join(root, "build", "llama-server.sh")
+	script := filepath.Join(root, "build", "scripts", "llama-server.sh")
 	if _, err := os.Stat(script); err != nil {
 		return "", fmt.Errorf("serve: no --server and no %s: %w", script, err)
 	}
@@ -122,11 +122,11 @@ func pinnedServer(root string, stderr io.Writer) (string, error) {
 	cmd.Dir, cmd.Stderr = root, stderr
 	b, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("serve: build/llama-server.sh: %w", err)
+		return "", fmt.Errorf("serve: build/scripts/llama-server.sh: %w", err)
 	}
 	out := strings.TrimSpace(string(b))
 	if out == "" {
-		return "", errors.New("serve: build/llama-server.sh printed no path")
+		return "", errors.New("serve: build/scripts/llama-server.sh printed no path")
 	}
 	return out[strings.LastIndexByte(out, '\n')+1:], nil
 }

