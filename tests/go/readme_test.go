@@ -33,3 +33,10 @@ func TestReadmeSnippetsAreTheTestedFiles(t *testing.T) {
 	lines := strings.Count(strings.TrimSpace(blocks[0][1]), "\n") + 1
 	assert.LessOrEqual(t, lines, 16, "the C/C++ snippet stays short")
 }
+
+// TestReadmeIsShort keeps the README a user reads top to bottom: numbers and manuals live in docs/.
+func TestReadmeIsShort(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	assert.Less(t, strings.Count(string(readme), "\n"), 200, "README.md's lines (move detail to docs/)")
+}
