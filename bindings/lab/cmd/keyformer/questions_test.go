@@ -48,7 +48,10 @@ func TestEvalQuestions(t *testing.T) {
 		case "full":
 			assert.Equal(t, int64(a.KVCells)*smolLM2CellBytes, a.KVBytes)
 		case "kv-q8_0":
-			assert.Equal(t, full[a.ID].KVCells, a.KVCells, "%s: the quantized cache holds everything", a.ID)
+			assert.Greater(t, a.KVCells, a.PromptTokens, "%s: the quantized cache holds the whole document and the question", a.ID)
+			if a.Kind == "choice" { // one token generated; a recall answer's length may differ under q8_0
+				assert.Equal(t, full[a.ID].KVCells, a.KVCells, "%s: the quantized cache holds what the full one holds", a.ID)
+			}
 			assert.Equal(t, int64(a.KVCells)*smolLM2CellBytes*34/64, a.KVBytes, "q8_0: 34 bytes per 32 elements")
 		default:
 			assert.Less(t, a.KVCells, a.PromptTokens, "%s %s: the cache holds less than the document", a.Policy, a.ID)
