@@ -62,8 +62,8 @@ type KnownModel struct {
 	DepsArgs []string
 }
 
-// knownModels is the one list of model names on the Go side; build/scripts/deps.sh's model_spec lists the
-// same names (TestModelNamesMatchDepsScript checks that the two agree).
+// knownModels is the one list of model names on the Go side; build/scripts/deps.sh's model_spec
+// lists the same names (TestModelNamesMatchDepsScript checks that the two agree).
 var knownModels = []KnownModel{
 	{"smollm2", "SmolLM2-135M-Instruct Q4_1, 94 MB, what make deps fetches", nil},
 	{"qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.1 GB", []string{"--model", "qwen2.5-coder-1.5b"}},
@@ -85,10 +85,10 @@ func KnownModelNames() string {
 // ResolveModel turns a --model value into the path of a GGUF file. An existing file is returned as
 // it is. A known name (KnownModels: smollm2, qwen2.5-coder-1.5b, qwen2.5-coder-0.5b) gives
 // build/deps/models/<name>.gguf under Root; when that file is missing, ResolveModel first runs
-// `bash build/scripts/deps.sh --model NAME` (plain `build/scripts/deps.sh` for smollm2), which fetches and verifies
-// it, with the script's output on this process's stderr. A value that looks like a path (it holds a
-// path separator or ends in .gguf) but names no file gives the os.Stat error (fs.ErrNotExist);
-// anything else is an error that names the known models.
+// `bash build/scripts/deps.sh --model NAME` (no argument for smollm2), which fetches and
+// verifies it, with the script's output on this process's stderr. A value that looks like a path
+// (it holds a path separator or ends in .gguf) but names no file gives the os.Stat error
+// (fs.ErrNotExist); anything else is an error that names the known models.
 func ResolveModel(value string) (string, error) {
 	if st, err := os.Stat(value); err == nil && !st.IsDir() {
 		return value, nil

@@ -26,7 +26,7 @@ func pythonPath() string {
 }
 
 // runEvaluate runs `python -m keyformer_eval ARGS...` (bindings/lab/python/keyformer_eval/ and the
-// keyformer package it imports, found through PYTHONPATH), with its stdout going to out and its stderr to ours.
+// keyformer package it imports, found through PYTHONPATH), its stdout to out and stderr to ours.
 func runEvaluate(out io.Writer, args ...string) error {
 	py := pythonPath()
 	cmd := exec.Command(py, append([]string{"-m", "keyformer_eval"}, args...)...)
