@@ -13,6 +13,7 @@ import (
 func BenchmarkObserveGo(b *testing.B) {
 	const nKV, heads, headsKV = 4096, 9, 3
 	cfg := keyformer.DefaultConfig(keyformer.Shape{Layers: 1, QueryHeads: heads, KVHeads: headsKV})
+	cfg.Policy = keyformer.PolicyKeyformer // the default (KeyDiff) reads keys, not attention
 	cfg.Budget = keyformer.Tokens(nKV / 2)
 	tr, err := keyformer.NewTracker(cfg)
 	if err != nil {
