@@ -1,8 +1,6 @@
 package main
 
 /*
-#include <pthread.h>
-#include <stdlib.h>
 #include "errors.h"
 #include "keyformer.h"
 */
@@ -13,7 +11,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/keyformer/keyformer/keyformer"
 )
@@ -95,7 +92,7 @@ func lastError(h uintptr) *C.char {
 	if lookup(h) == nil {
 		h = 0
 	}
-	return (*C.char)(unsafe.Pointer(C.kf_last_error(C.uintptr_t(h)))) // const char * in C; never written through
+	return C.kf_last_error(C.uintptr_t(h)) // const char * in C; never written through
 }
 
 // errorText returns the last error of handle h as a Go string.
